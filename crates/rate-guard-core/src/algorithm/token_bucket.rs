@@ -1,0 +1,151 @@
+//! Token bucket as GCRA: per key, the time of the last admission and the backlog then.
+//!
+//! The theoretical arrival time (`tat`) of GCRA is kept as `at + debt`: `at` a whole
+//! microsecond, `debt` (an `f64`, at most `burst × interval`) the backlog of admitted work at
+//! `at`. Keeping the fractional part small, instead of adding fractions to a timestamp near 2^51,
+//! keeps every sum exact to far below a microsecond. With `interval = period / limit`, in this
+//! order:
+//!
+//! ```text
+//! n        = max(now, at)                          -- a clock that steps back waits for `at`
+//! backlog  = max(debt - (n - at), 0)
+//! excess k = backlog - (burst - k) * interval      -- how long until cost k fits, from n
+//! admits k = excess k <= interval * 1e-6
+//! new at   = n;  new debt = backlog + cost * interval
+//! ```
+//!
+//! The tolerance (a millionth of a token) absorbs the last-bit differences between adding the
+//! interval k times and multiplying it by k, so that `remaining` unit requests in a row are
+//! admitted exactly as reported; it can never add up to an extra admission. A denied request
+//! waits the first whole microsecond at which the same predicate holds.
+
+use std::time::Duration;
+
+use super::{largest_satisfying, never, smallest_satisfying, State};
+use crate::decision::Decision;
+use crate::rule::Rule;
+
+/// Fraction of an interval by which `excess` may exceed zero and still admit.
+const TOLERANCE: f64 = 1e-6;
+
+/// GCRA state: the theoretical arrival time is `at + debt`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TokenBucketState {
+    /// When the last request was admitted, microseconds since the epoch.
+    pub at: u64,
+    /// The backlog at `at`, in microseconds: how long until the bucket is full again.
+    pub debt: f64,
+}
+
+impl TokenBucketState {
+    pub(super) fn expires_at(&self) -> u64 {
+        self.at + self.debt.ceil() as u64
+    }
+}
+
+pub(super) fn of(state: Option<&State>) -> Option<&TokenBucketState> {
+    match state {
+        Some(State::TokenBucket(s)) => Some(s),
+        _ => None,
+    }
+}
+
+struct Bucket {
+    interval: f64,
+    burst: u64,
+    /// `max(now, at)`.
+    n: u64,
+    /// `n - now`: non-zero only when the clock stepped back.
+    ahead: u64,
+    /// `debt - (n - at)`, not yet floored at zero.
+    raw_backlog: f64,
+}
+
+impl Bucket {
+    fn new(rule: &Rule, state: Option<&TokenBucketState>, now: u64) -> Self {
+        let (at, debt) = state.map_or((now, 0.0), |s| (s.at, s.debt));
+        let n = now.max(at);
+        Self {
+            interval: rule.period_micros() as f64 / f64::from(rule.count()),
+            burst: u64::from(rule.capacity()),
+            n,
+            ahead: n - now,
+            raw_backlog: debt - (n - at) as f64,
+        }
+    }
+
+    fn backlog(&self) -> f64 {
+        self.raw_backlog.max(0.0)
+    }
+
+    fn admits(&self, backlog: f64, cost: u64) -> bool {
+        backlog - (self.burst - cost) as f64 * self.interval <= self.interval * TOLERANCE
+    }
+
+    fn remaining(&self, backlog: f64) -> u64 {
+        let estimate = self.burst as f64 - backlog / self.interval;
+        largest_satisfying(self.burst, estimate, |k| self.admits(backlog, k))
+    }
+
+    /// Microseconds from `now` until the backlog is gone.
+    fn reset_after(&self, backlog: f64) -> u64 {
+        self.ahead + backlog.ceil() as u64
+    }
+
+    /// Microseconds from `now` until a request of `cost` fits.
+    fn retry_after(&self, cost: u64) -> u64 {
+        let slack = (self.burst - cost) as f64 * self.interval + self.interval * TOLERANCE;
+        let estimate = self.raw_backlog - slack;
+        // Once the backlog is gone any cost up to `burst` fits, so the search ends by then.
+        let hi = self.backlog().ceil() as u64 + 1;
+        let wait = smallest_satisfying(0, hi, estimate, |d| {
+            self.admits((self.raw_backlog - d as f64).max(0.0), cost)
+        });
+        self.ahead + wait
+    }
+}
+
+pub(super) fn decide(
+    rule: &Rule,
+    state: Option<&TokenBucketState>,
+    now: u64,
+    cost: u32,
+) -> Decision {
+    let bucket = Bucket::new(rule, state, now);
+    let cost = u64::from(cost);
+    let backlog = bucket.backlog();
+    if cost > bucket.burst {
+        let remaining = bucket.remaining(backlog);
+        return never(
+            rule.capacity(),
+            remaining as u32,
+            bucket.reset_after(backlog),
+        );
+    }
+    let allowed = bucket.admits(backlog, cost);
+    let after = if allowed {
+        backlog + cost as f64 * bucket.interval
+    } else {
+        backlog
+    };
+    Decision {
+        allowed,
+        limit: rule.capacity(),
+        remaining: bucket.remaining(after) as u32,
+        reset_after: Duration::from_micros(bucket.reset_after(after)),
+        retry_after: (!allowed).then(|| Duration::from_micros(bucket.retry_after(cost))),
+    }
+}
+
+pub(super) fn consume(
+    rule: &Rule,
+    state: Option<&TokenBucketState>,
+    now: u64,
+    cost: u32,
+) -> TokenBucketState {
+    let bucket = Bucket::new(rule, state, now);
+    TokenBucketState {
+        at: bucket.n,
+        debt: bucket.backlog() + f64::from(cost) * bucket.interval,
+    }
+}

@@ -1,0 +1,117 @@
+//! The crate's errors: [`ConfigError`] (a limiter that cannot be built) and [`StoreError`]
+//! (a store that could not decide). Being limited is never an error: it is a [`Decision`].
+//!
+//! [`Decision`]: crate::Decision
+
+use std::time::Duration;
+
+use crate::algorithm::Algorithm;
+use crate::quota::QuotaError;
+use crate::rate_str::ParseError;
+
+/// Configuration that cannot make a valid limiter.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A rate string that does not parse.
+    #[error(transparent)]
+    Rate(#[from] ParseError),
+    /// A quota out of bounds.
+    #[error(transparent)]
+    Quota(#[from] QuotaError),
+    /// A burst given to an algorithm other than the token bucket.
+    #[error("burst is only meaningful for token_bucket, not {algorithm}")]
+    BurstWithoutTokenBucket {
+        /// The rule's algorithm.
+        algorithm: Algorithm,
+    },
+    /// A burst of zero.
+    #[error("burst must be at least 1")]
+    ZeroBurst,
+    /// A rule name unfit for keys.
+    #[error("invalid rule name {name:?}: {reason}")]
+    InvalidRuleName {
+        /// The name (cut short when huge).
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// Two rules of one limiter with the same id would share their state.
+    #[error("two rules share the id {id:?}; give one of them another name")]
+    DuplicateRuleId {
+        /// The shared id.
+        id: String,
+    },
+    /// A limiter with no rule.
+    #[error("a limiter needs at least one rule")]
+    NoRules,
+    /// A key prefix unfit for keys.
+    #[error("invalid key prefix {prefix:?}: {reason}")]
+    InvalidKeyPrefix {
+        /// The prefix (cut short when huge).
+        prefix: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A memory store limit that cannot work.
+    #[error("invalid memory store setting: {0}")]
+    MemoryStore(&'static str),
+}
+
+/// A store that could not decide a request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// No answer within the time allowed.
+    #[error("store timed out after {0:?}")]
+    Timeout(Duration),
+    /// The store cannot be reached (connection refused, reset, closed).
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The store answered with an error (a script error, an unexpected reply, a refusal).
+    #[error("store refused the request: {0}")]
+    Refused(String),
+    /// A request that no store could decide (no rules, a bad cost).
+    #[error("invalid request: {0}")]
+    InvalidRequest(&'static str),
+}
+
+impl StoreError {
+    /// Whether trying again later may succeed (timeouts and unreachable stores).
+    #[must_use]
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Timeout(_) | StoreError::Unavailable(_))
+    }
+
+    /// Whether this is a timeout (as opposed to a refusal or a failure to connect).
+    #[must_use]
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, StoreError::Timeout(_))
+    }
+}
+
+/// Anything a [`Limiter`](crate::Limiter) can fail with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Invalid configuration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The store could not decide.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Error {
+    /// Whether trying again later may succeed.
+    #[must_use]
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Error::Store(e) if e.is_transient())
+    }
+}
+
+impl From<ParseError> for Error {
+    fn from(e: ParseError) -> Self {
+        Error::Config(e.into())
+    }
+}

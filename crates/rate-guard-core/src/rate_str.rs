@@ -1,0 +1,352 @@
+//! The one parser for rate strings such as `"100/minute"` or `"10 per second; 1000/hour"`.
+//!
+//! Grammar (case-insensitive; ASCII whitespace is allowed around every token):
+//!
+//! ```text
+//! rates      := limit (separator limit)*
+//! separator  := ";" | "," | "|"
+//! limit      := COUNT ("/" | "per") [MULTIPLIER] UNIT
+//! COUNT      := decimal digits, 1 ..= 4294967295
+//! MULTIPLIER := decimal digits, at least 1; MULTIPLIER × UNIT is at most 10000 days
+//! UNIT       := second | seconds | sec | secs | s
+//!             | minute | minutes | min | mins | m
+//!             | hour | hours | hr | hrs | h
+//!             | day | days | d
+//!             | millisecond | milliseconds | ms
+//! ```
+//!
+//! Singular and plural are interchangeable (`10/5 minute`, `100/minutes`). Milliseconds are
+//! there so that every [`Quota`]'s `Display` parses back. Errors quote the input and give the
+//! 1-based column, counted in chars, where the bad part starts.
+
+use std::num::NonZeroU32;
+
+use crate::quota::{Quota, Unit};
+
+mod error;
+
+pub use error::{ParseError, ParseErrorKind};
+
+/// Parses one or more limits joined by `;`, `,` or `|`, in the order written.
+///
+/// ```
+/// use rate_guard_core::{parse_quotas, Quota};
+/// use std::time::Duration;
+///
+/// let quotas = parse_quotas("10 per second; 1000/hour | 10/5m")?;
+/// assert_eq!(quotas.len(), 3);
+/// assert_eq!(quotas[2].count().get(), 10);
+/// assert_eq!(quotas[2].period(), Duration::from_secs(300));
+///
+/// let err = parse_quotas("10/fortnight").unwrap_err();
+/// assert_eq!(err.to_string(), r#""10/fortnight": unknown unit "fortnight" at column 4"#);
+/// assert_eq!(err.column(), 4);
+/// # Ok::<(), rate_guard_core::ParseError>(())
+/// ```
+pub fn parse_quotas(input: &str) -> Result<Vec<Quota>, ParseError> {
+    let mut scanner = Scanner::start(input)?;
+    let mut quotas = vec![scanner.limit()?];
+    loop {
+        scanner.skip_whitespace();
+        let separator_at = scanner.pos;
+        match scanner.peek() {
+            None => return Ok(quotas),
+            Some(separator) if is_separator(separator) => {
+                scanner.bump();
+                scanner.skip_whitespace();
+                if scanner.peek().map_or(true, is_separator) {
+                    // Separators are ASCII: the byte after one starts a char.
+                    let kind = ParseErrorKind::EmptyLimit { separator };
+                    return Err(scanner.error_at(separator_at + 1, kind));
+                }
+                quotas.push(scanner.limit()?);
+            }
+            Some(_) => return Err(scanner.trailing_input()),
+        }
+    }
+}
+
+/// Parses exactly one limit: [`Quota`]'s `FromStr`.
+pub(crate) fn parse_single(input: &str) -> Result<Quota, ParseError> {
+    let mut scanner = Scanner::start(input)?;
+    let quota = scanner.limit()?;
+    scanner.skip_whitespace();
+    match scanner.peek() {
+        None => Ok(quota),
+        Some(separator) if is_separator(separator) => {
+            Err(scanner.error_here(ParseErrorKind::ExpectedSingle { separator }))
+        }
+        Some(_) => Err(scanner.trailing_input()),
+    }
+}
+
+const UNIT_NAMES: [(Unit, &[&str]); 5] = [
+    (Unit::Second, &["second", "seconds", "sec", "secs", "s"]),
+    (Unit::Minute, &["minute", "minutes", "min", "mins", "m"]),
+    (Unit::Hour, &["hour", "hours", "hr", "hrs", "h"]),
+    (Unit::Day, &["day", "days", "d"]),
+    (Unit::Millisecond, &["millisecond", "milliseconds", "ms"]),
+];
+
+fn unit_named(word: &str) -> Option<Unit> {
+    UNIT_NAMES
+        .iter()
+        .find(|(_, names)| names.iter().any(|name| name.eq_ignore_ascii_case(word)))
+        .map(|&(unit, _)| unit)
+}
+
+fn is_separator(c: char) -> bool {
+    matches!(c, ';' | ',' | '|')
+}
+
+/// Decimal digits as a number; `None` when it does not fit in a `u64`.
+fn decimal(digits: &str) -> Option<u64> {
+    digits.bytes().try_fold(0u64, |n, digit| {
+        n.checked_mul(10)?.checked_add(u64::from(digit - b'0'))
+    })
+}
+
+/// A cursor over the input. `pos` is a byte offset that only ever moves over whole chars, and
+/// every read goes through `str::get`, so no input can make it slice inside a char.
+struct Scanner<'a> {
+    input: &'a str,
+    pos: usize,
+}
+
+impl<'a> Scanner<'a> {
+    fn start(input: &'a str) -> Result<Self, ParseError> {
+        let scanner = Scanner { input, pos: 0 };
+        if input.trim_ascii().is_empty() {
+            return Err(scanner.error_here(ParseErrorKind::Empty));
+        }
+        Ok(scanner)
+    }
+
+    fn rest(&self) -> &'a str {
+        self.input.get(self.pos..).unwrap_or_default()
+    }
+
+    fn peek(&self) -> Option<char> {
+        self.rest().chars().next()
+    }
+
+    fn bump(&mut self) {
+        self.pos += self.peek().map_or(0, char::len_utf8);
+    }
+
+    fn skip_whitespace(&mut self) {
+        self.take_while(|c| c.is_ascii_whitespace());
+    }
+
+    fn take_while(&mut self, keep: impl Fn(char) -> bool) -> &'a str {
+        let rest = self.rest();
+        let len = rest.find(|c| !keep(c)).unwrap_or(rest.len());
+        self.pos += len;
+        rest.get(..len).unwrap_or_default()
+    }
+
+    /// What stands at the cursor, for an error message: a word, or a single other char.
+    fn found(&self) -> Option<String> {
+        let rest = self.rest();
+        let first = rest.chars().next()?;
+        if !first.is_alphanumeric() {
+            return Some(first.to_string());
+        }
+        let len = rest
+            .find(|c: char| !c.is_alphanumeric())
+            .unwrap_or(rest.len());
+        rest.get(..len).map(str::to_owned)
+    }
+
+    /// `COUNT ("/" | "per") [MULTIPLIER] UNIT`, whitespace around each token.
+    fn limit(&mut self) -> Result<Quota, ParseError> {
+        let count = self.count()?;
+        self.per()?;
+        self.period(count)
+    }
+
+    fn count(&mut self) -> Result<NonZeroU32, ParseError> {
+        self.skip_whitespace();
+        let count_at = self.pos;
+        let digits = self.take_while(|c| c.is_ascii_digit());
+        if digits.is_empty() {
+            let kind = ParseErrorKind::ExpectedCount {
+                found: self.found(),
+            };
+            return Err(self.error_here(kind));
+        }
+        let Some(count) = decimal(digits).and_then(|n| u32::try_from(n).ok()) else {
+            let kind = ParseErrorKind::CountTooLarge {
+                count: digits.to_owned(),
+            };
+            return Err(self.error_at(count_at, kind));
+        };
+        NonZeroU32::new(count).ok_or_else(|| self.error_at(count_at, ParseErrorKind::CountZero))
+    }
+
+    /// `/` or the word `per` (not merely a word that starts with it, like `perminute`).
+    fn per(&mut self) -> Result<(), ParseError> {
+        self.skip_whitespace();
+        let rest = self.rest();
+        let word_len = rest
+            .find(|c: char| !c.is_alphabetic())
+            .unwrap_or(rest.len());
+        if rest.starts_with('/') {
+            self.bump();
+        } else if rest
+            .get(..word_len)
+            .is_some_and(|word| word.eq_ignore_ascii_case("per"))
+        {
+            self.pos += word_len;
+        } else {
+            let kind = ParseErrorKind::ExpectedSeparator {
+                found: self.found(),
+            };
+            return Err(self.error_here(kind));
+        }
+        Ok(())
+    }
+
+    /// `[MULTIPLIER] UNIT`, making the quota once the period is known to be in bounds.
+    fn period(&mut self, count: NonZeroU32) -> Result<Quota, ParseError> {
+        self.skip_whitespace();
+        let multiplier_at = self.pos;
+        let digits = self.take_while(|c| c.is_ascii_digit());
+        // `None` when the digits overflow: too long a period either way.
+        let multiplier = if digits.is_empty() {
+            Some(1)
+        } else {
+            decimal(digits)
+        };
+        if multiplier == Some(0) {
+            return Err(self.error_at(multiplier_at, ParseErrorKind::MultiplierZero));
+        }
+
+        self.skip_whitespace();
+        let unit_at = self.pos;
+        let word = self.take_while(char::is_alphabetic);
+        if word.is_empty() {
+            let kind = ParseErrorKind::ExpectedUnit {
+                found: self.found(),
+            };
+            return Err(self.error_here(kind));
+        }
+        let Some(unit) = unit_named(word) else {
+            let kind = ParseErrorKind::UnknownUnit {
+                unit: word.to_owned(),
+            };
+            return Err(self.error_at(unit_at, kind));
+        };
+        multiplier
+            .and_then(|m| m.checked_mul(unit.millis()))
+            .and_then(|period_ms| Quota::from_period_millis(count, period_ms))
+            .ok_or_else(|| {
+                let period = self.input.get(multiplier_at..self.pos).unwrap_or_default();
+                let kind = ParseErrorKind::PeriodTooLarge {
+                    period: period.to_owned(),
+                };
+                self.error_at(multiplier_at, kind)
+            })
+    }
+
+    fn trailing_input(&self) -> ParseError {
+        let rest = self.rest().trim_ascii_end().to_owned();
+        self.error_here(ParseErrorKind::TrailingInput { rest })
+    }
+
+    fn error_here(&self, kind: ParseErrorKind) -> ParseError {
+        self.error_at(self.pos, kind)
+    }
+
+    fn error_at(&self, byte_offset: usize, kind: ParseErrorKind) -> ParseError {
+        ParseError::new(self.input, byte_offset, kind)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn q(count: u32, period_ms: u64) -> Quota {
+        Quota::new(
+            NonZeroU32::new(count).unwrap(),
+            Duration::from_millis(period_ms),
+        )
+        .unwrap()
+    }
+
+    const S: u64 = 1_000;
+    const M: u64 = 60 * S;
+    const H: u64 = 60 * M;
+    const D: u64 = 24 * H;
+
+    #[test]
+    fn documented_forms() {
+        let cases = [
+            ("100/minute", q(100, M)),
+            ("100 per minute", q(100, M)),
+            ("10/5 minutes", q(10, 5 * M)),
+            ("10 per 2 hours", q(10, 2 * H)),
+            ("10/5m", q(10, 5 * M)),
+            ("5 / 2 s", q(5, 2 * S)),
+            ("10/5 minute", q(10, 5 * M)),
+            ("100/minutes", q(100, M)),
+            ("100PER MINUTE", q(100, M)),
+            ("100per2Hours", q(100, 2 * H)),
+            (" \t100\n/\r\n5\x0cmin  ", q(100, 5 * M)),
+            ("007/0003 s", q(7, 3 * S)),
+            ("4294967295/s", q(u32::MAX, S)),
+            ("1/10000 days", q(1, 10_000 * D)),
+            ("1/240000h", q(1, 10_000 * D)),
+            ("1/864000000000ms", q(1, 10_000 * D)),
+            ("7/1500 milliseconds", q(7, 1_500)),
+        ];
+        for (input, quota) in cases {
+            assert_eq!(parse_quotas(input), Ok(vec![quota]), "{input:?}");
+            assert_eq!(input.parse::<Quota>(), Ok(quota), "{input:?}");
+        }
+    }
+
+    #[test]
+    fn every_unit_alias_in_any_case() {
+        let aliases = [
+            (1, "millisecond milliseconds ms"),
+            (S, "second seconds sec secs s"),
+            (M, "minute minutes min mins m"),
+            (H, "hour hours hr hrs h"),
+            (D, "day days d"),
+        ];
+        for (unit_ms, names) in aliases {
+            for name in names.split(' ') {
+                for written in [name.to_owned(), name.to_uppercase(), capitalized(name)] {
+                    assert_eq!(
+                        format!("3/{written}").parse(),
+                        Ok(q(3, unit_ms)),
+                        "{written}"
+                    );
+                    let many = format!("3 per 4 {written}");
+                    assert_eq!(many.parse(), Ok(q(3, 4 * unit_ms)), "{many}");
+                }
+            }
+        }
+    }
+
+    fn capitalized(word: &str) -> String {
+        word.get(..1).unwrap().to_uppercase() + word.get(1..).unwrap()
+    }
+
+    #[test]
+    fn separators_may_be_mixed() {
+        let expected = vec![q(1, S), q(2, M), q(3, H), q(4, D)];
+        for input in [
+            "1/s;2/m;3/h;4/d",
+            "1/s,2/m,3/h,4/d",
+            "1/s|2/m|3/h|4/d",
+            "1/s ; 2 per minute,3/hour |\t4/1 day",
+        ] {
+            assert_eq!(parse_quotas(input), Ok(expected.clone()), "{input:?}");
+        }
+        assert_eq!(parse_quotas("5/s;5/s"), Ok(vec![q(5, S), q(5, S)]));
+    }
+}

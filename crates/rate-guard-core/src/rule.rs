@@ -1,0 +1,247 @@
+//! A [`Rule`]: a quota, the algorithm that enforces it, and the id that names its keys.
+
+use std::fmt;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use crate::algorithm::Algorithm;
+use crate::error::ConfigError;
+use crate::quota::Quota;
+
+/// The longest rule id accepted.
+pub const MAX_RULE_ID_LEN: usize = 64;
+
+/// One limit to enforce: `quota` counted by `algorithm`, its state stored under keys named by
+/// `id`. Built only through [`Rule::builder`], so every `Rule` is valid.
+///
+/// ```
+/// use rate_guard_core::{Algorithm, Quota, Rule};
+///
+/// let rule = Rule::builder("100/minute".parse::<Quota>()?)
+///     .algorithm(Algorithm::TokenBucket)
+///     .burst(20)
+///     .name("api")
+///     .build()?;
+/// assert_eq!(rule.capacity(), 20);
+/// assert_eq!(rule.id(), "api");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Rule {
+    id: Arc<str>,
+    quota: Quota,
+    algorithm: Algorithm,
+    burst: Option<NonZeroU32>,
+    period_micros: u64,
+}
+
+impl Rule {
+    /// Starts a rule enforcing `quota` (sliding window, id derived from the definition).
+    pub fn builder(quota: Quota) -> RuleBuilder {
+        RuleBuilder {
+            quota,
+            algorithm: Algorithm::default(),
+            burst: None,
+            name: None,
+        }
+    }
+
+    /// The id used in this rule's keys: its name, or one derived from its definition
+    /// (`sliding_window.100.60s`), so that services configured alike share state.
+    #[must_use]
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// What the rule admits: `count` per `period`.
+    #[must_use]
+    pub const fn quota(&self) -> Quota {
+        self.quota
+    }
+
+    /// How the rule counts.
+    #[must_use]
+    pub const fn algorithm(&self) -> Algorithm {
+        self.algorithm
+    }
+
+    /// The token bucket's capacity, when set.
+    #[must_use]
+    pub const fn burst(&self) -> Option<NonZeroU32> {
+        self.burst
+    }
+
+    /// The quota's count.
+    #[must_use]
+    pub const fn count(&self) -> u32 {
+        self.quota.count().get()
+    }
+
+    /// The quota's period in microseconds.
+    #[must_use]
+    pub const fn period_micros(&self) -> u64 {
+        self.period_micros
+    }
+
+    /// The most one key can be admitted at once: the burst of a token bucket (default: the
+    /// count), the count otherwise.
+    #[must_use]
+    pub const fn capacity(&self) -> u32 {
+        match self.burst {
+            Some(b) => b.get(),
+            None => self.count(),
+        }
+    }
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({}", self.quota, self.algorithm)?;
+        if let Some(b) = self.burst {
+            write!(f, ", burst {b}")?;
+        }
+        write!(f, ", id {})", self.id)
+    }
+}
+
+/// Builds a [`Rule`]; see [`Rule::builder`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct RuleBuilder {
+    quota: Quota,
+    algorithm: Algorithm,
+    burst: Option<u32>,
+    name: Option<String>,
+}
+
+impl RuleBuilder {
+    /// The algorithm (default: sliding window).
+    pub fn algorithm(mut self, algorithm: Algorithm) -> Self {
+        self.algorithm = algorithm;
+        self
+    }
+
+    /// The token bucket's capacity (default: the count). Only token buckets take a burst.
+    pub fn burst(mut self, burst: u32) -> Self {
+        self.burst = Some(burst);
+        self
+    }
+
+    /// The rule's id in keys. Letters, digits and `_ - . /` only, at most
+    /// [`MAX_RULE_ID_LEN`] characters.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// The rule, or what is wrong with it.
+    pub fn build(self) -> Result<Rule, ConfigError> {
+        let burst = match self.burst {
+            None => None,
+            Some(_) if self.algorithm != Algorithm::TokenBucket => {
+                return Err(ConfigError::BurstWithoutTokenBucket {
+                    algorithm: self.algorithm,
+                })
+            }
+            Some(b) => Some(NonZeroU32::new(b).ok_or(ConfigError::ZeroBurst)?),
+        };
+        let id = match self.name {
+            Some(name) => {
+                validate_id(&name)?;
+                name
+            }
+            None => derived_id(self.quota, self.algorithm, burst),
+        };
+        Ok(Rule {
+            id: id.into(),
+            quota: self.quota,
+            algorithm: self.algorithm,
+            burst,
+            period_micros: self.quota.period_micros(),
+        })
+    }
+}
+
+fn validate_id(id: &str) -> Result<(), ConfigError> {
+    let bad = |reason: &'static str| ConfigError::InvalidRuleName {
+        name: id.chars().take(MAX_RULE_ID_LEN + 8).collect(),
+        reason,
+    };
+    if id.is_empty() {
+        return Err(bad("it is empty"));
+    }
+    if id.chars().count() > MAX_RULE_ID_LEN {
+        return Err(bad("it is longer than 64 characters"));
+    }
+    if !id
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/'))
+    {
+        return Err(bad("only letters, digits and _ - . / are allowed"));
+    }
+    Ok(())
+}
+
+/// `sliding_window.100.60s`, `token_bucket.10.1s.b5`, `fixed_window.7.1500ms`.
+fn derived_id(quota: Quota, algorithm: Algorithm, burst: Option<NonZeroU32>) -> String {
+    let ms = quota.period().as_millis();
+    let period = if ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    };
+    match burst {
+        Some(b) => format!("{algorithm}.{}.{period}.b{b}", quota.count()),
+        None => format!("{algorithm}.{}.{period}", quota.count()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn quota(s: &str) -> Quota {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn derived_ids_name_the_definition() {
+        let r = Rule::builder(quota("100/minute")).build().unwrap();
+        assert_eq!(r.id(), "sliding_window.100.60s");
+        let r = Rule::builder(quota("10/second"))
+            .algorithm(Algorithm::TokenBucket)
+            .burst(5)
+            .build()
+            .unwrap();
+        assert_eq!(r.id(), "token_bucket.10.1s.b5");
+        assert_eq!(r.capacity(), 5);
+    }
+
+    #[test]
+    fn burst_needs_a_token_bucket_and_a_positive_value() {
+        let err = Rule::builder(quota("1/s")).burst(3).build().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "burst is only meaningful for token_bucket, not sliding_window"
+        );
+        let err = Rule::builder(quota("1/s"))
+            .algorithm(Algorithm::TokenBucket)
+            .burst(0)
+            .build()
+            .unwrap_err();
+        assert_eq!(err.to_string(), "burst must be at least 1");
+    }
+
+    #[test]
+    fn names_are_checked() {
+        for bad in ["", "a:b", "x{y}", "sp ace", &"n".repeat(65), "é"] {
+            let err = Rule::builder(quota("1/s")).name(bad).build().unwrap_err();
+            assert!(err.to_string().starts_with("invalid rule name"), "{err}");
+        }
+        let ok = Rule::builder(quota("1/s"))
+            .name("api/v1-login.x_y")
+            .build()
+            .unwrap();
+        assert_eq!(ok.id(), "api/v1-login.x_y");
+    }
+}
