@@ -83,10 +83,11 @@ fn keyed_check(c: &mut Criterion) {
         let key = |i: u64| &keys[order[i as usize % order.len()]];
         let mut group = c.benchmark_group(format!("keyed_check/{n}_keys"));
         group.throughput(Throughput::Elements(1));
+        group
+            .warm_up_time(Duration::from_secs(1))
+            .measurement_time(Duration::from_secs(3));
         if n > 1_000 {
-            group
-                .sample_size(20)
-                .measurement_time(Duration::from_secs(4));
+            group.sample_size(30);
         }
         let rule = rule();
         let cost = NonZeroU32::MIN;

@@ -90,6 +90,14 @@ impl Verdict {
         (!rules.is_empty()).then_some(Self { rules, deciding })
     }
 
+    /// The verdict of a one-rule request.
+    #[must_use]
+    pub fn single(decision: Decision) -> Self {
+        let mut rules = SmallVec::new();
+        rules.push(decision);
+        Self { rules, deciding: 0 }
+    }
+
     /// The combined decision: the most restrictive rule's decision. Its `allowed` is true only
     /// when every rule allowed.
     #[must_use]

@@ -26,13 +26,14 @@ pub const MAX_RULE_ID_LEN: usize = 64;
 /// assert_eq!(rule.id(), "api");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone)]
 pub struct Rule {
     id: Arc<str>,
     quota: Quota,
     algorithm: Algorithm,
     burst: Option<NonZeroU32>,
     period_micros: u64,
+    interval_micros: f64,
 }
 
 impl Rule {
@@ -83,6 +84,13 @@ impl Rule {
         self.period_micros
     }
 
+    /// `period / count` in microseconds (a double): the token bucket's emission interval, computed
+    /// once here exactly as the Lua scripts compute it.
+    #[must_use]
+    pub const fn interval_micros(&self) -> f64 {
+        self.interval_micros
+    }
+
     /// The most one key can be admitted at once: the burst of a token bucket (default: the
     /// count), the count otherwise.
     #[must_use]
@@ -91,6 +99,22 @@ impl Rule {
             Some(b) => b.get(),
             None => self.count(),
         }
+    }
+}
+
+// The derived fields (period, interval) follow from the quota.
+impl PartialEq for Rule {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.id, self.quota, self.algorithm, self.burst)
+            == (&other.id, other.quota, other.algorithm, other.burst)
+    }
+}
+
+impl Eq for Rule {}
+
+impl std::hash::Hash for Rule {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (&self.id, self.quota, self.algorithm, self.burst).hash(state);
     }
 }
 
@@ -158,6 +182,8 @@ impl RuleBuilder {
             algorithm: self.algorithm,
             burst,
             period_micros: self.quota.period_micros(),
+            interval_micros: self.quota.period_micros() as f64
+                / f64::from(self.quota.count().get()),
         })
     }
 }

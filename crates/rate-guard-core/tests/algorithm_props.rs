@@ -232,41 +232,27 @@ proptest! {
 }
 
 #[test]
-fn a_repeated_key_in_one_request_sees_its_own_consumption() {
-    let rule = Rule::builder("3/minute".parse().unwrap())
-        .algorithm(Algorithm::FixedWindow)
-        .build()
-        .unwrap();
+fn a_key_named_twice_in_one_request_is_refused() {
+    let rule = Rule::builder("3/minute".parse().unwrap()).build().unwrap();
     let store = MemoryStore::default();
-    let two = NonZeroU32::new(2).unwrap();
     let checks = [
         Check {
             rule: &rule,
             key: "k",
-            cost: two,
+            cost: NonZeroU32::MIN,
         },
         Check {
             rule: &rule,
             key: "k",
-            cost: two,
+            cost: NonZeroU32::MIN,
         },
     ];
-    let now = Timestamp::from_micros(START_MICROS);
-    // 2 + 2 > 3: the second check denies, so neither consumes.
-    let v = store.decide_now(Request::hit(&checks).at(now)).unwrap();
+    let err = store.decide_now(Request::hit(&checks)).unwrap_err();
     assert_eq!(
-        v.rules().iter().map(|d| d.allowed).collect::<Vec<_>>(),
-        [true, false]
+        err.to_string(),
+        "invalid request: a key appears twice in one request"
     );
-    let one = [Check {
-        rule: &rule,
-        key: "k",
-        cost: NonZeroU32::new(3).unwrap(),
-    }];
-    assert!(store
-        .decide_now(Request::hit(&one).at(now))
-        .unwrap()
-        .allowed());
+    assert!(store.is_empty());
 }
 
 #[test]

@@ -255,18 +255,32 @@ fn never(limit: u32, remaining: u32, reset_after: u64) -> Decision {
     }
 }
 
+/// `ceil(x)` as an integer (0 for negative or NaN `x`). Truncation and a compare: `f64::ceil`
+/// is a libm call on baseline x86-64, and this sits on the hot path.
+pub(crate) fn ceil_u64(x: f64) -> u64 {
+    let t = x as u64;
+    if (t as f64) < x {
+        t + 1
+    } else {
+        t
+    }
+}
+
 /// The largest `k` in `0..=hi` for which `pred` holds, searched from `estimate`.
 ///
 /// `pred` must hold up to some point and fail after it. Returns 0 when it never holds.
 /// Estimates come from the same doubles as `pred`, so the search moves a step or two.
 fn largest_satisfying(hi: u64, estimate: f64, pred: impl Fn(u64) -> bool) -> u64 {
-    // `as` saturates: negative and NaN estimates read as 0.
-    let mut k = (estimate.floor() as u64).min(hi);
+    // `as` truncates, which floors a non-negative estimate, and saturates: negative and NaN
+    // estimates read as 0.
+    let mut k = (estimate as u64).min(hi);
+    // The loops run once or twice. `black_box` keeps LLVM from vectorizing them into a
+    // thousand instructions that cost more than the steps they save.
     while k > 0 && !pred(k) {
-        k -= 1;
+        k = std::hint::black_box(k - 1);
     }
     while k < hi && pred(k + 1) {
-        k += 1;
+        k = std::hint::black_box(k + 1);
     }
     k
 }
@@ -275,12 +289,13 @@ fn largest_satisfying(hi: u64, estimate: f64, pred: impl Fn(u64) -> bool) -> u64
 ///
 /// `pred` must fail up to some point and hold after it, and must hold at `hi`.
 fn smallest_satisfying(lo: u64, hi: u64, estimate: f64, pred: impl Fn(u64) -> bool) -> u64 {
-    let mut e = (estimate.ceil() as u64).clamp(lo, hi);
+    let mut e = ceil_u64(estimate).clamp(lo, hi);
+    // As in `largest_satisfying`: a step or two, kept from being vectorized.
     while e > lo && pred(e - 1) {
-        e -= 1;
+        e = std::hint::black_box(e - 1);
     }
     while e < hi && !pred(e) {
-        e += 1;
+        e = std::hint::black_box(e + 1);
     }
     e
 }

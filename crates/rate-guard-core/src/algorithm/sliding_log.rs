@@ -76,7 +76,8 @@ pub(super) fn decide(
         );
     }
     let allowed = count + cost <= limit;
-    let (after, newest) = if allowed {
+    // A hit logs entries at `now`; a zero-cost observation logs nothing.
+    let (after, newest) = if allowed && cost > 0 {
         (count + cost, newest.max(now))
     } else {
         (count, newest)

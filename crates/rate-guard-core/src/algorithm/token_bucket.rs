@@ -21,7 +21,7 @@
 
 use std::time::Duration;
 
-use super::{largest_satisfying, never, smallest_satisfying, State};
+use super::{ceil_u64, largest_satisfying, never, smallest_satisfying, State};
 use crate::decision::Decision;
 use crate::rule::Rule;
 
@@ -39,7 +39,7 @@ pub struct TokenBucketState {
 
 impl TokenBucketState {
     pub(super) fn expires_at(&self) -> u64 {
-        self.at + self.debt.ceil() as u64
+        self.at + ceil_u64(self.debt)
     }
 }
 
@@ -66,7 +66,7 @@ impl Bucket {
         let (at, debt) = state.map_or((now, 0.0), |s| (s.at, s.debt));
         let n = now.max(at);
         Self {
-            interval: rule.period_micros() as f64 / f64::from(rule.count()),
+            interval: rule.interval_micros(),
             burst: u64::from(rule.capacity()),
             n,
             ahead: n - now,
@@ -89,7 +89,7 @@ impl Bucket {
 
     /// Microseconds from `now` until the backlog is gone.
     fn reset_after(&self, backlog: f64) -> u64 {
-        self.ahead + backlog.ceil() as u64
+        self.ahead + ceil_u64(backlog)
     }
 
     /// Microseconds from `now` until a request of `cost` fits.
@@ -97,7 +97,7 @@ impl Bucket {
         let slack = (self.burst - cost) as f64 * self.interval + self.interval * TOLERANCE;
         let estimate = self.raw_backlog - slack;
         // Once the backlog is gone any cost up to `burst` fits, so the search ends by then.
-        let hi = self.backlog().ceil() as u64 + 1;
+        let hi = ceil_u64(self.backlog()) + 1;
         let wait = smallest_satisfying(0, hi, estimate, |d| {
             self.admits((self.raw_backlog - d as f64).max(0.0), cost)
         });

@@ -13,15 +13,15 @@
 //!   [`MemoryStore::evictions`].
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::{Mutex, MutexGuard};
-use siphasher::sip128::SipHasher13;
 use smallvec::SmallVec;
 
+use super::siphash::siphash13_128;
 use super::{BoxFuture, Check, Mode, Request, Store};
 use crate::algorithm::{self, State};
 use crate::clock::{duration_micros, Clock, SystemClock, Timestamp};
@@ -133,8 +133,16 @@ impl Default for MemoryStore {
     }
 }
 
-/// A key's hash; its high half picks the shard, its low half the bucket.
-type KeyHash = u128;
+/// A key's 128-bit hash as two words (8-byte aligned, which keeps a map entry at 40 bytes):
+/// the first places it in its shard's table, the second picks the shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct KeyHash([u64; 2]);
+
+impl Hash for KeyHash {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.0[0]);
+    }
+}
 
 /// Passes the already uniform key hash through to the map.
 #[derive(Default)]
@@ -145,10 +153,10 @@ impl Hasher for PassThrough {
         self.0
     }
     fn write(&mut self, _: &[u8]) {
-        unreachable!("only u128 key hashes are hashed");
+        unreachable!("only key hashes are hashed");
     }
-    fn write_u128(&mut self, h: u128) {
-        self.0 = h as u64;
+    fn write_u64(&mut self, h: u64) {
+        self.0 = h;
     }
 }
 
@@ -173,6 +181,57 @@ impl Shard {
 
     fn sweep(&mut self, now: u64) {
         self.map.retain(|_, s| s.expires_at().as_micros() > now);
+    }
+
+    fn sweep_if_due(&mut self, now: u64, interval: u64) {
+        if now >= self.next_sweep {
+            self.sweep(now);
+            self.next_sweep = now.saturating_add(interval);
+        }
+    }
+
+    /// Decides one check and, on a hit it allows, consumes: one table lookup in the usual case.
+    fn decide_one(
+        &mut self,
+        store: &MemoryStore,
+        check: &Check<'_>,
+        key: KeyHash,
+        mode: Mode,
+        now: Timestamp,
+    ) -> Decision {
+        let micros = now.as_micros();
+        let cost = check.cost.get();
+        if let Some(state) = self.map.get_mut(&key) {
+            if state.expires_at().as_micros() > micros {
+                let decision = decide(mode, check, Some(state), now);
+                if mode == Mode::Hit && decision.allowed {
+                    algorithm::consume_in_place(check.rule, state, now, cost);
+                }
+                return decision;
+            }
+            // Expired: it reads as no state; replaced where it lies, or dropped.
+            let decision = decide(mode, check, None, now);
+            if mode == Mode::Hit && decision.allowed {
+                *state = algorithm::fresh(check.rule, now, cost);
+            } else {
+                self.map.remove(&key);
+            }
+            return decision;
+        }
+        let decision = decide(mode, check, None, now);
+        if mode == Mode::Hit && decision.allowed {
+            self.insert(store, key, algorithm::fresh(check.rule, now, cost), micros);
+        }
+        decision
+    }
+
+    /// Stores `state` under `key`, making room first when the shard is full.
+    fn insert(&mut self, store: &MemoryStore, key: KeyHash, state: State, now: u64) {
+        if self.map.len() >= store.shard_capacity && !self.map.contains_key(&key) {
+            let evicted = self.make_room(store.shard_capacity, now);
+            store.evictions.fetch_add(evicted, Ordering::Relaxed);
+        }
+        self.map.insert(key, state);
     }
 
     /// Makes room for one more key; returns how many live keys were evicted.
@@ -252,19 +311,25 @@ impl MemoryStore {
     }
 
     fn hash(&self, key: &str) -> KeyHash {
-        SipHasher13::new_with_keys(self.secret.0, self.secret.1)
-            .hash(key.as_bytes())
-            .as_u128()
+        KeyHash(siphash13_128(self.secret.0, self.secret.1, key.as_bytes()))
     }
 
     fn shard_of(&self, key: KeyHash) -> usize {
-        ((key >> 64) as u64 & self.shard_mask) as usize
+        (key.0[1] & self.shard_mask) as usize
     }
 
     /// Decides `request` on the calling thread; what [`Store::decide`] does, without a future.
     pub fn decide_now(&self, request: Request<'_>) -> Result<Verdict, StoreError> {
         request.validate()?;
         let now = request.now.unwrap_or_else(|| self.clock.now());
+        if let [check] = request.checks {
+            // One rule: one shard, one lookup, nothing to undo.
+            let key = self.hash(check.key);
+            let mut shard = self.shards[self.shard_of(key)].lock();
+            shard.sweep_if_due(now.as_micros(), self.sweep_interval);
+            let decision = shard.decide_one(self, check, key, request.mode, now);
+            return Ok(Verdict::single(decision));
+        }
         let hashes: SmallVec<[KeyHash; 4]> =
             request.checks.iter().map(|c| self.hash(c.key)).collect();
         let mut order: SmallVec<[usize; 4]> = hashes.iter().map(|&h| self.shard_of(h)).collect();
@@ -278,12 +343,7 @@ impl MemoryStore {
             now,
         };
         locked.sweep_if_due();
-        let has_duplicates = (1..hashes.len()).any(|i| hashes[..i].contains(&hashes[i]));
-        let rules = if has_duplicates {
-            locked.decide_in_sequence(request, &hashes)
-        } else {
-            locked.decide_together(request, &hashes)
-        };
+        let rules = locked.decide_together(request, &hashes);
         Verdict::from_rules(rules).ok_or(StoreError::InvalidRequest(
             "a request needs at least one rule",
         ))
@@ -316,15 +376,12 @@ impl Locked<'_, '_> {
     fn sweep_if_due(&mut self) {
         let now = self.now.as_micros();
         for (_, shard) in self.guards.iter_mut() {
-            if now >= shard.next_sweep {
-                shard.sweep(now);
-                shard.next_sweep = now.saturating_add(self.store.sweep_interval);
-            }
+            shard.sweep_if_due(now, self.store.sweep_interval);
         }
     }
 
-    /// The usual case, every key distinct: decide all against the stored states, then consume
-    /// in place only if all allowed.
+    /// Decides every check against the stored states, then consumes in place only if all
+    /// allowed. (Keys are distinct: [`Request::validate`] saw to it.)
     fn decide_together(
         &mut self,
         request: Request<'_>,
@@ -349,62 +406,15 @@ impl Locked<'_, '_> {
         rules
     }
 
-    /// One key in several checks: each check sees what the earlier ones consume, on copies,
-    /// which are stored only if all allowed.
-    fn decide_in_sequence(
-        &mut self,
-        request: Request<'_>,
-        hashes: &[KeyHash],
-    ) -> SmallVec<[Decision; 4]> {
-        let now = self.now;
-        let micros = now.as_micros();
-        let mut pending: SmallVec<[(KeyHash, Option<State>); 4]> = SmallVec::new();
-        let mut rules = SmallVec::new();
-        for (c, &h) in request.checks.iter().zip(hashes) {
-            let at = if let Some(at) = pending.iter().position(|(k, _)| *k == h) {
-                at
-            } else {
-                let state = self.shard(h).live(h, micros).cloned();
-                pending.push((h, state));
-                pending.len() - 1
-            };
-            let state = &mut pending[at].1;
-            let decision = decide(request.mode, c, state.as_ref(), now);
-            if decision.allowed && request.mode == Mode::Hit {
-                algorithm::consume(c.rule, state, now, c.cost.get());
-            }
-            rules.push(decision);
-        }
-        if request.mode == Mode::Hit && rules.iter().all(|d: &Decision| d.allowed) {
-            for (h, state) in pending {
-                if let Some(state) = state {
-                    self.insert(h, state);
-                }
-            }
-        }
-        rules
-    }
-
     fn consume(&mut self, check: &Check<'_>, key: KeyHash) {
-        let now = self.now;
+        let (store, now) = (self.store, self.now);
         let shard = self.shard(key);
         if let Some(state) = shard.map.get_mut(&key) {
             algorithm::consume_in_place(check.rule, state, now, check.cost.get());
         } else {
-            self.insert(key, algorithm::fresh(check.rule, now, check.cost.get()));
+            let state = algorithm::fresh(check.rule, now, check.cost.get());
+            shard.insert(store, key, state, now.as_micros());
         }
-    }
-
-    fn insert(&mut self, key: KeyHash, state: State) {
-        let (capacity, now) = (self.store.shard_capacity, self.now.as_micros());
-        let shard = self.shard(key);
-        if !shard.map.contains_key(&key) {
-            let evicted = shard.make_room(capacity, now);
-            if evicted > 0 {
-                self.store.evictions.fetch_add(evicted, Ordering::Relaxed);
-            }
-        }
-        self.shard(key).map.insert(key, state);
     }
 }
 

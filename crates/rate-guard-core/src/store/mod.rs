@@ -1,6 +1,7 @@
 //! The [`Store`] contract: one call decides a whole request, atomically and all-or-nothing.
 
 mod memory;
+mod siphash;
 
 use std::fmt;
 use std::future::Future;
@@ -84,7 +85,8 @@ impl<'a> Request<'a> {
         }
     }
 
-    /// Rejects requests no store can decide.
+    /// Rejects requests no store can decide: no checks, more than [`MAX_CHECKS`], or a key
+    /// named twice.
     pub fn validate(&self) -> Result<(), StoreError> {
         if self.checks.is_empty() {
             return Err(StoreError::InvalidRequest(
@@ -94,6 +96,13 @@ impl<'a> Request<'a> {
         if self.checks.len() > MAX_CHECKS {
             return Err(StoreError::InvalidRequest(
                 "a request may carry at most 64 rules",
+            ));
+        }
+        let named_twice = (1..self.checks.len())
+            .any(|i| self.checks[..i].iter().any(|c| c.key == self.checks[i].key));
+        if named_twice {
+            return Err(StoreError::InvalidRequest(
+                "a key appears twice in one request",
             ));
         }
         Ok(())
@@ -108,9 +117,9 @@ impl<'a> Request<'a> {
 ///   with respect to every other request on the same keys.
 /// - All-or-nothing: in [`Mode::Hit`], when every check allows, each consumes its cost;
 ///   when any check denies, **none** consumes and no state changes.
-/// - Decisions equal those of [`crate::algorithm`] on the same states, times and costs. When one
-///   key appears in several checks, they are evaluated in order, each seeing what the earlier
-///   ones would consume.
+/// - Decisions equal those of [`crate::algorithm`] on the same states, times and costs.
+/// - Each key appears at most once in a request (two checks on one key would be two rules
+///   sharing state, a configuration mistake): [`Request::validate`] rejects the rest.
 /// - Being limited is a [`Verdict`], never an error. Errors mean the store could not decide.
 pub trait Store: Send + Sync + fmt::Debug {
     /// Decides `request`; see the trait docs.
