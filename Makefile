@@ -12,18 +12,29 @@ setup: ## Check the Rust toolchain (the Python package is not there yet)
 	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install Rust from rustup.rs"; exit 1; }
 	@$(CARGO) --version
 
+.PHONY: redis
+redis: ## Install redis-server and redis-tools (apt) when missing; tests start their own servers
+	@if command -v redis-server >/dev/null && command -v redis-cli >/dev/null \
+	    && command -v redis-benchmark >/dev/null; then \
+	  redis-server --version; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools; \
+	else \
+	  echo "redis-server and redis-tools are needed: sudo apt-get install redis-server redis-tools"; exit 1; \
+	fi
+
 .PHONY: demo
 demo: setup ## Run the quick-start demo (Rust, in-memory store)
 	$(CARGO) run --quiet --release -p rate-guard-core --example demo
 
 .PHONY: test
-test: setup ## Run the whole test suite (soak tests excluded; see test-soak)
+test: setup redis ## Run the whole test suite (soak tests excluded; see test-soak)
 	$(CARGO) test --workspace --all-targets
 	$(CARGO) test --workspace --doc
 
 .PHONY: test-soak
-test-soak: setup ## Run the long soak tests too
-	$(CARGO) test --workspace --all-targets -- --include-ignored
+test-soak: setup redis ## The suite with 20x the property-test cases
+	PROPTEST_CASES=5000 $(CARGO) test --release --workspace --all-targets
 
 .PHONY: lint
 lint: setup ## cargo fmt --check and clippy with warnings denied
@@ -35,6 +46,7 @@ fmt: ## Format the code
 	$(CARGO) fmt --all
 
 .PHONY: bench
-bench: setup ## Benchmarks: keyed check vs governor, bytes per key
+bench: setup redis ## Benchmarks: keyed check vs governor, bytes per key, Redis vs redis-benchmark
 	$(CARGO) bench -p rate-guard-core --bench keyed_check
 	$(CARGO) bench -p rate-guard-core --bench memory_per_key
+	$(CARGO) bench -p rate-guard-redis --bench redis_throughput

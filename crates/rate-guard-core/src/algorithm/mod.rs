@@ -260,7 +260,7 @@ fn never(limit: u32, remaining: u32, reset_after: u64) -> Decision {
 pub(crate) fn ceil_u64(x: f64) -> u64 {
     let t = x as u64;
     if (t as f64) < x {
-        t + 1
+        t.saturating_add(1)
     } else {
         t
     }

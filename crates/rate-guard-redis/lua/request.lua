@@ -1,0 +1,81 @@
+-- request.lua: decides one request, all-or-nothing, in one call.
+--
+-- KEYS[i]       the state key of rule i (built by rate_guard_core::KeyBuilder)
+-- ARGV[1]       mode: "hit" (decide, and consume if every rule allows) or "peek" (consume nothing)
+-- ARGV[2]       now in microseconds since the epoch, or "" to read the server's TIME
+-- ARGV[3+5(i-1) ..] for rule i: algorithm ("fw" fixed_window, "sw" sliding_window,
+--               "tb" token_bucket, "sl" sliding_log), count, period (us), capacity, cost
+--
+-- Reply: {now_us, then for each rule: allowed (1/0), limit, remaining, reset_after_us,
+--         retry_after_us or -1 for none}.
+--
+-- Every rule is decided before any state is written; state is written only when every rule
+-- allows, so a denied request consumes nothing anywhere. A key appears at most once.
+
+local ALGORITHMS = {
+  fw = fixed_window,
+  sw = sliding_window,
+  tb = token_bucket,
+  sl = sliding_log,
+}
+
+local mode = ARGV[1]
+if mode ~= 'hit' and mode ~= 'peek' then
+  return redis.error_reply('rate_guard: unknown mode ' .. tostring(mode))
+end
+local now
+if ARGV[2] ~= '' then
+  now = tonumber(ARGV[2])
+  ttl.slack_us = 3600000000
+else
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+if #ARGV ~= 2 + 5 * #KEYS then
+  return redis.error_reply('rate_guard: expected 5 arguments per key')
+end
+
+local checks = {}
+local all_allowed = true
+for i = 1, #KEYS do
+  local base = 2 + (i - 1) * 5
+  local algorithm = ALGORITHMS[ARGV[base + 1]]
+  if not algorithm then
+    return redis.error_reply('rate_guard: unknown algorithm ' .. tostring(ARGV[base + 1]))
+  end
+  local rule = {
+    count = tonumber(ARGV[base + 2]),
+    period = tonumber(ARGV[base + 3]),
+    capacity = tonumber(ARGV[base + 4]),
+  }
+  local cost = tonumber(ARGV[base + 5])
+  local state = algorithm.load(KEYS[i])
+  local decision
+  if mode == 'peek' then
+    local unit = algorithm.decide(rule, state, now, cost)
+    decision = algorithm.decide(rule, state, now, 0)
+    decision[1], decision[5] = unit[1], unit[5]
+  else
+    decision = algorithm.decide(rule, state, now, cost)
+  end
+  checks[i] = {algorithm = algorithm, rule = rule, cost = cost, state = state, decision = decision}
+  all_allowed = all_allowed and decision[1]
+end
+
+if mode == 'hit' and all_allowed then
+  for i = 1, #KEYS do
+    local c = checks[i]
+    c.algorithm.store(KEYS[i], c.rule, c.state, now, c.cost)
+  end
+end
+
+local reply = {now}
+for i = 1, #KEYS do
+  local d = checks[i].decision
+  reply[#reply + 1] = d[1] and 1 or 0
+  reply[#reply + 1] = d[2]
+  reply[#reply + 1] = d[3]
+  reply[#reply + 1] = d[4]
+  reply[#reply + 1] = d[5] or -1
+end
+return reply

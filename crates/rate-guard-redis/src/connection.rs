@@ -1,0 +1,290 @@
+//! Connections to Redis: standalone, Sentinel-managed or Cluster, behind one [`Connection`].
+//!
+//! A [`RedisConfig`] is parsed from a URL; [`Connection::connect`] fails within the connect
+//! timeout when nothing answers; every call is bounded by the command timeout and fails with a
+//! [`ConnectionError`] that tells a timeout from an unreachable server and from a refusal.
+//! Concurrent calls on one connection (and its clones) are pipelined over multiplexed sockets.
+//!
+//! Scripts run through [`Connection::eval_script`]: `EVALSHA`, and on `NOSCRIPT` a
+//! `SCRIPT LOAD` on the node that answered followed by exactly one more `EVALSHA`, on every
+//! topology, so a script cache flushed by a restart, a failover or `SCRIPT FLUSH` costs one
+//! extra round trip and never an `EVAL` of the whole body per call.
+//!
+//! ```no_run
+//! use rate_guard_redis::connection::{Connection, RedisConfig};
+//!
+//! # async fn demo() -> Result<(), rate_guard_redis::connection::ConnectionError> {
+//! let config = RedisConfig::from_url("redis+cluster://10.0.0.1:7000,10.0.0.2:7000")?;
+//! let conn = Connection::connect(&config).await?;
+//! let body = "return redis.call('INCR', KEYS[1])";
+//! let sha = conn.load_script(body).await?;
+//! let hits = conn.eval_script(&sha, body, &["{client-1}:hits"], &[] as &[&str]).await?;
+//! assert_eq!(hits, redis::Value::Int(1));
+//! # Ok(())
+//! # }
+//! ```
+
+mod cluster;
+mod config;
+mod error;
+mod node;
+mod sentinel;
+
+use std::fmt;
+
+use redis::aio::MultiplexedConnection;
+use redis::{Cmd, RedisError, RedisResult, Value};
+
+pub use self::config::{RedisConfig, Topology};
+pub use self::error::ConnectionError;
+
+use self::cluster::{to_all_masters, to_any_master, to_slot_master, Cluster};
+use self::config::Endpoints;
+use self::error::is_no_script;
+use self::node::{Node, Settings, Target};
+
+/// A connection to Redis, whatever its topology. Cloning is cheap and clones share the
+/// sockets.
+///
+/// - **Standalone**: a pool of [`RedisConfig::pool_size`] multiplexed connections taken in
+///   turn; when one breaks, the pool is rebuilt in the background.
+/// - **Sentinel**: the same pool, to the master the sentinels name (checked with `ROLE`); after
+///   a broken connection, a `READONLY` answer or a server silent for the connect timeout, the
+///   master is looked up again, so calls go on after a failover.
+/// - **Cluster**: the redis crate's cluster connection (one multiplexed socket per node,
+///   `MOVED`/`ASK` followed, slot map refreshed after a failover); calls are routed by the slot
+///   of their first key.
+#[derive(Clone)]
+pub struct Connection {
+    kind: Kind,
+}
+
+#[derive(Clone)]
+enum Kind {
+    Node(Node),
+    Cluster(Cluster),
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (topology, target) = match &self.kind {
+            Kind::Node(node) => match node.target() {
+                Target::Fixed(_) => ("standalone", node.target().describe()),
+                Target::Sentinel { .. } => ("sentinel", node.target().describe()),
+            },
+            Kind::Cluster(cluster) => ("cluster", cluster.seeds().to_owned()),
+        };
+        f.debug_struct("Connection")
+            .field("topology", &topology)
+            .field("target", &target)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connection {
+    /// Connects as `config` says, and checks that the server answers (`PING`, or `ROLE` for a
+    /// Sentinel master; a cluster's slot map is read). Fails within the connect timeout when
+    /// nothing answers, with [`ConnectionError::Unavailable`] when nothing listens,
+    /// [`ConnectionError::Timeout`] when something listens but does not answer and
+    /// [`ConnectionError::Refused`] when the password is refused or missing.
+    pub async fn connect(config: &RedisConfig) -> Result<Self, ConnectionError> {
+        let settings = Settings {
+            credentials: config.credentials.clone(),
+            db: config.db,
+            tls: config.tls,
+            pool_size: config.get_pool_size(),
+            timeout: config.get_timeout(),
+            connect_timeout: config.get_connect_timeout(),
+        };
+        let connect_timeout = settings.connect_timeout;
+        let kind = match &config.endpoints {
+            Endpoints::Standalone(addr) => {
+                Kind::Node(Node::connect(Target::Fixed(addr.clone()), settings).await?)
+            }
+            Endpoints::Sentinel { sentinels, master } => {
+                let target = Target::Sentinel {
+                    sentinels: sentinels.clone(),
+                    master: master.clone(),
+                };
+                Kind::Node(Node::connect(target, settings).await?)
+            }
+            Endpoints::Cluster(seeds) => Kind::Cluster(
+                Cluster::connect(
+                    seeds,
+                    &settings.credentials,
+                    settings.tls,
+                    settings.timeout,
+                    connect_timeout,
+                )
+                .await?,
+            ),
+        };
+        Ok(Connection { kind })
+    }
+
+    /// Whether this is a Redis Cluster, where the keys of one script call must share a slot.
+    #[must_use]
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.kind, Kind::Cluster(_))
+    }
+
+    /// How the servers are deployed.
+    #[must_use]
+    pub fn topology(&self) -> Topology {
+        match &self.kind {
+            Kind::Node(node) => match node.target() {
+                Target::Fixed(_) => Topology::Standalone,
+                Target::Sentinel { .. } => Topology::Sentinel,
+            },
+            Kind::Cluster(_) => Topology::Cluster,
+        }
+    }
+
+    /// Runs the script whose SHA1 is `sha` (and whose source is `body`) with `keys` and `args`:
+    /// `EVALSHA`, and on `NOSCRIPT` a `SCRIPT LOAD` of `body` on the node that answered, then
+    /// `EVALSHA` once more. On a cluster the call goes to the master owning the slot of
+    /// `keys[0]` (the caller makes every key share it; without keys, to any master, after
+    /// loading on all of them). The whole call, reload included, is bounded by the command
+    /// timeout. Error replies (a script error included) are [`ConnectionError::Refused`], and
+    /// so is a `body` whose SHA1 is not `sha`.
+    pub async fn eval_script<A: AsRef<[u8]>>(
+        &self,
+        sha: &str,
+        body: &str,
+        keys: &[&str],
+        args: &[A],
+    ) -> Result<Value, ConnectionError> {
+        let mut evalsha = redis::cmd("EVALSHA");
+        evalsha.arg(sha).arg(keys.len()).arg(keys);
+        for arg in args {
+            evalsha.arg(arg.as_ref());
+        }
+        self.eval_cmd(&evalsha, sha, body, keys.first().copied())
+            .await
+    }
+
+    async fn eval_cmd(
+        &self,
+        evalsha: &Cmd,
+        sha: &str,
+        body: &str,
+        first_key: Option<&str>,
+    ) -> Result<Value, ConnectionError> {
+        let load = script_load(body);
+        match &self.kind {
+            Kind::Node(node) => {
+                node.run(|mut conn: MultiplexedConnection| {
+                    let load = &load;
+                    async move {
+                        match evalsha.query_async::<Value>(&mut conn).await {
+                            Err(e) if is_no_script(&e) => {
+                                let loaded: String = load.query_async(&mut conn).await?;
+                                check_sha(sha, &loaded)?;
+                                evalsha.query_async(&mut conn).await
+                            }
+                            reply => reply,
+                        }
+                    }
+                })
+                .await
+            }
+            Kind::Cluster(cluster) => {
+                let (routing, load_routing) = match first_key {
+                    Some(key) => (to_slot_master(key), to_slot_master(key)),
+                    None => (to_any_master(), to_all_masters()),
+                };
+                cluster
+                    .bounded(async {
+                        match cluster.route_raw(evalsha.clone(), routing.clone()).await {
+                            Err(e) if is_no_script(&e) => {
+                                let loaded = cluster.route_raw(load, load_routing).await?;
+                                check_sha(sha, &redis::from_redis_value::<String>(loaded)?)?;
+                                cluster.route_raw(evalsha.clone(), routing).await
+                            }
+                            reply => reply,
+                        }
+                    })
+                    .await
+            }
+        }
+    }
+
+    /// `SCRIPT LOAD` of `body` on the server, or on every master of a cluster; returns the
+    /// script's SHA1 as Redis computed it.
+    pub async fn load_script(&self, body: &str) -> Result<String, ConnectionError> {
+        let load = script_load(body);
+        let reply = match &self.kind {
+            Kind::Node(node) => {
+                node.run(|mut conn| {
+                    let load = &load;
+                    async move { load.query_async::<Value>(&mut conn).await }
+                })
+                .await?
+            }
+            Kind::Cluster(cluster) => cluster.route(load, to_all_masters()).await?,
+        };
+        redis::from_redis_value::<String>(reply)
+            .map_err(|e| ConnectionError::Refused(format!("unexpected SCRIPT LOAD reply: {e}")))
+    }
+
+    /// `DEL` of `keys`; on a cluster one `DEL` per slot, sent at once. No keys, no round trip.
+    pub async fn del(&self, keys: &[&str]) -> Result<(), ConnectionError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        match &self.kind {
+            Kind::Node(node) => {
+                let mut del = redis::cmd("DEL");
+                del.arg(keys);
+                node.run(|mut conn| {
+                    let del = &del;
+                    async move { del.query_async::<Value>(&mut conn).await }
+                })
+                .await
+                .map(drop)
+            }
+            Kind::Cluster(cluster) => cluster.del(keys).await,
+        }
+    }
+
+    /// Runs one command (`args[0]` and its arguments, e.g. `["SCRIPT", "FLUSH"]`) on the
+    /// server, or on every master of a cluster, and discards the reply; meant for tests and
+    /// maintenance. Bounded by the command timeout.
+    pub async fn command_everywhere(&self, args: &[&str]) -> Result<(), ConnectionError> {
+        if args.is_empty() {
+            return Err(ConnectionError::Refused("an empty command".to_owned()));
+        }
+        let mut command = redis::cmd(args[0]);
+        command.arg(&args[1..]);
+        match &self.kind {
+            Kind::Node(node) => node
+                .run(|mut conn| {
+                    let command = &command;
+                    async move { command.query_async::<Value>(&mut conn).await }
+                })
+                .await
+                .map(drop),
+            Kind::Cluster(cluster) => cluster.route(command, to_all_masters()).await.map(drop),
+        }
+    }
+}
+
+fn script_load(body: &str) -> Cmd {
+    let mut load = redis::cmd("SCRIPT");
+    load.arg("LOAD").arg(body);
+    load
+}
+
+/// A body whose SHA1 differs from the one asked for would make the retry fail with `NOSCRIPT`
+/// again; say so instead.
+fn check_sha(expected: &str, loaded: &str) -> RedisResult<()> {
+    if loaded.eq_ignore_ascii_case(expected) {
+        Ok(())
+    } else {
+        Err(RedisError::from((
+            redis::ErrorKind::Client,
+            "the script body does not match its SHA1",
+            format!("EVALSHA asked for {expected}, SCRIPT LOAD of the body gave {loaded}"),
+        )))
+    }
+}

@@ -1,0 +1,519 @@
+//! [`RedisConfig`]: where Redis is (parsed from a URL) and how long to wait for it.
+
+use std::fmt;
+use std::time::Duration;
+
+use super::error::ConnectionError;
+
+/// Default number of multiplexed connections to a standalone or Sentinel-managed master.
+const DEFAULT_POOL_SIZE: usize = 1;
+/// Default bound on one call (every round trip it needs included).
+const DEFAULT_TIMEOUT: Duration = Duration::from_millis(100);
+/// Default bound on establishing connections (and on discovering a master).
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+const REDIS_PORT: u16 = 6379;
+const SENTINEL_PORT: u16 = 26379;
+const EXPECTED_SCHEMES: &str =
+    "redis://, rediss://, redis+sentinel://, rediss+sentinel://, redis+cluster:// or rediss+cluster://";
+
+/// How the servers named by a URL are deployed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Topology {
+    /// One server: `redis://` or `rediss://`.
+    Standalone,
+    /// A master found through Sentinel: `redis+sentinel://`.
+    Sentinel,
+    /// A Redis Cluster: `redis+cluster://`.
+    Cluster,
+}
+
+/// A `host:port` pair from a URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct HostPort {
+    /// The host name or IP address, without the brackets of an IPv6 literal.
+    pub(crate) host: String,
+    pub(crate) port: u16,
+}
+
+impl fmt::Display for HostPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// The servers a URL names, by topology.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Endpoints {
+    Standalone(HostPort),
+    Sentinel {
+        sentinels: Vec<HostPort>,
+        master: String,
+    },
+    Cluster(Vec<HostPort>),
+}
+
+/// Credentials from a URL's user info.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub(crate) struct Credentials {
+    pub(crate) username: Option<String>,
+    pub(crate) password: Option<String>,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+/// Where Redis is and how long to wait for it, parsed from a URL.
+///
+/// | URL | meaning |
+/// | --- | --- |
+/// | `redis://[[user]:password@]host[:port][/db]` | one server (port 6379 by default) |
+/// | `rediss://...` | the same over TLS, verified against the web PKI roots |
+/// | `redis+sentinel://[[user]:password@]h1:p1,h2:p2/<master>[/db]` | the master that the sentinels (port 26379 by default) know as `<master>`; the password is the data servers' and is also offered to a sentinel that asks for one |
+/// | `redis+cluster://[[user]:password@]h1:p1,h2:p2` | a Redis Cluster, from any of these seed nodes |
+///
+/// `rediss+sentinel://` and `rediss+cluster://` use TLS for every connection. User names and
+/// passwords may be percent-encoded; query strings and fragments are refused rather than ignored.
+/// Every parse error names the bad part of the URL, and neither errors nor `Debug` ever show
+/// the password.
+///
+/// ```
+/// use std::time::Duration;
+/// use rate_guard_redis::connection::{RedisConfig, Topology};
+///
+/// let config = RedisConfig::from_url("redis+sentinel://:s3cret@10.0.0.1:26379,10.0.0.2/mymaster/2")?
+///     .timeout(Duration::from_millis(50))
+///     .pool_size(4);
+/// assert_eq!(config.topology(), Topology::Sentinel);
+/// assert_eq!(config.db(), 2);
+/// assert_eq!(config.get_pool_size(), 4);
+/// assert!(!format!("{config:?}").contains("s3cret"));
+///
+/// let err = RedisConfig::from_url("redis://:s3cret@cache.internal:65536").unwrap_err();
+/// assert_eq!(
+///     err.to_string(),
+///     "invalid Redis URL `redis://:***@cache.internal:65536`: bad port `65536` in \
+///      `cache.internal:65536`: expected a number from 1 to 65535"
+/// );
+/// # Ok::<(), rate_guard_redis::connection::ConnectionError>(())
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisConfig {
+    url_redacted: String,
+    pub(crate) endpoints: Endpoints,
+    pub(crate) credentials: Credentials,
+    pub(crate) db: i64,
+    pub(crate) tls: bool,
+    pool_size: usize,
+    timeout: Duration,
+    connect_timeout: Duration,
+}
+
+impl fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &self.url_redacted)
+            .field("pool_size", &self.pool_size)
+            .field("timeout", &self.timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisConfig {
+    /// Parses a Redis URL (see the table above), with the default pool size (1), command timeout
+    /// (100 ms) and connect timeout (1 s).
+    pub fn from_url(url: &str) -> Result<Self, ConnectionError> {
+        parse(url).map_err(|reason| ConnectionError::InvalidUrl {
+            url_redacted: redact_url(url),
+            reason,
+        })
+    }
+
+    /// Sets how many multiplexed connections a standalone or Sentinel-managed master gets; calls
+    /// take them in turn. A cluster keeps one multiplexed connection per node whatever this says.
+    /// Zero is taken as one.
+    #[must_use]
+    pub fn pool_size(mut self, n: usize) -> Self {
+        self.pool_size = n.max(1);
+        self
+    }
+
+    /// Sets the bound on one call, every round trip it needs included (a `NOSCRIPT` reload, a
+    /// reconnection or a master rediscovery it has to wait for). A call that runs out fails with
+    /// [`ConnectionError::Timeout`].
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Sets the bound on establishing connections, discovering a Sentinel master included.
+    /// [`Connection::connect`](super::Connection::connect) fails after this long when nothing
+    /// answers; reconnections in the background are bounded by it too.
+    #[must_use]
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How the servers are deployed.
+    #[must_use]
+    pub fn topology(&self) -> Topology {
+        match self.endpoints {
+            Endpoints::Standalone(_) => Topology::Standalone,
+            Endpoints::Sentinel { .. } => Topology::Sentinel,
+            Endpoints::Cluster(_) => Topology::Cluster,
+        }
+    }
+
+    /// The URL with its password replaced by `***`, fit for logs and messages.
+    #[must_use]
+    pub fn url_redacted(&self) -> &str {
+        &self.url_redacted
+    }
+
+    /// The database number (always 0 for a cluster).
+    #[must_use]
+    pub fn db(&self) -> i64 {
+        self.db
+    }
+
+    /// Whether connections use TLS.
+    #[must_use]
+    pub fn is_tls(&self) -> bool {
+        self.tls
+    }
+
+    /// The number of connections set by [`pool_size`](Self::pool_size).
+    #[must_use]
+    pub fn get_pool_size(&self) -> usize {
+        self.pool_size
+    }
+
+    /// The bound set by [`timeout`](Self::timeout).
+    #[must_use]
+    pub fn get_timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// The bound set by [`connect_timeout`](Self::connect_timeout).
+    #[must_use]
+    pub fn get_connect_timeout(&self) -> Duration {
+        self.connect_timeout
+    }
+}
+
+/// Parses `url`, or says what is wrong with it without quoting the password.
+fn parse(url: &str) -> Result<RedisConfig, String> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Err(format!("missing scheme: expected {EXPECTED_SCHEMES}"));
+    };
+    let (topology, tls) = match scheme.to_ascii_lowercase().as_str() {
+        "redis" => (Topology::Standalone, false),
+        "rediss" => (Topology::Standalone, true),
+        "redis+sentinel" => (Topology::Sentinel, false),
+        "rediss+sentinel" => (Topology::Sentinel, true),
+        "redis+cluster" => (Topology::Cluster, false),
+        "rediss+cluster" => (Topology::Cluster, true),
+        _ => {
+            return Err(format!(
+                "unknown scheme `{scheme}`: expected {EXPECTED_SCHEMES}"
+            ))
+        }
+    };
+
+    // The last `@` ends the user info, so an unencoded `@` in a password still parses.
+    let (userinfo, rest) = match rest.rfind('@') {
+        Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
+        None => (None, rest),
+    };
+    if let Some(i) = rest.find(['?', '#']) {
+        let what = if rest[i..].starts_with('?') {
+            "query parameters"
+        } else {
+            "a fragment"
+        };
+        return Err(format!(
+            "{what} (`{}`) are not supported; set options on RedisConfig instead",
+            &rest[i..]
+        ));
+    }
+    let credentials = userinfo
+        .map(parse_userinfo)
+        .transpose()?
+        .unwrap_or_default();
+
+    let (hostlist, path) = match rest.find('/') {
+        Some(slash) => (&rest[..slash], &rest[slash + 1..]),
+        None => (rest, ""),
+    };
+    let default_port = if topology == Topology::Sentinel {
+        SENTINEL_PORT
+    } else {
+        REDIS_PORT
+    };
+    let hosts = parse_hosts(hostlist, default_port)?;
+    let (endpoints, db) = parse_path(topology, scheme, hostlist, hosts, path)?;
+
+    Ok(RedisConfig {
+        url_redacted: redact_url(url),
+        endpoints,
+        credentials,
+        db,
+        tls,
+        pool_size: DEFAULT_POOL_SIZE,
+        timeout: DEFAULT_TIMEOUT,
+        connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+    })
+}
+
+/// The endpoints and database from the hosts and the path after them.
+fn parse_path(
+    topology: Topology,
+    scheme: &str,
+    hostlist: &str,
+    hosts: Vec<HostPort>,
+    path: &str,
+) -> Result<(Endpoints, i64), String> {
+    let mut segments: Vec<&str> = path.split('/').collect();
+    if segments.last() == Some(&"") {
+        segments.pop();
+    }
+
+    let parsed = match topology {
+        Topology::Standalone => {
+            if hosts.len() > 1 {
+                return Err(format!(
+                    "`{hostlist}` names {} hosts, but {scheme}:// takes one; use \
+                     redis+sentinel:// or redis+cluster:// for several",
+                    hosts.len()
+                ));
+            }
+            let db = match segments.as_slice() {
+                [] => 0,
+                [db] => parse_db(db)?,
+                _ => return Err(format!("bad path `/{path}`: expected `/<db>`")),
+            };
+            let host = hosts
+                .into_iter()
+                .next()
+                .expect("parse_hosts returns one host at least");
+            (Endpoints::Standalone(host), db)
+        }
+        Topology::Sentinel => {
+            let usage = "expected redis+sentinel://host:port[,host:port...]/<master>[/<db>]";
+            let (master, db) = match segments.as_slice() {
+                [] | [""] | ["", ..] => {
+                    return Err(format!("missing sentinel master name: {usage}"))
+                }
+                [master] => (*master, 0),
+                [master, db] => (*master, parse_db(db)?),
+                _ => return Err(format!("bad path `/{path}`: {usage}")),
+            };
+            if master.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(format!(
+                    "bad sentinel master name `{}`: it may not contain spaces",
+                    master.escape_debug()
+                ));
+            }
+            (
+                Endpoints::Sentinel {
+                    sentinels: hosts,
+                    master: master.to_owned(),
+                },
+                db,
+            )
+        }
+        Topology::Cluster => {
+            match segments.as_slice() {
+                [] | ["0"] => {}
+                [db] if db.parse::<i64>().is_ok() => {
+                    return Err(format!(
+                        "bad database `{db}`: a Redis Cluster has database 0 only"
+                    ))
+                }
+                _ => {
+                    return Err(format!(
+                        "bad path `/{path}`: a redis+cluster:// URL takes no path"
+                    ))
+                }
+            }
+            (Endpoints::Cluster(hosts), 0)
+        }
+    };
+    Ok(parsed)
+}
+
+/// `[user][:password]`, both percent-decoded; empty parts are absent.
+fn parse_userinfo(userinfo: &str) -> Result<Credentials, String> {
+    let (user, password) = match userinfo.split_once(':') {
+        Some((user, password)) => (user, Some(password)),
+        None => (userinfo, None),
+    };
+    if user.contains(['/', '?', '#']) {
+        return Err(format!("bad user name `{user}`"));
+    }
+    let username = percent_decode(user)
+        .ok_or_else(|| format!("bad percent-encoding in the user name `{user}`"))?;
+    let password = match password {
+        Some(p) => {
+            Some(percent_decode(p).ok_or("bad percent-encoding in the password (not shown)")?)
+        }
+        None => None,
+    };
+    Ok(Credentials {
+        username: Some(username).filter(|u| !u.is_empty()),
+        password: password.filter(|p| !p.is_empty()),
+    })
+}
+
+/// `host[:port][,host[:port]...]`; IPv6 literals in brackets.
+fn parse_hosts(hostlist: &str, default_port: u16) -> Result<Vec<HostPort>, String> {
+    if hostlist.is_empty() {
+        return Err("missing host".to_owned());
+    }
+    hostlist
+        .split(',')
+        .map(|entry| parse_host(entry, default_port))
+        .collect()
+}
+
+fn parse_host(entry: &str, default_port: u16) -> Result<HostPort, String> {
+    if entry.is_empty() {
+        return Err("missing host: empty entry in the host list".to_owned());
+    }
+    let (host, port) = if let Some(inner) = entry.strip_prefix('[') {
+        let Some((host, after)) = inner.split_once(']') else {
+            return Err(format!("bad host `{entry}`: unclosed `[`"));
+        };
+        if host.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(format!("bad host `{entry}`: not an IPv6 address"));
+        }
+        match after {
+            "" => (host, None),
+            _ => match after.strip_prefix(':') {
+                Some(port) => (host, Some(port)),
+                None => return Err(format!("bad host `{entry}`: expected `:` after `]`")),
+            },
+        }
+    } else {
+        match entry.split_once(':') {
+            Some((host, port)) if port.contains(':') => {
+                return Err(format!(
+                "bad host `{entry}`: write an IPv6 address in brackets, as `[{host}:{port}]:6379`"
+            ))
+            }
+            Some((host, port)) => (host, Some(port)),
+            None => (entry, None),
+        }
+    };
+    if host.is_empty() {
+        return Err(format!("missing host in `{entry}`"));
+    }
+    let bracketed = entry.starts_with('[');
+    if !bracketed
+        && (!host.starts_with(|c: char| c.is_ascii_alphanumeric())
+            || !host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')))
+    {
+        return Err(format!("bad host `{}`", host.escape_debug()));
+    }
+    let port = match port {
+        None => default_port,
+        Some(p) => match p.parse::<u16>() {
+            Ok(port) if port != 0 && p.bytes().all(|b| b.is_ascii_digit()) => port,
+            _ => {
+                return Err(format!(
+                    "bad port `{}` in `{}`: expected a number from 1 to 65535",
+                    p.escape_debug(),
+                    entry.escape_debug()
+                ))
+            }
+        },
+    };
+    Ok(HostPort {
+        host: host.to_owned(),
+        port,
+    })
+}
+
+fn parse_db(db: &str) -> Result<i64, String> {
+    match db.parse::<i64>() {
+        Ok(n) if n >= 0 && db.bytes().all(|b| b.is_ascii_digit()) => Ok(n),
+        _ => Err(format!(
+            "bad database `{}`: expected a number from 0",
+            db.escape_debug()
+        )),
+    }
+}
+
+/// Decodes `%XX` escapes; `None` for a malformed escape or a result that is not UTF-8.
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3)?;
+            let hex = std::str::from_utf8(hex).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// `url` with the password in its user info replaced by `***`; works on any string, parsed or
+/// not, so that no error can quote a password.
+pub(crate) fn redact_url(url: &str) -> String {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let Some(at) = url[start..].rfind('@').map(|i| start + i) else {
+        return url.to_owned();
+    };
+    let userinfo = &url[start..at];
+    match userinfo.find(':') {
+        Some(colon) => format!("{}:***{}", &url[..start + colon], &url[at..]),
+        // Without a scheme there is no telling a user name from a password.
+        None if start == 0 => format!("***{}", &url[at..]),
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redaction_hides_every_password_shape() {
+        assert_eq!(redact_url("redis://:pw@h:1/0"), "redis://:***@h:1/0");
+        assert_eq!(redact_url("redis://u:pw@h"), "redis://u:***@h");
+        assert_eq!(redact_url("redis://:p@ss@h"), "redis://:***@h");
+        assert_eq!(redact_url("redis://:pa/ss@h/0"), "redis://:***@h/0");
+        assert_eq!(redact_url("redis://u@h"), "redis://u@h");
+        assert_eq!(redact_url("pw@h"), "***@h");
+        assert_eq!(redact_url("redis://h:1"), "redis://h:1");
+    }
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("a%40b%3Ac").as_deref(), Some("a@b:c"));
+        assert_eq!(percent_decode("%zz"), None);
+        assert_eq!(percent_decode("%4"), None);
+    }
+}

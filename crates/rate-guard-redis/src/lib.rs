@@ -1,0 +1,27 @@
+//! The Redis store of py-rate-guard: [`RedisStore`] implements
+//! [`rate_guard_core::Store`] with Lua scripts (`lua/*.lua`), one round trip per request, on
+//! standalone Redis, Sentinel and Cluster. Decisions equal the core crate's bit for bit: the
+//! scripts repeat its arithmetic operation for operation (see `rate_guard_core::algorithm`).
+//!
+//! ```no_run
+//! use rate_guard_core::{Limiter, Quota, Rule};
+//! use rate_guard_redis::RedisStore;
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = RedisStore::from_url("redis://127.0.0.1:6379/0").await?;
+//! let limiter = Limiter::builder()
+//!     .rule(Rule::builder("100/minute".parse::<Quota>()?).build()?)
+//!     .store(store)
+//!     .build()?;
+//! let verdict = limiter.hit("ip:203.0.113.7").await?;
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod connection;
+mod script;
+mod store;
+
+pub use connection::{Connection, ConnectionError, RedisConfig};
+pub use script::{REFUND_SOURCE, REQUEST_SOURCE};
+pub use store::RedisStore;

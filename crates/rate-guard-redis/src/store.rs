@@ -1,0 +1,239 @@
+//! [`RedisStore`]: the [`Store`] contract on Redis, one script call per request (per slot
+//! group on a cluster).
+
+use std::fmt;
+
+use futures_util::future::join_all;
+use rate_guard_core::{
+    Algorithm, BoxFuture, Check, Decision, Mode, Request, Store, StoreError, Timestamp, Verdict,
+};
+use redis::cluster_routing::Slot;
+use redis::Value;
+use smallvec::SmallVec;
+
+use crate::connection::{Connection, ConnectionError, RedisConfig};
+use crate::script::{Script, REFUND, REQUEST};
+
+/// Rate-limit state in Redis: standalone, Sentinel or Cluster.
+///
+/// - **Standalone and Sentinel**: one `EVALSHA` of the request script per request, whatever
+///   the number of rules; the script decides every rule and writes only if all allow.
+/// - **Cluster**: a request's keys are grouped by slot (keys of one identity share a hash tag,
+///   so usually one or two groups); the groups run concurrently, each atomically. When a group
+///   denies, the groups that consumed are refunded, so the cluster never over-admits; the cost
+///   is a brief under-admission while a refund is in flight.
+///
+/// Time is the server's `TIME` unless a request carries its own (tests replay timelines).
+#[derive(Clone)]
+pub struct RedisStore {
+    connection: Connection,
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("connection", &self.connection)
+            .finish()
+    }
+}
+
+impl RedisStore {
+    /// Connects and loads the scripts (on every master of a cluster). Fails, within the connect
+    /// timeout, when Redis cannot be reached.
+    pub async fn connect(config: &RedisConfig) -> Result<Self, ConnectionError> {
+        let connection = Connection::connect(config).await?;
+        connection.load_script(REQUEST.source).await?;
+        connection.load_script(REFUND.source).await?;
+        Ok(Self { connection })
+    }
+
+    /// [`connect`](Self::connect) with a URL and default settings.
+    pub async fn from_url(url: &str) -> Result<Self, ConnectionError> {
+        Self::connect(&RedisConfig::from_url(url)?).await
+    }
+
+    /// The connection (for tests and administration).
+    #[must_use]
+    pub fn connection(&self) -> &Connection {
+        &self.connection
+    }
+
+    async fn decide_request(&self, request: Request<'_>) -> Result<Verdict, StoreError> {
+        request.validate()?;
+        let groups = self.groups(request.checks);
+        if let [group] = groups.as_slice() {
+            let (_, rules) = self.run(&REQUEST, request.mode, request.now, group).await?;
+            return verdict(rules);
+        }
+        let outcomes = join_all(
+            groups
+                .iter()
+                .map(|g| self.run(&REQUEST, request.mode, request.now, g)),
+        )
+        .await;
+        let failed = outcomes.iter().any(Result::is_err);
+        let denied = outcomes
+            .iter()
+            .any(|o| o.as_ref().is_ok_and(|(_, d)| d.iter().any(|d| !d.allowed)));
+        if request.mode == Mode::Hit && (failed || denied) {
+            // Groups that consumed give it back: all-or-nothing across slots.
+            let refunds = groups.iter().zip(&outcomes).filter_map(|(group, outcome)| {
+                let (now, decisions) = outcome.as_ref().ok()?;
+                decisions
+                    .iter()
+                    .all(|d| d.allowed)
+                    .then(|| self.refund(*now, group))
+            });
+            // A refund that fails leaves quota consumed: under-admission, never over-admission.
+            join_all(refunds).await;
+        }
+        let mut rules: SmallVec<[Decision; 4]> =
+            SmallVec::from_elem(placeholder(), request.checks.len());
+        for (group, outcome) in groups.iter().zip(outcomes) {
+            let (_, decisions) = outcome?;
+            for (&(index, _), decision) in group.iter().zip(decisions) {
+                rules[index] = decision;
+            }
+        }
+        verdict(rules)
+    }
+
+    /// The request's checks grouped by slot, each with its index in the request. One group
+    /// outside a cluster.
+    fn groups<'c>(&self, checks: &'c [Check<'c>]) -> Vec<Vec<(usize, &'c Check<'c>)>> {
+        let indexed = checks.iter().enumerate();
+        if !self.connection.is_cluster() {
+            return vec![indexed.collect()];
+        }
+        let mut groups: Vec<(Slot, Vec<(usize, &Check<'_>)>)> = Vec::new();
+        for (i, check) in indexed {
+            let slot = Slot::for_key(check.key);
+            match groups.iter_mut().find(|(s, _)| *s == slot) {
+                Some((_, group)) => group.push((i, check)),
+                None => groups.push((slot, vec![(i, check)])),
+            }
+        }
+        groups.into_iter().map(|(_, group)| group).collect()
+    }
+
+    /// Runs the request script on one group; returns the time it decided at and the decisions.
+    async fn run(
+        &self,
+        script: &Script,
+        mode: Mode,
+        now: Option<Timestamp>,
+        group: &[(usize, &Check<'_>)],
+    ) -> Result<(u64, Vec<Decision>), StoreError> {
+        let keys: Vec<&str> = group.iter().map(|(_, c)| c.key).collect();
+        let mut args = Vec::with_capacity(2 + 5 * group.len());
+        args.push(match mode {
+            Mode::Peek => "peek".to_owned(),
+            _ => "hit".to_owned(),
+        });
+        args.push(now.map_or_else(String::new, |t| t.as_micros().to_string()));
+        for (_, check) in group {
+            push_rule(&mut args, check);
+        }
+        let reply = self
+            .connection
+            .eval_script(&script.sha, script.source, &keys, &args)
+            .await?;
+        parse_reply(&reply, group.len())
+    }
+
+    async fn refund(&self, now: u64, group: &[(usize, &Check<'_>)]) -> Result<(), StoreError> {
+        let keys: Vec<&str> = group.iter().map(|(_, c)| c.key).collect();
+        let mut args = Vec::with_capacity(1 + 5 * group.len());
+        args.push(now.to_string());
+        for (_, check) in group {
+            push_rule(&mut args, check);
+        }
+        self.connection
+            .eval_script(&REFUND.sha, REFUND.source, &keys, &args)
+            .await?;
+        Ok(())
+    }
+}
+
+/// The five arguments a script takes per rule: algorithm, count, period (µs), capacity, cost.
+fn push_rule(args: &mut Vec<String>, check: &Check<'_>) {
+    let rule = check.rule;
+    args.push(algorithm_code(rule.algorithm()).to_owned());
+    args.push(rule.count().to_string());
+    args.push(rule.period_micros().to_string());
+    args.push(rule.capacity().to_string());
+    args.push(check.cost.to_string());
+}
+
+fn algorithm_code(algorithm: Algorithm) -> &'static str {
+    match algorithm {
+        Algorithm::FixedWindow => "fw",
+        Algorithm::TokenBucket => "tb",
+        Algorithm::SlidingLog => "sl",
+        // The default, and what a future variant of the core would be checked against.
+        _ => "sw",
+    }
+}
+
+fn placeholder() -> Decision {
+    Decision {
+        allowed: false,
+        limit: 0,
+        remaining: 0,
+        reset_after: std::time::Duration::ZERO,
+        retry_after: None,
+    }
+}
+
+fn verdict(rules: impl Into<SmallVec<[Decision; 4]>>) -> Result<Verdict, StoreError> {
+    Verdict::from_rules(rules.into()).ok_or(StoreError::InvalidRequest(
+        "a request needs at least one rule",
+    ))
+}
+
+/// `{now, then per rule: allowed, limit, remaining, reset_after_us, retry_after_us | -1}`.
+fn parse_reply(reply: &Value, rules: usize) -> Result<(u64, Vec<Decision>), StoreError> {
+    let bad = || StoreError::Refused(format!("unexpected script reply: {reply:?}"));
+    let Value::Array(items) = reply else {
+        return Err(bad());
+    };
+    if items.len() != 1 + 5 * rules {
+        return Err(bad());
+    }
+    let ints: Vec<i64> = items
+        .iter()
+        .map(|v| match v {
+            Value::Int(i) => Ok(*i),
+            _ => Err(bad()),
+        })
+        .collect::<Result<_, _>>()?;
+    let unsigned = |i: i64| u64::try_from(i).map_err(|_| bad());
+    let now = unsigned(ints[0])?;
+    let decisions = ints[1..]
+        .chunks_exact(5)
+        .map(|d| {
+            Ok(Decision {
+                allowed: d[0] == 1,
+                limit: u32::try_from(d[1]).map_err(|_| bad())?,
+                remaining: u32::try_from(d[2]).map_err(|_| bad())?,
+                reset_after: std::time::Duration::from_micros(unsigned(d[3])?),
+                retry_after: if d[4] < 0 {
+                    None
+                } else {
+                    Some(std::time::Duration::from_micros(unsigned(d[4])?))
+                },
+            })
+        })
+        .collect::<Result<_, StoreError>>()?;
+    Ok((now, decisions))
+}
+
+impl Store for RedisStore {
+    fn decide<'a>(&'a self, request: Request<'a>) -> BoxFuture<'a, Result<Verdict, StoreError>> {
+        Box::pin(self.decide_request(request))
+    }
+
+    fn reset<'a>(&'a self, keys: &'a [&'a str]) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move { Ok(self.connection.del(keys).await?) })
+    }
+}
