@@ -15,25 +15,27 @@ local function int(x)
   return string.format('%d', x)
 end
 
--- The largest k in 0..hi for which pred holds (true up to a point, false after), searched from
--- estimate; 0 when it never holds.
-local function largest_satisfying(hi, estimate, pred)
+-- The largest k in 0..hi for which pred(k, a, b, c, d) holds (true up to a point, false after),
+-- searched from estimate; 0 when it never holds. The predicate takes its context as arguments
+-- so that no closure is built per call.
+local function largest_satisfying(hi, estimate, pred, a, b, c, d)
   local k = math.floor(estimate)
   if k ~= k or k < 0 then k = 0 end
   if k > hi then k = hi end
-  while k > 0 and not pred(k) do k = k - 1 end
-  while k < hi and pred(k + 1) do k = k + 1 end
+  while k > 0 and not pred(k, a, b, c, d) do k = k - 1 end
+  while k < hi and pred(k + 1, a, b, c, d) do k = k + 1 end
   return k
 end
 
--- The smallest e in lo..hi for which pred holds (false up to a point, true after; true at hi).
-local function smallest_satisfying(lo, hi, estimate, pred)
+-- The smallest e in lo..hi for which pred(e, a, b, c, d) holds (false up to a point, true after;
+-- true at hi).
+local function smallest_satisfying(lo, hi, estimate, pred, a, b, c, d)
   local e = math.ceil(estimate)
   if e ~= e or e < 0 then e = 0 end
   if e < lo then e = lo end
   if e > hi then e = hi end
-  while e > lo and pred(e - 1) do e = e - 1 end
-  while e < hi and not pred(e) do e = e + 1 end
+  while e > lo and pred(e - 1, a, b, c, d) do e = e - 1 end
+  while e < hi and not pred(e, a, b, c, d) do e = e + 1 end
   return e
 end
 
@@ -41,17 +43,11 @@ local function never(limit, remaining, reset_after)
   return {false, limit, remaining, reset_after, nil}
 end
 
--- The numbers of a string state "<tag> n1 n2 ...", or nil when the key holds no such state
--- (absent, another algorithm's, or another type).
-local function read_fields(key, tag, n)
-  local v = redis.pcall('GET', key)
-  if type(v) ~= 'string' or string.sub(v, 1, 1) ~= tag then return nil end
-  local out = {}
-  for field in string.gmatch(string.sub(v, 3), '%S+') do
-    out[#out + 1] = tonumber(field)
-  end
-  if #out ~= n then return nil end
-  return out
+-- A state value as read by MGET, or nil when there is none (MGET reads false for an absent key
+-- and for a key of another type).
+local function string_state(v)
+  if type(v) ~= 'string' then return nil end
+  return v
 end
 
 -- Extra lifetime given to every key: zero, except when a test passes its own "now", whose
@@ -67,3 +63,6 @@ end
 local function write_state(key, value, ttl_us)
   redis.call('SET', key, value, 'PX', ttl_ms(ttl_us))
 end
+
+-- Each algorithm file defines a function that builds its module (decide, store, refund, load);
+-- a request builds only the modules it uses, which keeps the per-call cost of the script small.

@@ -1,49 +1,56 @@
 -- fixed_window.lua: epoch-aligned windows; mirrors algorithm/fixed_window.rs.
 -- State: string "F <window_end_us> <count>", expiring at the window's end.
 
-local fixed_window = {}
+local function fixed_window()
+  local M = {}
 
-function fixed_window.load(key)
-  local f = read_fields(key, 'F', 2)
-  if f then return {window_end = f[1], count = f[2]} end
-  return nil
-end
-
--- The window in force and its count; a stored window that has not ended is kept.
-local function fw_current(rule, s, now)
-  if s and s.window_end > now then return s.window_end, s.count end
-  local period = rule.period
-  return now - now % period + period, 0
-end
-
-function fixed_window.decide(rule, s, now, cost)
-  local limit = rule.count
-  local window_end, count = fw_current(rule, s, now)
-  local function reset_if(c)
-    if c > 0 then return window_end - now end
-    return 0
+  -- value: what MGET read under key.
+  function M.load(key, value)
+    local v = string_state(value)
+    if not v then return nil end
+    local window_end, count = string.match(v, '^F (%d+) (%d+)$')
+    if not window_end then return nil end
+    return {window_end = tonumber(window_end), count = tonumber(count)}
   end
-  if cost > limit then
-    return never(limit, math.max(limit - count, 0), reset_if(count))
-  end
-  local allowed = count + cost <= limit
-  local after = count
-  if allowed then after = count + cost end
-  local retry = nil
-  if not allowed then retry = window_end - now end
-  return {allowed, limit, math.max(limit - after, 0), reset_if(after), retry}
-end
 
-function fixed_window.store(key, rule, s, now, cost)
-  local window_end, count = fw_current(rule, s, now)
-  local value = 'F ' .. int(window_end) .. ' ' .. int(math.min(count + cost, U32_MAX))
-  write_state(key, value, window_end - now)
-end
-
--- Gives back cost consumed at now (the cluster's refund path); the TTL stays.
-function fixed_window.refund(key, rule, now, cost)
-  local s = fixed_window.load(key)
-  if s and s.window_end > now then
-    redis.call('SET', key, 'F ' .. int(s.window_end) .. ' ' .. int(math.max(s.count - cost, 0)), 'KEEPTTL')
+  -- The window in force and its count; a stored window that has not ended is kept.
+  local function current(rule, s, now)
+    if s and s.window_end > now then return s.window_end, s.count end
+    local period = rule.period
+    return now - now % period + period, 0
   end
+
+  function M.decide(rule, s, now, cost)
+    local limit = rule.count
+    local window_end, count = current(rule, s, now)
+    local reset_after = 0
+    if cost > limit then
+      if count > 0 then reset_after = window_end - now end
+      return never(limit, math.max(limit - count, 0), reset_after)
+    end
+    local allowed = count + cost <= limit
+    local after = count
+    if allowed then after = count + cost end
+    if after > 0 then reset_after = window_end - now end
+    local retry = nil
+    if not allowed then retry = window_end - now end
+    return {allowed, limit, math.max(limit - after, 0), reset_after, retry}
+  end
+
+  function M.store(key, rule, s, now, cost)
+    local window_end, count = current(rule, s, now)
+    local value = 'F ' .. int(window_end) .. ' ' .. int(math.min(count + cost, U32_MAX))
+    write_state(key, value, window_end - now)
+  end
+
+  -- Gives back cost consumed at now (the cluster's refund path); the TTL stays.
+  function M.refund(key, rule, now, cost)
+    local s = M.load(key, redis.pcall('GET', key))
+    if s and s.window_end > now then
+      local value = 'F ' .. int(s.window_end) .. ' ' .. int(math.max(s.count - cost, 0))
+      redis.call('SET', key, value, 'KEEPTTL')
+    end
+  end
+
+  return M
 end

@@ -9,12 +9,25 @@
 --
 -- Reply: the number of keys refunded.
 
-local ALGORITHMS = {
+local BUILDERS = {
   fw = fixed_window,
   sw = sliding_window,
   tb = token_bucket,
   sl = sliding_log,
 }
+local modules = {}
+
+-- The module of an algorithm code, built on first use (nil for an unknown code).
+local function algorithm_of(code)
+  local module = modules[code]
+  if module == nil then
+    local build = BUILDERS[code]
+    if build == nil then return nil end
+    module = build()
+    modules[code] = module
+  end
+  return module
+end
 
 local now = tonumber(ARGV[1])
 if #ARGV ~= 1 + 5 * #KEYS then
@@ -22,7 +35,7 @@ if #ARGV ~= 1 + 5 * #KEYS then
 end
 for i = 1, #KEYS do
   local base = 1 + (i - 1) * 5
-  local algorithm = ALGORITHMS[ARGV[base + 1]]
+  local algorithm = algorithm_of(ARGV[base + 1])
   if not algorithm then
     return redis.error_reply('rate_guard: unknown algorithm ' .. tostring(ARGV[base + 1]))
   end

@@ -12,12 +12,25 @@
 -- Every rule is decided before any state is written; state is written only when every rule
 -- allows, so a denied request consumes nothing anywhere. A key appears at most once.
 
-local ALGORITHMS = {
+local BUILDERS = {
   fw = fixed_window,
   sw = sliding_window,
   tb = token_bucket,
   sl = sliding_log,
 }
+local modules = {}
+
+-- The module of an algorithm code, built on first use (nil for an unknown code).
+local function algorithm_of(code)
+  local module = modules[code]
+  if module == nil then
+    local build = BUILDERS[code]
+    if build == nil then return nil end
+    module = build()
+    modules[code] = module
+  end
+  return module
+end
 
 local mode = ARGV[1]
 if mode ~= 'hit' and mode ~= 'peek' then
@@ -35,11 +48,16 @@ if #ARGV ~= 2 + 5 * #KEYS then
   return redis.error_reply('rate_guard: expected 5 arguments per key')
 end
 
+if #KEYS == 0 then
+  return redis.error_reply('rate_guard: a request needs at least one key')
+end
+-- One read for every string state of the request.
+local values = redis.call('MGET', unpack(KEYS))
 local checks = {}
 local all_allowed = true
 for i = 1, #KEYS do
   local base = 2 + (i - 1) * 5
-  local algorithm = ALGORITHMS[ARGV[base + 1]]
+  local algorithm = algorithm_of(ARGV[base + 1])
   if not algorithm then
     return redis.error_reply('rate_guard: unknown algorithm ' .. tostring(ARGV[base + 1]))
   end
@@ -49,7 +67,7 @@ for i = 1, #KEYS do
     capacity = tonumber(ARGV[base + 4]),
   }
   local cost = tonumber(ARGV[base + 5])
-  local state = algorithm.load(KEYS[i])
+  local state = algorithm.load(KEYS[i], values[i])
   local decision
   if mode == 'peek' then
     local unit = algorithm.decide(rule, state, now, cost)

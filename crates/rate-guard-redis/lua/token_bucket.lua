@@ -3,75 +3,70 @@
 -- n = max(now, at); backlog = max(debt - (n - at), 0);
 -- admits k = backlog - (burst - k) * interval <= interval * 1e-6.
 
-local token_bucket = {}
+local function token_bucket()
+  local M = {}
 
-function token_bucket.load(key)
-  local f = read_fields(key, 'T', 2)
-  if f then return {at = f[1], debt = f[2]} end
-  return nil
-end
-
-local function tb_bucket(rule, s, now)
-  local at, debt = now, 0.0
-  if s then at, debt = s.at, s.debt end
-  local n = math.max(now, at)
-  return {
-    interval = rule.period / rule.count,
-    burst = rule.capacity,
-    n = n,
-    ahead = n - now,
-    raw = debt - (n - at),
-  }
-end
-
-local function tb_admits(b, backlog, cost)
-  return backlog - (b.burst - cost) * b.interval <= b.interval * TOLERANCE
-end
-
-local function tb_remaining(b, backlog)
-  return largest_satisfying(b.burst, b.burst - backlog / b.interval, function(k)
-    return tb_admits(b, backlog, k)
-  end)
-end
-
-local function tb_reset_after(b, backlog)
-  return b.ahead + math.ceil(backlog)
-end
-
-local function tb_retry_after(b, cost)
-  local slack = (b.burst - cost) * b.interval + b.interval * TOLERANCE
-  local estimate = b.raw - slack
-  local hi = math.ceil(math.max(b.raw, 0)) + 1
-  local wait = smallest_satisfying(0, hi, estimate, function(d)
-    return tb_admits(b, math.max(b.raw - d, 0), cost)
-  end)
-  return b.ahead + wait
-end
-
-function token_bucket.decide(rule, s, now, cost)
-  local b = tb_bucket(rule, s, now)
-  local backlog = math.max(b.raw, 0)
-  if cost > b.burst then
-    return never(rule.capacity, tb_remaining(b, backlog), tb_reset_after(b, backlog))
+  -- value: what MGET read under key.
+  function M.load(key, value)
+    local v = string_state(value)
+    if not v then return nil end
+    local at, debt = string.match(v, '^T (%d+) (%S+)$')
+    if not at then return nil end
+    return {at = tonumber(at), debt = tonumber(debt)}
   end
-  local allowed = tb_admits(b, backlog, cost)
-  local after = backlog
-  if allowed then after = backlog + cost * b.interval end
-  local retry = nil
-  if not allowed then retry = tb_retry_after(b, cost) end
-  return {allowed, rule.capacity, tb_remaining(b, after), tb_reset_after(b, after), retry}
-end
 
-function token_bucket.store(key, rule, s, now, cost)
-  local b = tb_bucket(rule, s, now)
-  local debt = math.max(b.raw, 0) + cost * b.interval
-  write_state(key, 'T ' .. int(b.n) .. ' ' .. string.format('%.17g', debt), b.n + math.ceil(debt) - now)
-end
+  local function admits(k, backlog, burst, interval)
+    return backlog - (burst - k) * interval <= interval * TOLERANCE
+  end
 
--- Gives back cost consumed at now (the cluster's refund path): the backlog shrinks by it.
-function token_bucket.refund(key, rule, now, cost)
-  local s = token_bucket.load(key)
-  if not s then return end
-  local debt = math.max(s.debt - cost * (rule.period / rule.count), 0)
-  redis.call('SET', key, 'T ' .. int(s.at) .. ' ' .. string.format('%.17g', debt), 'KEEPTTL')
+  -- Whether cost fits d microseconds from n, the backlog then being raw - d.
+  local function admits_after(d, raw, cost, burst, interval)
+    return admits(cost, math.max(raw - d, 0), burst, interval)
+  end
+
+  local function remaining(backlog, burst, interval)
+    return largest_satisfying(burst, burst - backlog / interval, admits, backlog, burst, interval)
+  end
+
+  function M.decide(rule, s, now, cost)
+    local interval, burst = rule.period / rule.count, rule.capacity
+    local at, debt = now, 0.0
+    if s then at, debt = s.at, s.debt end
+    local n = math.max(now, at)
+    local ahead = n - now
+    local raw = debt - (n - at)
+    local backlog = math.max(raw, 0)
+    if cost > burst then
+      return never(burst, remaining(backlog, burst, interval), ahead + math.ceil(backlog))
+    end
+    local allowed = admits(cost, backlog, burst, interval)
+    local after = backlog
+    if allowed then after = backlog + cost * interval end
+    local retry = nil
+    if not allowed then
+      local slack = (burst - cost) * interval + interval * TOLERANCE
+      local hi = math.ceil(math.max(raw, 0)) + 1
+      retry = ahead + smallest_satisfying(0, hi, raw - slack, admits_after, raw, cost, burst, interval)
+    end
+    return {allowed, burst, remaining(after, burst, interval), ahead + math.ceil(after), retry}
+  end
+
+  function M.store(key, rule, s, now, cost)
+    local interval = rule.period / rule.count
+    local at, debt = now, 0.0
+    if s then at, debt = s.at, s.debt end
+    local n = math.max(now, at)
+    local new_debt = math.max(debt - (n - at), 0) + cost * interval
+    write_state(key, 'T ' .. int(n) .. ' ' .. string.format('%.17g', new_debt), n + math.ceil(new_debt) - now)
+  end
+
+  -- Gives back cost consumed at now (the cluster's refund path): the backlog shrinks by it.
+  function M.refund(key, rule, now, cost)
+    local s = M.load(key, redis.pcall('GET', key))
+    if not s then return end
+    local debt = math.max(s.debt - cost * (rule.period / rule.count), 0)
+    redis.call('SET', key, 'T ' .. int(s.at) .. ' ' .. string.format('%.17g', debt), 'KEEPTTL')
+  end
+
+  return M
 end

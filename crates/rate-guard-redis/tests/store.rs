@@ -380,3 +380,23 @@ fn a_wrong_url_fails_at_construction() {
         .unwrap_err();
     assert!(err.to_string().contains("mongodb"), "{err}");
 }
+
+#[test]
+fn every_key_carries_a_ttl() {
+    let server = RedisServer::start().unwrap();
+    let rt = runtime();
+    let store = rt.block_on(RedisStore::from_url(&server.url())).unwrap();
+    for algorithm in Algorithm::ALL {
+        let rule = rule("5/minute", algorithm);
+        let key = KeyBuilder::default().key(&rule, "ip:198.51.100.9");
+        let check = [Check {
+            rule: &rule,
+            key: &key,
+            cost: NonZeroU32::MIN,
+        }];
+        assert!(rt.block_on(hit(&store, &check)).unwrap().allowed());
+        let ttl: i64 = server.cmd(&["PTTL", &key]).unwrap().parse().unwrap();
+        // The state matters for at most two periods (sliding window), never forever (-1).
+        assert!(ttl > 0 && ttl <= 120_000, "{algorithm}: PTTL {ttl}");
+    }
+}
