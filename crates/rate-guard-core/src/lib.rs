@@ -51,8 +51,3 @@ pub use rule::{Rule, RuleBuilder, MAX_RULE_ID_LEN};
 pub use store::{
     BoxFuture, Check, MemoryStore, MemoryStoreBuilder, Mode, Request, Store, MAX_CHECKS,
 };
-
-/// The README's Rust snippets, compiled as doctests.
-#[cfg(doctest)]
-#[doc = include_str!("../../../README.md")]
-struct ReadmeDoctests;

@@ -1,5 +1,9 @@
 -- fixed_window.lua: epoch-aligned windows; mirrors algorithm/fixed_window.rs.
 -- State: string "F <window_end_us> <count>", expiring at the window's end.
+-- A module of request.lua and refund.lua, which list KEYS, ARGV and the reply. It works on one
+-- key: load(key, value read by MGET) -> state or nil; decide(rule, state, now_us, cost) ->
+-- {allowed, limit, remaining, reset_after_us, retry_after_us or nil}; store(key, rule, state,
+-- now_us, cost) writes the state with its TTL; refund(key, rule, now_us, cost).
 
 local function fixed_window()
   local M = {}

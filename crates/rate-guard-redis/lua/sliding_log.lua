@@ -1,6 +1,10 @@
 -- sliding_log.lua: the exact log; mirrors algorithm/sliding_log.rs.
 -- State: a sorted set, one member per admitted unit of cost, scored by its time (us); an entry
 -- at t counts while t + period > now. Members are "<now>-<n>", unique per key. O(limit) memory.
+-- A module of request.lua and refund.lua, which list KEYS, ARGV and the reply. It works on one
+-- key: load(key, value read by MGET) -> state or nil; decide(rule, state, now_us, cost) ->
+-- {allowed, limit, remaining, reset_after_us, retry_after_us or nil}; store(key, rule, state,
+-- now_us, cost) writes the state with its TTL; refund(key, rule, now_us, cost).
 
 local function sliding_log()
   local M = {}

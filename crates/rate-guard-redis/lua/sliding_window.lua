@@ -1,6 +1,10 @@
 -- sliding_window.lua: two-window weighted counter; mirrors algorithm/sliding_window.rs.
 -- State: string "S <expires_at_us> <current> <previous>", expires_at = current start + 2 periods.
 -- weight = (period - elapsed) / period; weighted = prev * weight; admits n = weighted + n <= limit.
+-- A module of request.lua and refund.lua, which list KEYS, ARGV and the reply. It works on one
+-- key: load(key, value read by MGET) -> state or nil; decide(rule, state, now_us, cost) ->
+-- {allowed, limit, remaining, reset_after_us, retry_after_us or nil}; store(key, rule, state,
+-- now_us, cost) writes the state with its TTL; refund(key, rule, now_us, cost).
 
 local function sliding_window()
   local M = {}

@@ -2,6 +2,10 @@
 -- State: string "T <at_us> <debt_us>", debt written with 17 significant digits (exact for a double).
 -- n = max(now, at); backlog = max(debt - (n - at), 0);
 -- admits k = backlog - (burst - k) * interval <= interval * 1e-6.
+-- A module of request.lua and refund.lua, which list KEYS, ARGV and the reply. It works on one
+-- key: load(key, value read by MGET) -> state or nil; decide(rule, state, now_us, cost) ->
+-- {allowed, limit, remaining, reset_after_us, retry_after_us or nil}; store(key, rule, state,
+-- now_us, cost) writes the state with its TTL; refund(key, rule, now_us, cost).
 
 local function token_bucket()
   local M = {}

@@ -25,3 +25,8 @@ mod store;
 pub use connection::{Connection, ConnectionError, RedisConfig};
 pub use script::{REFUND_SOURCE, REQUEST_SOURCE};
 pub use store::RedisStore;
+
+/// The README's Rust snippets (they use this crate and the core), compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;
