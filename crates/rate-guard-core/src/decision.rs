@@ -73,6 +73,47 @@ fn ceil_secs(d: Duration) -> u64 {
 pub struct Verdict {
     rules: SmallVec<[Decision; 4]>,
     deciding: usize,
+    source: Source,
+}
+
+/// Who decided a request: the store, or the limiter on its behalf.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum Source {
+    /// The store (Redis or memory), as configured.
+    #[default]
+    Store,
+    /// The deny cache: the same request was denied moments ago, until a time not yet reached.
+    DenyCache,
+    /// The store was unavailable; the in-memory fallback decided.
+    Fallback,
+    /// The store was unavailable; the request was allowed (fail open).
+    FailOpen,
+    /// The store was unavailable; the request was denied (fail closed).
+    FailClosed,
+}
+
+impl Source {
+    /// `store`, `deny_cache`, `fallback`, `fail_open` or `fail_closed`.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Source::Store => "store",
+            Source::DenyCache => "deny_cache",
+            Source::Fallback => "fallback",
+            Source::FailOpen => "fail_open",
+            Source::FailClosed => "fail_closed",
+        }
+    }
+
+    /// Whether the store was unavailable and the decision is a stand-in.
+    #[must_use]
+    pub const fn is_degraded(self) -> bool {
+        matches!(
+            self,
+            Source::Fallback | Source::FailOpen | Source::FailClosed
+        )
+    }
 }
 
 impl Verdict {
@@ -87,7 +128,11 @@ impl Verdict {
                 deciding = i;
             }
         }
-        (!rules.is_empty()).then_some(Self { rules, deciding })
+        (!rules.is_empty()).then_some(Self {
+            rules,
+            deciding,
+            source: Source::Store,
+        })
     }
 
     /// The verdict of a one-rule request.
@@ -95,7 +140,11 @@ impl Verdict {
     pub fn single(decision: Decision) -> Self {
         let mut rules = SmallVec::new();
         rules.push(decision);
-        Self { rules, deciding: 0 }
+        Self {
+            rules,
+            deciding: 0,
+            source: Source::Store,
+        }
     }
 
     /// The combined decision: the most restrictive rule's decision. Its `allowed` is true only
@@ -115,6 +164,38 @@ impl Verdict {
     #[must_use]
     pub fn deciding_rule(&self) -> usize {
         self.deciding
+    }
+
+    /// Who decided: the store, or the limiter standing in for it.
+    #[must_use]
+    pub fn source(&self) -> Source {
+        self.source
+    }
+
+    /// Whether the store was unavailable and this verdict is a stand-in (fallback, fail open,
+    /// fail closed).
+    #[must_use]
+    pub fn is_degraded(&self) -> bool {
+        self.source.is_degraded()
+    }
+
+    /// The same verdict, attributed to `source`.
+    #[must_use]
+    pub fn with_source(mut self, source: Source) -> Self {
+        self.source = source;
+        self
+    }
+
+    /// The same verdict `elapsed` later: waits and resets shortened by it (the deny cache).
+    #[must_use]
+    pub(crate) fn aged(&self, elapsed: Duration) -> Self {
+        let mut aged = self.clone();
+        for d in &mut aged.rules {
+            d.reset_after = d.reset_after.saturating_sub(elapsed);
+            d.retry_after = d.retry_after.map(|r| r.saturating_sub(elapsed));
+        }
+        aged.source = Source::DenyCache;
+        aged
     }
 
     /// Every rule's decision, in request order.

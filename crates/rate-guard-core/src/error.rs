@@ -53,6 +53,9 @@ pub enum ConfigError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// Degradation settings that cannot work.
+    #[error("invalid degradation setting: {0}")]
+    Degradation(&'static str),
     /// A memory store limit that cannot work.
     #[error("invalid memory store setting: {0}")]
     MemoryStore(&'static str),

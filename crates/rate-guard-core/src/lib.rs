@@ -31,6 +31,7 @@
 pub mod algorithm;
 mod clock;
 mod decision;
+pub mod degrade;
 mod error;
 mod key;
 mod limiter;
@@ -41,10 +42,11 @@ mod store;
 
 pub use algorithm::{Algorithm, State};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
-pub use decision::{Decision, Verdict};
+pub use decision::{Decision, Source, Verdict};
+pub use degrade::{BreakerState, Degradation, Event};
 pub use error::{ConfigError, Error, StoreError};
 pub use key::{escape_identity, KeyBuilder, MAX_IDENTITY_LEN, MAX_PREFIX_LEN};
-pub use limiter::{Hit, Limiter, LimiterBuilder};
+pub use limiter::{EventHook, Hit, Limiter, LimiterBuilder};
 pub use quota::{Quota, QuotaError};
 pub use rate_str::{parse_quotas, ParseError, ParseErrorKind};
 pub use rule::{Rule, RuleBuilder, MAX_RULE_ID_LEN};

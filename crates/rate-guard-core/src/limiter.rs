@@ -7,12 +7,22 @@ use std::sync::Arc;
 
 use smallvec::SmallVec;
 
-use crate::clock::Clock;
-use crate::decision::Verdict;
-use crate::error::{ConfigError, Error};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crate::clock::{Clock, SystemClock, Timestamp};
+use crate::decision::{Decision, Source, Verdict};
+use crate::degrade::breaker::{Breaker, Permit, Transition};
+use crate::degrade::deny_cache::DenyCache;
+use crate::degrade::{BreakerState, Degradation, Event};
+use crate::error::{ConfigError, Error, StoreError};
 use crate::key::KeyBuilder;
+use crate::quota::Quota;
 use crate::rule::Rule;
 use crate::store::{Check, MemoryStore, Mode, Request, Store};
+
+/// A hook for [`Event`]s (metrics, alerts).
+pub type EventHook = Arc<dyn Fn(&Event) + Send + Sync>;
 
 /// One rule of a request and the identity it counts for (a client address, a user id,
 /// `"global"`…), with the request's weight.
@@ -57,6 +67,14 @@ struct Inner {
     store: Arc<dyn Store>,
     keys: KeyBuilder,
     clock: Option<Arc<dyn Clock>>,
+    degradation: Degradation,
+    breaker: Breaker,
+    deny_cache: DenyCache,
+    /// The in-memory fallback, when configured.
+    fallback: Option<MemoryStore>,
+    /// Whether the last decision was degraded (for the fallback events).
+    degraded: AtomicBool,
+    hooks: Vec<EventHook>,
 }
 
 impl fmt::Debug for Limiter {
@@ -87,6 +105,18 @@ impl Limiter {
         &self.inner.keys
     }
 
+    /// The circuit breaker's state.
+    #[must_use]
+    pub fn breaker_state(&self) -> BreakerState {
+        self.inner.breaker.state()
+    }
+
+    /// Whether decisions are currently degraded (the store is unavailable).
+    #[must_use]
+    pub fn is_degraded(&self) -> bool {
+        self.inner.degraded.load(Ordering::Relaxed)
+    }
+
     /// Every rule of the limiter, for `identity`, at cost 1.
     pub async fn hit(&self, identity: &str) -> Result<Verdict, Error> {
         self.hit_cost(identity, NonZeroU32::MIN).await
@@ -112,14 +142,23 @@ impl Limiter {
             .map(|r| self.inner.keys.key(r, identity))
             .collect();
         let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        // A forgotten key must not stay denied by the cache.
+        self.inner.deny_cache.clear();
+        if let Some(fallback) = &self.inner.fallback {
+            fallback.reset_now(&keys);
+        }
         Ok(self.inner.store.reset(&keys).await?)
     }
 
-    /// Decides `hits` together, all-or-nothing, in one store call.
+    /// Decides `hits` together, all-or-nothing, in one store call (or none, when the deny
+    /// cache or an open breaker answers). Only a request no store could decide (no rules, a
+    /// key twice) is an error: a failing store yields a degraded verdict (see
+    /// [`degrade`](crate::degrade)).
     pub async fn decide(&self, hits: &[Hit<'_>], mode: Mode) -> Result<Verdict, Error> {
+        let inner = &*self.inner;
         let keys: SmallVec<[String; 4]> = hits
             .iter()
-            .map(|h| self.inner.keys.key(h.rule, h.identity))
+            .map(|h| inner.keys.key(h.rule, h.identity))
             .collect();
         let checks: SmallVec<[Check<'_>; 4]> = hits
             .iter()
@@ -130,12 +169,119 @@ impl Limiter {
                 cost: h.cost,
             })
             .collect();
+        let key_list: SmallVec<[(&str, u32); 4]> =
+            checks.iter().map(|c| (c.key, c.cost.get())).collect();
+        let explicit_now = inner.clock.as_ref().map(Clock::now);
+        let now = explicit_now.unwrap_or_else(|| SystemClock.now());
         let request = Request {
             checks: &checks,
             mode,
-            now: self.inner.clock.as_ref().map(Clock::now),
+            now: explicit_now,
         };
-        Ok(self.inner.store.decide(request).await?)
+        request.validate()?;
+        if mode == Mode::Hit {
+            if let Some(cached) = inner.deny_cache.get(&key_list, now) {
+                return Ok(cached);
+            }
+        }
+        let (permit, transition) = inner.breaker.permit(now);
+        self.emit_transition(transition);
+        if permit == Permit::Reject {
+            return Ok(self.degraded(&checks, mode, now));
+        }
+        match inner.store.decide(request).await {
+            Ok(verdict) => {
+                self.emit_transition(inner.breaker.on_success());
+                if inner.degraded.swap(false, Ordering::Relaxed) {
+                    self.emit(&Event::FallbackEnded);
+                }
+                if mode == Mode::Hit && !verdict.allowed() {
+                    inner.deny_cache.insert(&key_list, &verdict, now);
+                }
+                Ok(verdict)
+            }
+            Err(StoreError::InvalidRequest(reason)) => {
+                Err(StoreError::InvalidRequest(reason).into())
+            }
+            Err(error) => {
+                self.emit(&Event::StoreFailed { error });
+                self.emit_transition(inner.breaker.on_failure(now));
+                Ok(self.degraded(&checks, mode, now))
+            }
+        }
+    }
+
+    /// The verdict while the store is unavailable: the fallback's, or fail open / closed.
+    fn degraded(&self, checks: &[Check<'_>], mode: Mode, now: Timestamp) -> Verdict {
+        let inner = &*self.inner;
+        if !inner.degraded.swap(true, Ordering::Relaxed) {
+            self.emit(&Event::FallbackStarted);
+        }
+        if let Some(fallback) = &inner.fallback {
+            let instances = inner.degradation.instance_count.get();
+            let scaled: SmallVec<[Rule; 4]> =
+                checks.iter().map(|c| share(c.rule, instances)).collect();
+            let scaled_checks: SmallVec<[Check<'_>; 4]> = checks
+                .iter()
+                .zip(&scaled)
+                .map(|(c, rule)| Check {
+                    rule,
+                    key: c.key,
+                    cost: c.cost,
+                })
+                .collect();
+            let request = Request {
+                checks: &scaled_checks,
+                mode,
+                now: Some(now),
+            };
+            if let Ok(verdict) = fallback.decide_now(request) {
+                return verdict.with_source(Source::Fallback);
+            }
+        }
+        let open = checks
+            .iter()
+            .all(|c| c.rule.fail_open().unwrap_or(inner.degradation.fail_open));
+        // A closed verdict asks the client back when the breaker would let a probe through.
+        let retry = inner.breaker.retry_in(now).max(Duration::from_secs(1));
+        let rules: SmallVec<[Decision; 4]> = checks
+            .iter()
+            .map(|c| Decision {
+                allowed: open,
+                limit: c.rule.capacity(),
+                remaining: if open { c.rule.capacity() } else { 0 },
+                reset_after: Duration::ZERO,
+                retry_after: (!open).then_some(retry),
+            })
+            .collect();
+        let source = if open {
+            Source::FailOpen
+        } else {
+            Source::FailClosed
+        };
+        Verdict::from_rules(rules)
+            .map_or_else(|| Verdict::single(never()), |v| v.with_source(source))
+    }
+
+    fn emit_transition(&self, transition: Option<Transition>) {
+        if let Some(t) = transition {
+            self.emit(&Event::Breaker {
+                from: t.from,
+                to: t.to,
+                failures: t.failures,
+            });
+        }
+    }
+
+    fn emit(&self, event: &Event) {
+        if let Event::StoreFailed { .. } = event {
+            tracing::debug!(target: "rate_guard", event = %event, "store call failed");
+        } else {
+            tracing::warn!(target: "rate_guard", event = %event, "degradation");
+        }
+        for hook in &self.inner.hooks {
+            hook(event);
+        }
     }
 
     fn all_rules<'a>(&'a self, identity: &'a str, cost: NonZeroU32) -> SmallVec<[Hit<'a>; 4]> {
@@ -150,6 +296,32 @@ impl Limiter {
     }
 }
 
+/// `rule` with its count and burst divided among `instances` (at least 1 each): one
+/// instance's share while the fallback decides.
+fn share(rule: &Rule, instances: u32) -> Rule {
+    let divide = |n: u32| (n / instances).max(1);
+    let count = NonZeroU32::new(divide(rule.count())).unwrap_or(NonZeroU32::MIN);
+    let quota = Quota::new(count, rule.quota().period()).unwrap_or(rule.quota());
+    let mut b = Rule::builder(quota)
+        .algorithm(rule.algorithm())
+        .name(rule.id());
+    if let Some(burst) = rule.burst() {
+        b = b.burst(divide(burst.get()));
+    }
+    b.build().unwrap_or_else(|_| rule.clone())
+}
+
+/// A denial that is never retryable, for a request with no rule (never built in practice).
+fn never() -> Decision {
+    Decision {
+        allowed: false,
+        limit: 0,
+        remaining: 0,
+        reset_after: Duration::ZERO,
+        retry_after: None,
+    }
+}
+
 /// Builds a [`Limiter`]; see [`Limiter::builder`]. Only [`build`](Self::build) checks, and it
 /// cannot return an invalid limiter.
 #[derive(Default)]
@@ -159,6 +331,8 @@ pub struct LimiterBuilder {
     store: Option<Arc<dyn Store>>,
     clock: Option<Arc<dyn Clock>>,
     prefix: Option<String>,
+    degradation: Degradation,
+    hooks: Vec<EventHook>,
 }
 
 impl fmt::Debug for LimiterBuilder {
@@ -200,6 +374,18 @@ impl LimiterBuilder {
         self
     }
 
+    /// What to do when the store is slow or gone (see [`degrade`](crate::degrade)).
+    pub fn degradation(mut self, degradation: Degradation) -> Self {
+        self.degradation = degradation;
+        self
+    }
+
+    /// Calls `hook` on every degradation [`Event`] (they are also `tracing` events).
+    pub fn on_event(mut self, hook: impl Fn(&Event) + Send + Sync + 'static) -> Self {
+        self.hooks.push(Arc::new(hook));
+        self
+    }
+
     /// The key prefix (default `rate_guard`).
     pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = Some(prefix.into());
@@ -221,9 +407,20 @@ impl LimiterBuilder {
             Some(prefix) => KeyBuilder::new(prefix)?,
             None => KeyBuilder::default(),
         };
+        self.degradation.validate()?;
         let store = match self.store {
             Some(store) => store,
             None => Arc::new(MemoryStore::builder().build()?),
+        };
+        let d = &self.degradation;
+        let fallback = if d.in_memory_fallback {
+            let mut b = MemoryStore::builder();
+            if let Some(clock) = &self.clock {
+                b = b.shared_clock(clock.clone());
+            }
+            Some(b.build()?)
+        } else {
+            None
         };
         Ok(Limiter {
             inner: Arc::new(Inner {
@@ -231,6 +428,12 @@ impl LimiterBuilder {
                 store,
                 keys,
                 clock: self.clock,
+                breaker: Breaker::new(d.failure_threshold, d.cooldown, d.max_cooldown),
+                deny_cache: DenyCache::new(d.deny_cache_size),
+                fallback,
+                degraded: AtomicBool::new(false),
+                hooks: self.hooks,
+                degradation: self.degradation,
             }),
         })
     }

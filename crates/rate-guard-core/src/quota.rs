@@ -50,7 +50,7 @@ impl Quota {
         if period > Self::MAX_PERIOD {
             return Err(QuotaError::PeriodTooLong { period });
         }
-        if period.subsec_nanos() % 1_000_000 != 0 {
+        if !period.subsec_nanos().is_multiple_of(1_000_000) {
             return Err(QuotaError::PeriodNotWholeMilliseconds { period });
         }
         let period_ms = period.as_secs() * 1_000 + u64::from(period.subsec_millis());
@@ -128,7 +128,7 @@ impl fmt::Display for Quota {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let unit = Unit::LARGEST_FIRST
             .into_iter()
-            .find(|unit| self.period_ms % unit.millis() == 0)
+            .find(|unit| self.period_ms.is_multiple_of(unit.millis()))
             .unwrap_or(Unit::Millisecond);
         let units = self.period_ms / unit.millis();
         if units == 1 {

@@ -54,7 +54,7 @@ pub fn parse_quotas(input: &str) -> Result<Vec<Quota>, ParseError> {
             Some(separator) if is_separator(separator) => {
                 scanner.bump();
                 scanner.skip_whitespace();
-                if scanner.peek().map_or(true, is_separator) {
+                if scanner.peek().is_none_or(is_separator) {
                     // Separators are ASCII: the byte after one starts a char.
                     let kind = ParseErrorKind::EmptyLimit { separator };
                     return Err(scanner.error_at(separator_at + 1, kind));

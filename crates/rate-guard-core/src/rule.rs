@@ -32,6 +32,7 @@ pub struct Rule {
     quota: Quota,
     algorithm: Algorithm,
     burst: Option<NonZeroU32>,
+    fail_open: Option<bool>,
     period_micros: u64,
     interval_micros: f64,
 }
@@ -44,6 +45,7 @@ impl Rule {
             algorithm: Algorithm::default(),
             burst: None,
             name: None,
+            fail_open: None,
         }
     }
 
@@ -70,6 +72,13 @@ impl Rule {
     #[must_use]
     pub const fn burst(&self) -> Option<NonZeroU32> {
         self.burst
+    }
+
+    /// What this rule does while the store is unavailable and there is no in-memory fallback:
+    /// `Some(true)` allow, `Some(false)` deny, `None` follow the limiter's setting.
+    #[must_use]
+    pub const fn fail_open(&self) -> Option<bool> {
+        self.fail_open
     }
 
     /// The quota's count.
@@ -105,8 +114,19 @@ impl Rule {
 // The derived fields (period, interval) follow from the quota.
 impl PartialEq for Rule {
     fn eq(&self, other: &Self) -> bool {
-        (&self.id, self.quota, self.algorithm, self.burst)
-            == (&other.id, other.quota, other.algorithm, other.burst)
+        (
+            &self.id,
+            self.quota,
+            self.algorithm,
+            self.burst,
+            self.fail_open,
+        ) == (
+            &other.id,
+            other.quota,
+            other.algorithm,
+            other.burst,
+            other.fail_open,
+        )
     }
 }
 
@@ -114,7 +134,14 @@ impl Eq for Rule {}
 
 impl std::hash::Hash for Rule {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        (&self.id, self.quota, self.algorithm, self.burst).hash(state);
+        (
+            &self.id,
+            self.quota,
+            self.algorithm,
+            self.burst,
+            self.fail_open,
+        )
+            .hash(state);
     }
 }
 
@@ -136,6 +163,7 @@ pub struct RuleBuilder {
     algorithm: Algorithm,
     burst: Option<u32>,
     name: Option<String>,
+    fail_open: Option<bool>,
 }
 
 impl RuleBuilder {
@@ -155,6 +183,13 @@ impl RuleBuilder {
     /// [`MAX_RULE_ID_LEN`] characters.
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
+        self
+    }
+
+    /// Overrides the limiter's `fail_open` for this rule (a login route may fail closed while
+    /// the rest of the service fails open).
+    pub fn fail_open(mut self, fail_open: bool) -> Self {
+        self.fail_open = Some(fail_open);
         self
     }
 
@@ -181,6 +216,7 @@ impl RuleBuilder {
             quota: self.quota,
             algorithm: self.algorithm,
             burst,
+            fail_open: self.fail_open,
             period_micros: self.quota.period_micros(),
             interval_micros: self.quota.period_micros() as f64
                 / f64::from(self.quota.count().get()),
@@ -211,7 +247,7 @@ fn validate_id(id: &str) -> Result<(), ConfigError> {
 /// `sliding_window.100.60s`, `token_bucket.10.1s.b5`, `fixed_window.7.1500ms`.
 fn derived_id(quota: Quota, algorithm: Algorithm, burst: Option<NonZeroU32>) -> String {
     let ms = quota.period().as_millis();
-    let period = if ms % 1000 == 0 {
+    let period = if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{ms}ms")
