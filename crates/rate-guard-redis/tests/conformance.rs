@@ -98,8 +98,8 @@ fn fixed_steps(seed: u64, period: u64, len: usize) -> Vec<Step> {
                     2 => period / 10 + r % (period / 3 + 1),
                     _ => period * (r % 3) / 2 + r % 997,
                 },
-                cost: 1 + u32::from(r % 7 == 0) * (1 + (r % 5) as u32),
-                peek: r % 11 == 0,
+                cost: 1 + u32::from(r.is_multiple_of(7)) * (1 + (r % 5) as u32),
+                peek: r.is_multiple_of(11),
             }
         })
         .collect()

@@ -16,7 +16,9 @@
 //! Fault tests can [`stop`](RedisServer::stop) (SIGKILL), [`restart`](RedisServer::restart),
 //! [`pause`](RedisServer::pause) (SIGSTOP) and [`resume`](RedisServer::resume) any process, fail
 //! a cluster replica over with [`RedisCluster::failover`], and move the sentinel master with
-//! [`RedisSentinel::failover`].
+//! [`RedisSentinel::failover`]. A [`FaultProxy`] in front of any of them injects network faults:
+//! it forwards, swallows every byte while keeping connections open ([`Fault::Blackhole`]), or
+//! refuses connections ([`Fault::Refuse`]).
 //!
 //! ```
 //! use std::time::Duration;
@@ -41,10 +43,12 @@
 mod cluster;
 mod ports;
 mod process;
+mod proxy;
 mod resp;
 mod sentinel;
 mod server;
 
 pub use cluster::RedisCluster;
+pub use proxy::{Fault, FaultProxy};
 pub use sentinel::RedisSentinel;
 pub use server::{RedisServer, RedisServerBuilder};
