@@ -13,7 +13,9 @@ use rate_guard_testkit::RedisServer;
 const RUN: Duration = Duration::from_secs(3);
 
 fn rule() -> Rule {
-    Rule::builder("3/hour".parse::<Quota>().unwrap()).build().unwrap()
+    Rule::builder("3/hour".parse::<Quota>().unwrap())
+        .build()
+        .unwrap()
 }
 
 /// Hits `identity` sequentially for `RUN`; returns decisions per second and the mean latency.
@@ -50,7 +52,11 @@ fn main() {
         return;
     }
     let mut server = RedisServer::start().expect("redis-server starts");
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         println!("one blocked key (3/hour, already used), sequential requests, {}s each", RUN.as_secs());
         let (without, s1) = blocked(&server.url(), 0).await;
