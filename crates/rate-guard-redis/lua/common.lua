@@ -1,6 +1,6 @@
 -- common.lua: helpers shared by the algorithm files. Concatenated, in this order, with
--- fixed_window.lua, sliding_window.lua, token_bucket.lua, sliding_log.lua and request.lua into
--- the one script Redis runs (see src/script.rs). Everything here mirrors
+-- fixed_window.lua, sliding_window.lua, token_bucket.lua, sliding_log.lua, modules.lua and
+-- request.lua (or refund.lua) into the one script Redis runs (see src/script.rs). It mirrors
 -- crates/rate-guard-core/src/algorithm/mod.rs operation for operation: Lua numbers are doubles,
 -- every integer stays below 2^52, and the order of floating-point operations is the same.
 --

@@ -9,26 +9,6 @@
 --
 -- Reply: the number of keys refunded.
 
-local BUILDERS = {
-  fw = fixed_window,
-  sw = sliding_window,
-  tb = token_bucket,
-  sl = sliding_log,
-}
-local modules = {}
-
--- The module of an algorithm code, built on first use (nil for an unknown code).
-local function algorithm_of(code)
-  local module = modules[code]
-  if module == nil then
-    local build = BUILDERS[code]
-    if build == nil then return nil end
-    module = build()
-    modules[code] = module
-  end
-  return module
-end
-
 local now = tonumber(ARGV[1])
 if #ARGV ~= 1 + 5 * #KEYS then
   return redis.error_reply('rate_guard: expected 5 arguments per key')

@@ -12,26 +12,6 @@
 -- Every rule is decided before any state is written; state is written only when every rule
 -- allows, so a denied request consumes nothing anywhere. A key appears at most once.
 
-local BUILDERS = {
-  fw = fixed_window,
-  sw = sliding_window,
-  tb = token_bucket,
-  sl = sliding_log,
-}
-local modules = {}
-
--- The module of an algorithm code, built on first use (nil for an unknown code).
-local function algorithm_of(code)
-  local module = modules[code]
-  if module == nil then
-    local build = BUILDERS[code]
-    if build == nil then return nil end
-    module = build()
-    modules[code] = module
-  end
-  return module
-end
-
 local mode = ARGV[1]
 if mode ~= 'hit' and mode ~= 'peek' then
   return redis.error_reply('rate_guard: unknown mode ' .. tostring(mode))

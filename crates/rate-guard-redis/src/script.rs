@@ -11,6 +11,7 @@ pub const REQUEST_SOURCE: &str = concat!(
     include_str!("../lua/sliding_window.lua"),
     include_str!("../lua/token_bucket.lua"),
     include_str!("../lua/sliding_log.lua"),
+    include_str!("../lua/modules.lua"),
     include_str!("../lua/request.lua"),
 );
 
@@ -22,6 +23,7 @@ pub const REFUND_SOURCE: &str = concat!(
     include_str!("../lua/sliding_window.lua"),
     include_str!("../lua/token_bucket.lua"),
     include_str!("../lua/sliding_log.lua"),
+    include_str!("../lua/modules.lua"),
     include_str!("../lua/refund.lua"),
 );
 
