@@ -137,6 +137,7 @@ impl Verdict {
 
     /// The verdict of a one-rule request.
     #[must_use]
+    #[inline]
     pub fn single(decision: Decision) -> Self {
         let mut rules = SmallVec::new();
         rules.push(decision);
@@ -150,24 +151,28 @@ impl Verdict {
     /// The combined decision: the most restrictive rule's decision. Its `allowed` is true only
     /// when every rule allowed.
     #[must_use]
+    #[inline]
     pub fn decision(&self) -> Decision {
         self.rules[self.deciding]
     }
 
     /// Whether the request was admitted (by every rule).
     #[must_use]
+    #[inline]
     pub fn allowed(&self) -> bool {
         self.rules[self.deciding].allowed
     }
 
     /// The index (in request order) of the rule whose decision is reported.
     #[must_use]
+    #[inline]
     pub fn deciding_rule(&self) -> usize {
         self.deciding
     }
 
     /// Who decided: the store, or the limiter standing in for it.
     #[must_use]
+    #[inline]
     pub fn source(&self) -> Source {
         self.source
     }
@@ -175,6 +180,7 @@ impl Verdict {
     /// Whether the store was unavailable and this verdict is a stand-in (fallback, fail open,
     /// fail closed).
     #[must_use]
+    #[inline]
     pub fn is_degraded(&self) -> bool {
         self.source.is_degraded()
     }
@@ -200,6 +206,7 @@ impl Verdict {
 
     /// Every rule's decision, in request order.
     #[must_use]
+    #[inline]
     pub fn rules(&self) -> &[Decision] {
         &self.rules
     }

@@ -35,6 +35,8 @@ pub struct Rule {
     fail_open: Option<bool>,
     period_micros: u64,
     interval_micros: f64,
+    /// `count / period`: tokens per microsecond, so that estimates multiply instead of divide.
+    rate_per_micro: f64,
 }
 
 impl Rule {
@@ -98,6 +100,12 @@ impl Rule {
     #[must_use]
     pub const fn interval_micros(&self) -> f64 {
         self.interval_micros
+    }
+
+    /// `count / period`, tokens per microsecond: for estimates only (the Lua scripts divide by
+    /// the interval instead, so no decision may depend on this value's last bit).
+    pub(crate) const fn rate_per_micro(&self) -> f64 {
+        self.rate_per_micro
     }
 
     /// The most one key can be admitted at once: the burst of a token bucket (default: the
@@ -220,6 +228,7 @@ impl RuleBuilder {
             period_micros: self.quota.period_micros(),
             interval_micros: self.quota.period_micros() as f64
                 / f64::from(self.quota.count().get()),
+            rate_per_micro: f64::from(self.quota.count().get()) / self.quota.period_micros() as f64,
         })
     }
 }

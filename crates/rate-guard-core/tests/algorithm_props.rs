@@ -202,6 +202,22 @@ proptest! {
     }
 
     #[test]
+    fn single_rule_hits_match_the_pure_algorithm(rule in any_rule(), steps in steps(120)) {
+        // The store's one-rule path decides and consumes in one pass, and treats an expired
+        // state as none; the model keeps every state and decides, then consumes.
+        let events = play(&rule, &steps);
+        let mut model: Option<State> = None;
+        for e in &events {
+            let now = Timestamp::from_micros(e.at);
+            let (expected, next) = algorithm::evaluate(&rule, model.as_ref(), now, e.cost);
+            prop_assert_eq!(e.decision, expected);
+            if let Some(next) = next {
+                model = Some(next);
+            }
+        }
+    }
+
+    #[test]
     fn multi_rule_requests_are_all_or_nothing(
         rules in prop::collection::vec(any_rule(), 2..4), steps in steps(100)
     ) {

@@ -21,7 +21,7 @@
 
 use std::time::Duration;
 
-use super::{ceil_u64, largest_satisfying, never, smallest_satisfying, State};
+use super::{ceil_u64, largest_satisfying, never, smallest_satisfying, u64_to_f64, State};
 use crate::decision::Decision;
 use crate::rule::Rule;
 
@@ -52,7 +52,9 @@ pub(super) fn of(state: Option<&State>) -> Option<&TokenBucketState> {
 
 struct Bucket {
     interval: f64,
-    burst: u64,
+    /// `1 / interval`, near enough for estimates.
+    rate: f64,
+    burst: u32,
     /// `max(now, at)`.
     n: u64,
     /// `n - now`: non-zero only when the clock stepped back.
@@ -67,10 +69,11 @@ impl Bucket {
         let n = now.max(at);
         Self {
             interval: rule.interval_micros(),
-            burst: u64::from(rule.capacity()),
+            rate: rule.rate_per_micro(),
+            burst: rule.capacity(),
             n,
             ahead: n - now,
-            raw_backlog: debt - (n - at) as f64,
+            raw_backlog: debt - u64_to_f64(n - at),
         }
     }
 
@@ -78,13 +81,18 @@ impl Bucket {
         self.raw_backlog.max(0.0)
     }
 
-    fn admits(&self, backlog: f64, cost: u64) -> bool {
-        backlog - (self.burst - cost) as f64 * self.interval <= self.interval * TOLERANCE
+    // Token counts are `u32`: converting one to `f64` is a single instruction, a `u64` is a
+    // branchy sequence on x86-64, and both give the same exact value.
+    fn admits(&self, backlog: f64, cost: u32) -> bool {
+        backlog - f64::from(self.burst - cost) * self.interval <= self.interval * TOLERANCE
     }
 
-    fn remaining(&self, backlog: f64) -> u64 {
-        let estimate = self.burst as f64 - backlog / self.interval;
-        largest_satisfying(self.burst, estimate, |k| self.admits(backlog, k))
+    fn remaining(&self, backlog: f64) -> u32 {
+        let estimate = f64::from(self.burst) - backlog * self.rate;
+        let k = largest_satisfying(u64::from(self.burst), estimate, |k| {
+            self.admits(backlog, k as u32)
+        });
+        k as u32
     }
 
     /// Microseconds from `now` until the backlog is gone.
@@ -93,13 +101,13 @@ impl Bucket {
     }
 
     /// Microseconds from `now` until a request of `cost` fits.
-    fn retry_after(&self, cost: u64) -> u64 {
-        let slack = (self.burst - cost) as f64 * self.interval + self.interval * TOLERANCE;
+    fn retry_after(&self, cost: u32) -> u64 {
+        let slack = f64::from(self.burst - cost) * self.interval + self.interval * TOLERANCE;
         let estimate = self.raw_backlog - slack;
         // Once the backlog is gone any cost up to `burst` fits, so the search ends by then.
         let hi = ceil_u64(self.backlog()) + 1;
         let wait = smallest_satisfying(0, hi, estimate, |d| {
-            self.admits((self.raw_backlog - d as f64).max(0.0), cost)
+            self.admits((self.raw_backlog - u64_to_f64(d)).max(0.0), cost)
         });
         self.ahead + wait
     }
@@ -111,30 +119,43 @@ pub(super) fn decide(
     now: u64,
     cost: u32,
 ) -> Decision {
+    hit(rule, state, now, cost).0
+}
+
+/// [`decide`] and, when it admits, the state [`consume`] would store, computed once.
+#[inline]
+pub(super) fn hit(
+    rule: &Rule,
+    state: Option<&TokenBucketState>,
+    now: u64,
+    cost: u32,
+) -> (Decision, Option<TokenBucketState>) {
     let bucket = Bucket::new(rule, state, now);
-    let cost = u64::from(cost);
     let backlog = bucket.backlog();
     if cost > bucket.burst {
         let remaining = bucket.remaining(backlog);
-        return never(
-            rule.capacity(),
-            remaining as u32,
-            bucket.reset_after(backlog),
-        );
+        let decision = never(bucket.burst, remaining, bucket.reset_after(backlog));
+        return (decision, None);
     }
     let allowed = bucket.admits(backlog, cost);
+    // The very sum `consume` stores, so that the state is the one reported on.
     let after = if allowed {
-        backlog + cost as f64 * bucket.interval
+        backlog + f64::from(cost) * bucket.interval
     } else {
         backlog
     };
-    Decision {
+    let decision = Decision {
         allowed,
-        limit: rule.capacity(),
-        remaining: bucket.remaining(after) as u32,
+        limit: bucket.burst,
+        remaining: bucket.remaining(after),
         reset_after: Duration::from_micros(bucket.reset_after(after)),
         retry_after: (!allowed).then(|| Duration::from_micros(bucket.retry_after(cost))),
-    }
+    };
+    let next = allowed.then_some(TokenBucketState {
+        at: bucket.n,
+        debt: after,
+    });
+    (decision, next)
 }
 
 pub(super) fn consume(
