@@ -25,6 +25,13 @@ struct Step {
     peek: bool,
 }
 
+/// A store with a generous per-call budget: these tests check decisions, not latency, and run
+/// beside a dozen other Redis processes on two cores.
+async fn connect(url: &str) -> Result<RedisStore, rate_guard_redis::ConnectionError> {
+    let config = rate_guard_redis::RedisConfig::from_url(url)?.timeout(Duration::from_secs(2));
+    RedisStore::connect(&config).await
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -198,7 +205,7 @@ fn run_random(rt: &tokio::runtime::Runtime, redis: &RedisStore, cases: u32) {
 fn fixed_timelines_match_on_standalone() {
     let server = RedisServer::start().unwrap();
     let rt = runtime();
-    let redis = rt.block_on(RedisStore::from_url(&server.url())).unwrap();
+    let redis = rt.block_on(connect(&server.url())).unwrap();
     run_fixed(&rt, &redis);
 }
 
@@ -206,7 +213,7 @@ fn fixed_timelines_match_on_standalone() {
 fn random_timelines_match_on_standalone() {
     let server = RedisServer::start().unwrap();
     let rt = runtime();
-    let redis = rt.block_on(RedisStore::from_url(&server.url())).unwrap();
+    let redis = rt.block_on(connect(&server.url())).unwrap();
     run_random(&rt, &redis, 96);
 }
 
@@ -214,7 +221,7 @@ fn random_timelines_match_on_standalone() {
 fn fixed_and_random_timelines_match_on_cluster() {
     let cluster = RedisCluster::start().unwrap();
     let rt = runtime();
-    let redis = rt.block_on(RedisStore::from_url(&cluster.url())).unwrap();
+    let redis = rt.block_on(connect(&cluster.url())).unwrap();
     run_fixed(&rt, &redis);
     run_random(&rt, &redis, 32);
 }

@@ -13,6 +13,13 @@ use rate_guard_core::{
 use rate_guard_redis::RedisStore;
 use rate_guard_testkit::{RedisCluster, RedisSentinel, RedisServer};
 
+/// A store with a generous per-call budget: these tests check decisions, not latency, and run
+/// beside a dozen other Redis processes on two cores.
+async fn connect(url: &str) -> Result<RedisStore, rate_guard_redis::ConnectionError> {
+    let config = rate_guard_redis::RedisConfig::from_url(url)?.timeout(Duration::from_secs(2));
+    RedisStore::connect(&config).await
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -82,7 +89,7 @@ fn exactness_worker() {
         return;
     };
     let rt = runtime();
-    let store = rt.block_on(RedisStore::from_url(&url)).unwrap();
+    let store = rt.block_on(connect(&url)).unwrap();
     let algorithm: Algorithm = algorithm.parse().unwrap();
     let admitted = rt.block_on(offer(&store, algorithm, &key, 64, 2_500));
     println!("ADMITTED={admitted}");
@@ -220,7 +227,7 @@ async fn denied_requests_consume_nothing(store: &RedisStore) {
 fn atomic_on_standalone() {
     let server = RedisServer::start().unwrap();
     let rt = runtime();
-    let store = rt.block_on(RedisStore::from_url(&server.url())).unwrap();
+    let store = rt.block_on(connect(&server.url())).unwrap();
     rt.block_on(denied_requests_consume_nothing(&store));
 }
 
@@ -228,7 +235,7 @@ fn atomic_on_standalone() {
 fn atomic_on_sentinel() {
     let sentinel = RedisSentinel::start().unwrap();
     let rt = runtime();
-    let store = rt.block_on(RedisStore::from_url(&sentinel.url())).unwrap();
+    let store = rt.block_on(connect(&sentinel.url())).unwrap();
     rt.block_on(denied_requests_consume_nothing(&store));
 }
 
@@ -236,7 +243,7 @@ fn atomic_on_sentinel() {
 fn atomic_on_cluster_through_refunds() {
     let cluster = RedisCluster::start().unwrap();
     let rt = runtime();
-    let store = rt.block_on(RedisStore::from_url(&cluster.url())).unwrap();
+    let store = rt.block_on(connect(&cluster.url())).unwrap();
     rt.block_on(denied_requests_consume_nothing(&store));
 }
 
@@ -285,7 +292,7 @@ async fn keep_deciding(
 fn script_flush_mid_run_loses_nothing() {
     let server = RedisServer::start().unwrap();
     let rt = runtime();
-    let store = rt.block_on(RedisStore::from_url(&server.url())).unwrap();
+    let store = rt.block_on(connect(&server.url())).unwrap();
     let (ok, failed) = rt.block_on(keep_deciding(
         &store,
         "rate_guard:flush:{a}",
@@ -303,7 +310,7 @@ fn script_flush_mid_run_loses_nothing() {
 fn script_flush_on_every_cluster_master_loses_nothing() {
     let cluster = RedisCluster::start().unwrap();
     let rt = runtime();
-    let store = rt.block_on(RedisStore::from_url(&cluster.url())).unwrap();
+    let store = rt.block_on(connect(&cluster.url())).unwrap();
     let flush = || {
         for master in cluster.masters().unwrap() {
             cluster
@@ -326,7 +333,7 @@ fn script_flush_on_every_cluster_master_loses_nothing() {
 fn decisions_continue_after_a_sentinel_failover() {
     let sentinel = RedisSentinel::start().unwrap();
     let rt = runtime();
-    let store = rt.block_on(RedisStore::from_url(&sentinel.url())).unwrap();
+    let store = rt.block_on(connect(&sentinel.url())).unwrap();
     let old = sentinel.master_addr().unwrap();
     let (ok, _) = rt.block_on(keep_deciding(
         &store,
@@ -349,7 +356,7 @@ fn decisions_continue_after_a_sentinel_failover() {
 fn decisions_continue_after_a_cluster_failover() {
     let cluster = RedisCluster::start().unwrap();
     let rt = runtime();
-    let store = rt.block_on(RedisStore::from_url(&cluster.url())).unwrap();
+    let store = rt.block_on(connect(&cluster.url())).unwrap();
     let key = "rate_guard:failover:{c}";
     // Every replica takes over, so whichever master owned the key's slot is replaced.
     let replicas = cluster.replicas().unwrap();
@@ -385,7 +392,7 @@ fn a_wrong_url_fails_at_construction() {
 fn every_key_carries_a_ttl() {
     let server = RedisServer::start().unwrap();
     let rt = runtime();
-    let store = rt.block_on(RedisStore::from_url(&server.url())).unwrap();
+    let store = rt.block_on(connect(&server.url())).unwrap();
     for algorithm in Algorithm::ALL {
         let rule = rule("5/minute", algorithm);
         let key = KeyBuilder::default().key(&rule, "ip:198.51.100.9");
