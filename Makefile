@@ -2,15 +2,25 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 CARGO ?= cargo
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTHON_BOOTSTRAP := $(shell command -v python3.11 2>/dev/null || command -v python3)
 
 .PHONY: help
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-12s %s\n", $$1, $$2}'
 
 .PHONY: setup
-setup: ## Check the Rust toolchain (the Python package is not there yet)
+setup: ## Check the Rust toolchain
 	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install Rust from rustup.rs"; exit 1; }
 	@$(CARGO) --version
+
+.PHONY: python
+python: setup ## Make .venv with the dev tools and build the package into it (maturin develop)
+	@test -x $(PY) || $(PYTHON_BOOTSTRAP) -m venv $(VENV)
+	@test -f $(VENV)/.dev-tools || { $(PY) -m pip install -q --disable-pip-version-check \
+	    maturin pytest pydantic pydantic-settings ruff mypy && touch $(VENV)/.dev-tools; }
+	$(VENV)/bin/maturin develop -q
 
 .PHONY: redis
 redis: ## Install redis-server and redis-tools (apt) when missing; tests start their own servers
@@ -28,18 +38,21 @@ demo: setup ## Run the quick-start demo (Rust, in-memory store)
 	$(CARGO) run --quiet --release -p rate-guard-core --example demo
 
 .PHONY: test
-test: setup redis ## Run the whole test suite (soak tests excluded; see test-soak)
+test: setup redis python ## Run the whole test suite, Rust then Python (soak tests excluded; see test-soak)
 	$(CARGO) test --workspace --all-targets
 	$(CARGO) test --workspace --doc
+	$(PY) -m pytest -q tests/python
 
 .PHONY: test-soak
 test-soak: setup redis ## The suite with 20x the property-test cases
 	PROPTEST_CASES=5000 $(CARGO) test --release --workspace --all-targets
 
 .PHONY: lint
-lint: setup ## cargo fmt --check and clippy with warnings denied
+lint: setup python ## cargo fmt --check, clippy with warnings denied, ruff and mypy
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(VENV)/bin/ruff check python tests/python
+	$(VENV)/bin/mypy python
 
 .PHONY: fmt
 fmt: ## Format the code

@@ -1,0 +1,73 @@
+"""Stubs of the native module `py_rate_guard._native` (crates/rate-guard-py)."""
+
+from typing import Final
+
+__version__: Final[str]
+
+class RateGuardError(Exception): ...
+class ConfigError(RateGuardError): ...
+class StorageError(RateGuardError): ...
+
+def parse_rate(rate: str) -> list[tuple[int, float]]: ...
+
+class Decision:
+    def __init__(
+        self,
+        allowed: bool,
+        limit: int,
+        remaining: int,
+        reset_after: float,
+        retry_after: float | None = None,
+        source: str = "store",
+    ) -> None: ...
+    @property
+    def allowed(self) -> bool: ...
+    @property
+    def limit(self) -> int: ...
+    @property
+    def remaining(self) -> int: ...
+    @property
+    def reset_after(self) -> float: ...
+    @property
+    def retry_after(self) -> float | None: ...
+    @property
+    def source(self) -> str: ...
+    @property
+    def degraded(self) -> bool: ...
+
+class Rules:
+    def __init__(
+        self, specs: list[tuple[str, str, int | None, str | None, bool | None]]
+    ) -> None: ...
+    @property
+    def ids(self) -> list[str]: ...
+    def __len__(self) -> int: ...
+
+class Guard:
+    def __init__(
+        self,
+        redis_url: str | None = None,
+        *,
+        key_prefix: str = "rate_guard",
+        redis_timeout: float = 0.1,
+        redis_connect_timeout: float = 1.0,
+        redis_pool_size: int = 1,
+        fail_open: bool = True,
+        in_memory_fallback: bool = False,
+        instance_count: int = 1,
+        deny_cache_size: int = 10000,
+        breaker_threshold: int = 5,
+        breaker_cooldown: float = 1.0,
+        breaker_max_cooldown: float = 30.0,
+        memory_max_keys: int | None = None,
+    ) -> None: ...
+    def hit(self, identity: str, rules: Rules, cost: int = 1) -> Decision: ...
+    def peek(self, identity: str, rules: Rules, cost: int = 1) -> Decision: ...
+    def decide_many(
+        self, requests: list[tuple[str, Rules]], cost: int = 1, peek: bool = False
+    ) -> Decision: ...
+    def reset(self, identity: str, rules: Rules) -> None: ...
+    @property
+    def store(self) -> str: ...
+    @property
+    def breaker_state(self) -> str: ...

@@ -1,0 +1,94 @@
+"""`RateGuard`: the framework-agnostic front over the native limiter."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from typing import Optional, Union
+
+from py_rate_guard import _native
+from py_rate_guard._native import Decision
+from py_rate_guard.models.config import RateGuardConfig, RateLimitRule, RuleSpec
+
+__all__ = ["Limit", "RateGuard"]
+
+Limit = Union[str, RateLimitRule, Sequence[Union[str, RateLimitRule]]]
+"""A rate string, a rule, or several of them decided together."""
+
+_CACHE_SIZE = 4096
+
+
+class RateGuard:
+    """Decides requests against rate limits, on the memory store or Redis.
+
+    `hit`, `peek` and `reset` are synchronous and release the GIL while they decide. Several
+    limits passed together are all-or-nothing: if one denies, none consumes. The guard can be
+    made before `fork()` (gunicorn `--preload`): each process builds its own runtime and
+    connections on first use.
+
+    Construction connects to Redis when `config.redis_url` is set, so a wrong URL raises
+    `ConfigError` and an unreachable server `StorageError` here. Being limited is never an
+    exception: it is a `Decision` with `allowed == False`.
+    """
+
+    def __init__(self, config: Optional[RateGuardConfig] = None) -> None:
+        self.config = config if config is not None else RateGuardConfig()
+        self._guard = _native.Guard(self.config.redis_url, **self.config.guard_kwargs())
+        self._rules: dict[Hashable, _native.Rules] = {}
+
+    def hit(self, identity: str, limit: Limit, *, cost: int = 1) -> Decision:
+        """Decides `limit` for `identity` and, if allowed, consumes `cost` from every rule."""
+        return self._guard.hit(identity, self._native_rules(limit), cost)
+
+    def peek(self, identity: str, limit: Limit, *, cost: int = 1) -> Decision:
+        """What `hit` would answer for `cost`, consuming nothing."""
+        return self._guard.peek(identity, self._native_rules(limit), cost)
+
+    def hit_many(self, requests: Sequence[tuple[str, Limit]], *, cost: int = 1) -> Decision:
+        """Decides several `(identity, limit)` pairs together, all-or-nothing: one request
+        whose rules count for different identities (`"global"`, a client address, a user)."""
+        pairs = [(identity, self._native_rules(limit)) for identity, limit in requests]
+        return self._guard.decide_many(pairs, cost)
+
+    def peek_many(self, requests: Sequence[tuple[str, Limit]], *, cost: int = 1) -> Decision:
+        """What `hit_many` would answer, consuming nothing."""
+        pairs = [(identity, self._native_rules(limit)) for identity, limit in requests]
+        return self._guard.decide_many(pairs, cost, peek=True)
+
+    def reset(self, identity: str, limit: Limit) -> None:
+        """Forgets what `identity` consumed from `limit`."""
+        self._guard.reset(identity, self._native_rules(limit))
+
+    @property
+    def breaker_state(self) -> str:
+        """The Redis circuit breaker: `closed`, `open` or `half_open`."""
+        return self._guard.breaker_state
+
+    def __repr__(self) -> str:
+        return f"RateGuard(store={self._guard.store!r}, key_prefix={self.config.key_prefix!r})"
+
+    def _native_rules(self, limit: Limit) -> _native.Rules:
+        """`limit` built into native rules, once per distinct limit."""
+        if isinstance(limit, RateLimitRule):
+            return limit.native_rules
+        key: Hashable = limit if isinstance(limit, str) else tuple(limit)
+        rules = self._rules.get(key)
+        if rules is None:
+            rules = _native.Rules([_spec(item) for item in _items(limit)])
+            if len(self._rules) >= _CACHE_SIZE:
+                self._rules.clear()
+            self._rules[key] = rules
+        return rules
+
+
+def _items(limit: Limit) -> Sequence[Union[str, RateLimitRule]]:
+    if isinstance(limit, (str, RateLimitRule)):
+        return [limit]
+    return limit
+
+
+def _spec(item: Union[str, RateLimitRule]) -> RuleSpec:
+    if isinstance(item, RateLimitRule):
+        return item.spec()
+    if isinstance(item, str):
+        return (item, "sliding_window", None, None, None)
+    raise TypeError(f"expected a rate string or a RateLimitRule, not {type(item).__name__}")

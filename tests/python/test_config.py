@@ -1,0 +1,154 @@
+"""`RateGuardConfig` and `RateLimitRule`: validation is the Rust parser's."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from py_rate_guard import ConfigError, RateGuardError
+from py_rate_guard._native import parse_rate
+from py_rate_guard.models.config import RateGuardConfig, RateLimitRule
+
+GOOD = {
+    "100/minute": [(100, 60.0)],
+    "100 per minute": [(100, 60.0)],
+    "10/5 minutes": [(10, 300.0)],
+    "10 per 2 hours": [(10, 7200.0)],
+    "1/day": [(1, 86400.0)],
+    "3 / 2 days": [(3, 172800.0)],
+    "5/s": [(5, 1.0)],
+    "5/sec": [(5, 1.0)],
+    "7/m": [(7, 60.0)],
+    "2/h": [(2, 3600.0)],
+    "9/d": [(9, 86400.0)],
+    "50/seconds": [(50, 1.0)],
+    "10/5 minute": [(10, 300.0)],
+    "100/MINUTE": [(100, 60.0)],
+    "10 per second; 1000/hour": [(10, 1.0), (1000, 3600.0)],
+    "1/second, 2/minute | 3/hour": [(1, 1.0), (2, 60.0), (3, 3600.0)],
+}
+
+BAD = {
+    "10/fortnight": 'unknown unit "fortnight" at column 4',
+    "": "",
+    "ten/minute": "column 1",
+    "10/": "column 4",
+    "10 minute": "column",
+    "10/minute;": "column",
+    "0/minute": "column 1",
+    "10/minute extra": "column",
+}
+
+
+@pytest.mark.parametrize(("rate", "quotas"), GOOD.items())
+def test_every_rate_string_form_is_a_valid_rule(rate: str, quotas: list[tuple[int, float]]) -> None:
+    assert parse_rate(rate) == quotas
+    rule = RateLimitRule(limit=rate)
+    assert rule.limit == rate
+    assert len(rule.native_rules) == len(quotas)
+
+
+@pytest.mark.parametrize(("rate", "part"), BAD.items())
+def test_bad_rate_strings_name_the_field_and_the_bad_part(rate: str, part: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        RateLimitRule(limit=rate)
+    errors = info.value.errors()
+    assert [e["loc"] for e in errors] == [("limit",)]
+    assert part in errors[0]["msg"]
+    with pytest.raises(ConfigError):
+        parse_rate(rate)
+
+
+def test_the_parser_message_is_the_rust_one() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_rate("10/fortnight")
+    assert str(info.value) == '"10/fortnight": unknown unit "fortnight" at column 4'
+    assert isinstance(info.value, RateGuardError)
+
+
+def test_rule_defaults() -> None:
+    rule = RateLimitRule(limit="5/minute")
+    assert rule.algorithm == "sliding_window"
+    assert rule.key == "ip"
+    assert (rule.burst, rule.cost, rule.name, rule.shadow, rule.fail_open) == (
+        None,
+        1,
+        None,
+        False,
+        None,
+    )
+    assert rule == RateLimitRule(limit="5/minute")
+    assert hash(rule) == hash(RateLimitRule(limit="5/minute"))
+
+
+@pytest.mark.parametrize(
+    ("fields", "loc"),
+    [
+        ({"algorithm": "leaky_bucket"}, ("algorithm",)),
+        ({"burst": 5}, ("burst",)),
+        ({"algorithm": "token_bucket", "burst": 0}, ("burst",)),
+        ({"cost": 0}, ("cost",)),
+        ({"key": "cookie"}, ("key",)),
+        ({"key": "header:"}, ("key",)),
+    ],
+)
+def test_bad_rule_fields_are_named(fields: dict[str, object], loc: tuple[str, ...]) -> None:
+    with pytest.raises(ValidationError) as info:
+        RateLimitRule(limit="5/minute", **fields)
+    assert [e["loc"] for e in info.value.errors()] == [loc]
+
+
+def test_bad_rule_name_is_refused_by_the_core() -> None:
+    with pytest.raises(ValidationError, match="invalid rule name"):
+        RateLimitRule(limit="5/minute", name="has space")
+
+
+@pytest.mark.parametrize("key", ["ip", "global", "user", "header:X-Api-Key", "jwt:sub"])
+def test_key_forms(key: str) -> None:
+    assert RateLimitRule(limit="1/second", key=key).key == key
+
+
+def test_config_defaults() -> None:
+    config = RateGuardConfig()
+    assert config.enabled is True
+    assert config.fail_open is True
+    assert config.in_memory_fallback is False
+    assert config.global_rules == []
+    assert config.redis_url is None
+    assert config.key_prefix == "rate_guard"
+    assert config.trusted_proxies == []
+    assert config.shadow_mode is False
+    assert config.redis_timeout == 0.1
+
+
+def test_config_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RATE_GUARD_REDIS_URL", "redis://cache:6380/1")
+    monkeypatch.setenv("RATE_GUARD_FAIL_OPEN", "false")
+    monkeypatch.setenv("RATE_GUARD_GLOBAL_RULES", '[{"limit": "100/minute", "key": "global"}]')
+    monkeypatch.setenv("RATE_GUARD_TRUSTED_PROXIES", '["10.0.0.0/8"]')
+    config = RateGuardConfig()
+    assert config.redis_url == "redis://cache:6380/1"
+    assert config.fail_open is False
+    assert config.global_rules == [RateLimitRule(limit="100/minute", key="global")]
+    assert config.trusted_proxies == ["10.0.0.0/8"]
+
+
+def test_bad_rule_in_the_environment_names_the_field(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RATE_GUARD_GLOBAL_RULES", '[{"limit": "100/fortnight"}]')
+    with pytest.raises(ValidationError) as info:
+        RateGuardConfig()
+    assert info.value.errors()[0]["loc"] == ("global_rules", 0, "limit")
+
+
+@pytest.mark.parametrize(
+    ("fields", "loc"),
+    [
+        ({"trusted_proxies": ["10.0.0.0/33"]}, ("trusted_proxies",)),
+        ({"redis_timeout": 0}, ("redis_timeout",)),
+        ({"instance_count": 0}, ("instance_count",)),
+    ],
+)
+def test_bad_config_fields_are_named(fields: dict[str, object], loc: tuple[str, ...]) -> None:
+    with pytest.raises(ValidationError) as info:
+        RateGuardConfig(**fields)  # type: ignore[arg-type]
+    assert [e["loc"] for e in info.value.errors()] == [loc]

@@ -1,0 +1,77 @@
+"""Calls release the GIL: Python threads make progress while others decide."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from subprocess import Popen
+
+from py_rate_guard import RateGuard
+from py_rate_guard.models.config import RateGuardConfig, RateLimitRule
+
+
+def test_two_threads_hitting_concurrently_both_progress(guard: RateGuard) -> None:
+    rounds = 300
+    done = {0: 0, 1: 0}
+    start = threading.Barrier(2)
+
+    def work(n: int) -> None:
+        start.wait()
+        for i in range(rounds):
+            assert guard.hit(f"thread-{n}-{i % 7}", "1000/minute").allowed
+            done[n] += 1
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert done == {0: rounds, 1: rounds}
+
+
+def test_one_shared_quota_is_never_exceeded_across_threads(guard: RateGuard) -> None:
+    # An exact log: never more than 60 in any minute, whatever the window boundaries.
+    rule = RateLimitRule(limit="60/minute", algorithm="sliding_log")
+    allowed: list[bool] = []
+    lock = threading.Lock()
+
+    def work() -> None:
+        for _ in range(50):
+            ok = guard.hit("shared", rule).allowed
+            with lock:
+                allowed.append(ok)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert len(allowed) == 200
+    assert sum(allowed) == 60
+
+
+def test_a_call_waiting_on_redis_does_not_hold_the_gil(
+    spawn_redis: Callable[[], AbstractContextManager[tuple[str, Popen[bytes]]]],
+) -> None:
+    with spawn_redis() as (url, proc):
+        guard = RateGuard(RateGuardConfig(redis_url=url, redis_timeout=0.5))
+        assert guard.hit("k", "5/minute").source == "store"
+        os.kill(proc.pid, signal.SIGSTOP)  # Redis freezes: the next call waits for its timeout
+        try:
+            result = []
+            waiting = threading.Thread(target=lambda: result.append(guard.hit("k", "5/minute")))
+            started = time.monotonic()
+            waiting.start()
+            spins = 0
+            while waiting.is_alive():
+                spins += 1  # pure Python: runs only while the waiting call has released the GIL
+            elapsed = time.monotonic() - started
+        finally:
+            os.kill(proc.pid, signal.SIGCONT)
+        assert elapsed >= 0.4
+        assert spins > 10_000
+        assert result[0].allowed and result[0].source == "fail_open"
