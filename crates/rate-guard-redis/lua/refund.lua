@@ -14,16 +14,8 @@ if #ARGV ~= 1 + 5 * #KEYS then
   return redis.error_reply('rate_guard: expected 5 arguments per key')
 end
 for i = 1, #KEYS do
-  local base = 1 + (i - 1) * 5
-  local algorithm = algorithm_of(ARGV[base + 1])
-  if not algorithm then
-    return redis.error_reply('rate_guard: unknown algorithm ' .. tostring(ARGV[base + 1]))
-  end
-  local rule = {
-    count = tonumber(ARGV[base + 2]),
-    period = tonumber(ARGV[base + 3]),
-    capacity = tonumber(ARGV[base + 4]),
-  }
-  algorithm.refund(KEYS[i], rule, now, tonumber(ARGV[base + 5]))
+  local algorithm, rule, cost = rule_at(1 + (i - 1) * 5)
+  if not algorithm then return rule end
+  algorithm.refund(KEYS[i], rule, now, cost)
 end
 return #KEYS

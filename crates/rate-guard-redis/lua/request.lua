@@ -36,17 +36,8 @@ local values = redis.call('MGET', unpack(KEYS))
 local checks = {}
 local all_allowed = true
 for i = 1, #KEYS do
-  local base = 2 + (i - 1) * 5
-  local algorithm = algorithm_of(ARGV[base + 1])
-  if not algorithm then
-    return redis.error_reply('rate_guard: unknown algorithm ' .. tostring(ARGV[base + 1]))
-  end
-  local rule = {
-    count = tonumber(ARGV[base + 2]),
-    period = tonumber(ARGV[base + 3]),
-    capacity = tonumber(ARGV[base + 4]),
-  }
-  local cost = tonumber(ARGV[base + 5])
+  local algorithm, rule, cost = rule_at(2 + (i - 1) * 5)
+  if not algorithm then return rule end
   local state = algorithm.load(KEYS[i], values[i])
   local decision
   if mode == 'peek' then
