@@ -17,7 +17,11 @@ setup: ## Check the Rust toolchain
 
 .PHONY: python
 python: setup ## Make .venv with the dev tools and build the package into it (maturin develop)
-	@test -x $(PY) || $(PYTHON_BOOTSTRAP) -m venv $(VENV)
+	@test -x $(PY) || $(PYTHON_BOOTSTRAP) -m venv $(VENV) 2>/dev/null \
+	  || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	       && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv \
+	       && $(PYTHON_BOOTSTRAP) -m venv --clear $(VENV); } \
+	  || { echo "cannot create $(VENV): install python3-venv (apt-get install python3-venv)"; exit 1; }
 	@test -f $(VENV)/.dev-tools || { $(PY) -m pip install -q --disable-pip-version-check \
 	    maturin pytest pydantic pydantic-settings ruff mypy && touch $(VENV)/.dev-tools; }
 	$(VENV)/bin/maturin develop -q
