@@ -20,7 +20,8 @@ _CACHE_SIZE = 4096
 class RateGuard:
     """Decides requests against rate limits, on the memory store or Redis.
 
-    `hit`, `peek` and `reset` are synchronous and release the GIL while they decide. Several
+    `hit`, `peek` and `reset` are synchronous and release the GIL while they decide (Redis I/O
+    happens on the calling thread); `ahit` and `apeek` are their asyncio twins. Several
     limits passed together are all-or-nothing: if one denies, none consumes. The guard can be
     made before `fork()` (gunicorn `--preload`): each process builds its own runtime and
     connections on first use.
@@ -53,6 +54,26 @@ class RateGuard:
         """What `hit_many` would answer, consuming nothing."""
         pairs = [(identity, self._native_rules(limit)) for identity, limit in requests]
         return self._guard.decide_many(pairs, cost, peek=True)
+
+    async def ahit(self, identity: str, limit: Limit, *, cost: int = 1) -> Decision:
+        """`hit` for asyncio (and uvloop): the Redis call runs on the engine's I/O thread and
+        its result comes back to this loop without blocking it. On the memory store, or when
+        the answer needs no I/O (a key already denied, an open breaker), it returns at once."""
+        return await self._guard.ahit(identity, self._native_rules(limit), cost)
+
+    async def apeek(self, identity: str, limit: Limit, *, cost: int = 1) -> Decision:
+        """`peek` for asyncio."""
+        return await self._guard.apeek(identity, self._native_rules(limit), cost)
+
+    async def ahit_many(self, requests: Sequence[tuple[str, Limit]], *, cost: int = 1) -> Decision:
+        """`hit_many` for asyncio."""
+        pairs = [(identity, self._native_rules(limit)) for identity, limit in requests]
+        return await self._guard.adecide_many(pairs, cost)
+
+    async def apeek_many(self, requests: Sequence[tuple[str, Limit]], *, cost: int = 1) -> Decision:
+        """`peek_many` for asyncio."""
+        pairs = [(identity, self._native_rules(limit)) for identity, limit in requests]
+        return await self._guard.adecide_many(pairs, cost, peek=True)
 
     def reset(self, identity: str, limit: Limit) -> None:
         """Forgets what `identity` consumed from `limit`."""

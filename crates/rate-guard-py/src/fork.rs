@@ -66,6 +66,11 @@ impl<T> ForkLocal<T> {
         }
     }
 
+    /// The value of this process, if it was built.
+    pub(crate) fn get(&self) -> Option<&T> {
+        Self::value_of(self.slot.load(Ordering::Acquire), generation())
+    }
+
     /// The value of this process, built with `init` when there is none yet (first use, or
     /// first use after a fork). When two threads race to build it, one value wins and the other
     /// is dropped.

@@ -13,11 +13,13 @@ use rate_guard_core::{Degradation, Hit, Limiter, MemoryStore, Mode, Quota, Rule,
 use rate_guard_redis::{RedisConfig, RedisStore};
 use tokio::runtime::Runtime;
 
+use crate::bridge::{self, Ready};
 use crate::decision::Decision;
 use crate::errors::Failure;
 use crate::fork::ForkLocal;
 use crate::rules::Rules;
 use crate::runtime::runtime;
+use crate::thread_store::{self, ThreadStore};
 
 /// What a [`Guard`] was built with; everything an [`Engine`] needs to be rebuilt after a fork.
 struct Settings {
@@ -29,10 +31,11 @@ struct Settings {
 
 /// The limiter of one process, and the store it decides on.
 struct Engine {
-    limiter: Limiter,
+    limiter: Arc<Limiter>,
     store: Arc<dyn Store>,
-    /// The runtime that drives Redis I/O; `None` for the memory store, whose calls complete
-    /// without waiting.
+    /// The runtime that drives the Redis I/O of async calls; `None` for the memory store,
+    /// whose calls complete without waiting. Sync calls do their I/O on the calling thread
+    /// ([`thread_store`]).
     runtime: Option<&'static Runtime>,
 }
 
@@ -48,12 +51,13 @@ impl Engine {
             }
             Some(config) => {
                 let runtime = runtime()?;
-                let store = runtime.block_on(RedisStore::connect(config)).map_err(|e| {
+                let shared = runtime.block_on(RedisStore::connect(config)).map_err(|e| {
                     Failure::Storage(format!(
                         "cannot connect to Redis at {}: {e}",
                         config.url_redacted()
                     ))
                 })?;
+                let store = ThreadStore::new(config.clone(), shared);
                 (Arc::new(store), Some(runtime))
             }
         };
@@ -65,22 +69,22 @@ impl Engine {
             .degradation(settings.degradation.clone())
             .build()?;
         Ok(Self {
-            limiter,
+            limiter: Arc::new(limiter),
             store,
             runtime,
         })
     }
 
-    /// Runs `future` to completion on this thread: inline for the memory store, on the runtime
-    /// for Redis.
+    /// Runs `future` to completion on this thread: inline for the memory store; for Redis on
+    /// this thread's runtime, so that the I/O happens here ([`thread_store`]).
     fn run<T>(&self, future: impl Future<Output = T>) -> Result<T, Failure> {
-        if let Some(runtime) = self.runtime {
+        if self.runtime.is_some() {
             if tokio::runtime::Handle::try_current().is_ok() {
                 return Err(Failure::Config(
                     "a sync call cannot be made from a thread that runs a tokio runtime".to_owned(),
                 ));
             }
-            return Ok(runtime.block_on(future));
+            return thread_store::block_on(future);
         }
         let mut future = pin!(future);
         match future
@@ -89,8 +93,44 @@ impl Engine {
         {
             Poll::Ready(value) => Ok(value),
             // The memory store never waits; should that change, a runtime finishes the job.
-            Poll::Pending => Ok(runtime()?.block_on(future)),
+            Poll::Pending => thread_store::block_on(future),
         }
+    }
+
+    /// Starts `future` for the running loop: an awaitable that is ready at once when the
+    /// answer needs no I/O (memory store, deny cache, open breaker), else a future of the loop
+    /// resolved through the batched bridge.
+    fn spawn<'py, T, F>(
+        &self,
+        py: Python<'py>,
+        future: F,
+        convert: fn(Python<'_>, T) -> PyResult<Py<PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>>
+    where
+        F: Future<Output = T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let _context = self.runtime.map(Runtime::enter);
+        let mut future = Box::pin(future);
+        if let Poll::Ready(value) = future
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()))
+        {
+            return Ok(Bound::new(py, Ready::new(convert(py, value)))?.into_any());
+        }
+        let runtime = match self.runtime {
+            Some(runtime) => runtime,
+            None => runtime()?,
+        };
+        let event_loop = bridge::running_loop(py)?;
+        let bridge = bridge::bridge_for(&event_loop)?;
+        let awaitable = event_loop.call_method0(pyo3::intern!(py, "create_future"))?;
+        let target = awaitable.clone().unbind();
+        runtime.spawn(async move {
+            let value = future.await;
+            bridge.complete(target, Box::new(move |py| convert(py, value)));
+        });
+        Ok(awaitable)
     }
 
     /// Decides every `(identity, rules)` pair together, all-or-nothing.
@@ -164,10 +204,92 @@ pub(crate) struct Guard {
     engine: ForkLocal<Engine>,
 }
 
+/// One `(identity, rules)` pair of an async call, owned by its task.
+type Owned = (PyBackedStr, Py<Rules>);
+
 impl Guard {
     fn engine(&self) -> Result<&Engine, Failure> {
         self.engine
             .get_or_try_init(|| Engine::build(&self.settings))
+    }
+
+    /// The engine, built with the GIL released when this process has none yet.
+    fn engine_with_gil(&self, py: Python<'_>) -> PyResult<&Engine> {
+        match self.engine.get() {
+            Some(engine) => Ok(engine),
+            None => Ok(py.detach(|| self.engine())?),
+        }
+    }
+
+    /// Runs `make(limiter)` to completion with the GIL released (the sync API): inline for
+    /// the memory store, with the Redis I/O on the calling thread otherwise.
+    pub(crate) fn run_blocking<T, F>(
+        &self,
+        py: Python<'_>,
+        make: impl FnOnce(Arc<Limiter>) -> F + Send,
+    ) -> PyResult<T>
+    where
+        F: Future<Output = T> + Send,
+        T: Send,
+    {
+        Ok(py.detach(|| {
+            let engine = self.engine()?;
+            engine.run(make(Arc::clone(&engine.limiter)))
+        })?)
+    }
+
+    /// Starts `make(limiter)` and returns an awaitable for the running loop, resolved on the
+    /// loop thread with `convert(py, output)` through the batched bridge ([`bridge`]); ready at
+    /// once when no I/O was needed. Needs a running loop only when the answer waits on I/O.
+    pub(crate) fn run_async<'py, T, F>(
+        &self,
+        py: Python<'py>,
+        make: impl FnOnce(Arc<Limiter>) -> F,
+        convert: fn(Python<'_>, T) -> PyResult<Py<PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>>
+    where
+        F: Future<Output = T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let engine = self.engine_with_gil(py)?;
+        let future = make(Arc::clone(&engine.limiter));
+        engine.spawn(py, future, convert)
+    }
+
+    /// The async twin of `decide_many`: the pairs travel with the task and are dropped on the
+    /// loop thread, with the GIL.
+    fn start<'py>(
+        &self,
+        py: Python<'py>,
+        requests: Vec<Owned>,
+        cost: NonZeroU32,
+        mode: Mode,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.run_async(
+            py,
+            move |limiter| async move {
+                let verdict = {
+                    let hits: Vec<Hit<'_>> = requests
+                        .iter()
+                        .flat_map(|(identity, rules)| {
+                            let identity: &str = identity;
+                            rules.get().as_slice().iter().map(move |rule| Hit {
+                                rule,
+                                identity,
+                                cost,
+                            })
+                        })
+                        .collect();
+                    limiter.decide(&hits, mode).await
+                };
+                (verdict, requests)
+            },
+            |py, (verdict, requests)| {
+                drop(requests);
+                let verdict = verdict.map_err(Failure::from)?;
+                Ok(Py::new(py, Decision::from(&verdict))?.into_any())
+            },
+        )
     }
 
     fn decide(
@@ -178,10 +300,20 @@ impl Guard {
         cost: NonZeroU32,
         mode: Mode,
     ) -> PyResult<Decision> {
-        let verdict = py.detach(|| {
-            self.engine()?
-                .decide([(identity, rules.as_slice())], cost, mode)
-        })?;
+        let verdict = self
+            .run_blocking(py, move |limiter| async move {
+                let hits: Vec<Hit<'_>> = rules
+                    .as_slice()
+                    .iter()
+                    .map(|rule| Hit {
+                        rule,
+                        identity,
+                        cost,
+                    })
+                    .collect();
+                limiter.decide(&hits, mode).await
+            })?
+            .map_err(Failure::from)?;
         Ok(Decision::from(&verdict))
     }
 }
@@ -314,6 +446,46 @@ impl Guard {
             self.engine()?.decide(pairs, cost, mode)
         })?;
         Ok(Decision::from(&verdict))
+    }
+
+    /// The async [`hit`](Self::hit): an awaitable of the `Decision`.
+    #[pyo3(signature = (identity, rules, cost=1))]
+    fn ahit<'py>(
+        &self,
+        py: Python<'py>,
+        identity: PyBackedStr,
+        rules: Py<Rules>,
+        cost: u64,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let cost = self::cost(cost)?;
+        self.start(py, vec![(identity, rules)], cost, Mode::Hit)
+    }
+
+    /// The async [`peek`](Self::peek).
+    #[pyo3(signature = (identity, rules, cost=1))]
+    fn apeek<'py>(
+        &self,
+        py: Python<'py>,
+        identity: PyBackedStr,
+        rules: Py<Rules>,
+        cost: u64,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let cost = self::cost(cost)?;
+        self.start(py, vec![(identity, rules)], cost, Mode::Peek)
+    }
+
+    /// The async [`decide_many`](Self::decide_many).
+    #[pyo3(signature = (requests, cost=1, peek=false))]
+    fn adecide_many<'py>(
+        &self,
+        py: Python<'py>,
+        requests: Vec<Owned>,
+        cost: u64,
+        peek: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let cost = self::cost(cost)?;
+        let mode = if peek { Mode::Peek } else { Mode::Hit };
+        self.start(py, requests, cost, mode)
     }
 
     /// Forgets the state of `rules` for `identity`.

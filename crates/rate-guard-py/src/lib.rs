@@ -14,12 +14,14 @@ use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 
+mod bridge;
 mod decision;
 mod errors;
 mod fork;
 mod guard;
 mod rules;
 mod runtime;
+mod thread_store;
 
 create_exception!(
     py_rate_guard,
@@ -61,11 +63,19 @@ mod _native {
     use super::{parse_rate, ConfigError, RateGuardError, StorageError};
 
     #[pymodule_export]
+    use crate::bridge::{Drainer, Ready};
+    #[pymodule_export]
     use crate::decision::Decision;
     #[pymodule_export]
     use crate::guard::Guard;
     #[pymodule_export]
     use crate::rules::Rules;
+
+    /// How many event loops have a live async bridge in this process (tests of leaks).
+    #[pyfunction]
+    fn _bridges(py: Python<'_>) -> usize {
+        crate::bridge::bridges(py)
+    }
 
     use pyo3::exceptions::PyRuntimeError;
     use pyo3::prelude::*;
