@@ -22,8 +22,9 @@ python: setup ## Make .venv with the dev tools and build the package into it (ma
 	       && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv \
 	       && $(PYTHON_BOOTSTRAP) -m venv --clear $(VENV); } \
 	  || { echo "cannot create $(VENV): install python3-venv (apt-get install python3-venv)"; exit 1; }
-	@test -f $(VENV)/.dev-tools || { $(PY) -m pip install -q --disable-pip-version-check \
-	    maturin pytest pydantic pydantic-settings ruff mypy && touch $(VENV)/.dev-tools; }
+	@cmp -s requirements-dev.txt $(VENV)/.dev-tools || { $(PY) -m pip install -q \
+	    --disable-pip-version-check -r requirements-dev.txt \
+	  && cp requirements-dev.txt $(VENV)/.dev-tools; }
 	$(VENV)/bin/maturin develop -q
 
 .PHONY: redis

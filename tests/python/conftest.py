@@ -108,3 +108,51 @@ def guard(store: str, request: pytest.FixtureRequest) -> RateGuard:
         return RateGuard(RateGuardConfig(key_prefix=prefix))
     url = request.getfixturevalue("redis_url")
     return RateGuard(RateGuardConfig(redis_url=url, key_prefix=prefix, redis_timeout=2.0))
+
+
+_ROOT = Path(__file__).resolve().parents[2]
+
+
+@contextlib.contextmanager
+def redis_deployment(kind: str) -> Iterator[str]:
+    """A Redis `server`, `cluster` (3 masters + 3 replicas) or `sentinel` (master, replica,
+    three sentinels) on free ports, started by the Rust testkit's `redis-fixture` (the same
+    code as the Rust suite's fixtures). Yields its URL; stopped on exit."""
+    subprocess.run(
+        ["cargo", "build", "-q", "-p", "rate-guard-testkit", "--bin", "redis-fixture"],
+        cwd=_ROOT,
+        check=True,
+    )
+    proc = subprocess.Popen(
+        [str(_ROOT / "target" / "debug" / "redis-fixture"), kind],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        cwd=_ROOT,
+    )
+    assert proc.stdout is not None and proc.stdin is not None
+    try:
+        url = proc.stdout.readline().decode().strip()
+        if not url:
+            raise RuntimeError(f"redis-fixture {kind} did not start (exit {proc.wait()})")
+        yield url
+    finally:
+        proc.stdin.close()  # the fixture stops its servers when stdin closes
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="session")
+def cluster_url() -> Iterator[str]:
+    """A `redis+cluster://` URL of a real 3+3 cluster shared by the session."""
+    with redis_deployment("cluster") as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def sentinel_url() -> Iterator[str]:
+    """A `redis+sentinel://` URL of a real Sentinel deployment shared by the session."""
+    with redis_deployment("sentinel") as url:
+        yield url

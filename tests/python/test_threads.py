@@ -75,3 +75,26 @@ def test_a_call_waiting_on_redis_does_not_hold_the_gil(
         assert elapsed >= 0.4
         assert spins > 10_000
         assert result[0].allowed and result[0].source == "fail_open"
+
+
+def test_guards_made_and_dropped_do_not_pile_up_connections(redis_url: str) -> None:
+    # Each guard's sync calls connect from the calling thread; a dropped guard's thread
+    # connection is closed when the thread next uses a guard.
+    import gc
+    import os
+
+    from py_rate_guard import RateGuard
+    from py_rate_guard.models.config import RateGuardConfig
+
+    def open_fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    RateGuard(RateGuardConfig(redis_url=redis_url)).hit("warm", "10/hour")
+    gc.collect()
+    before = open_fds()
+    for i in range(30):
+        guard = RateGuard(RateGuardConfig(redis_url=redis_url))
+        assert guard.hit(f"g{i}", "10/hour").allowed
+        del guard
+        gc.collect()
+    assert open_fds() <= before + 4

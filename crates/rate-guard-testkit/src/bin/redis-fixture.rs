@@ -1,0 +1,40 @@
+//! `redis-fixture server|cluster|sentinel`: starts a real Redis deployment on free ports for
+//! tests outside Rust (the Python suite), prints its URL on one line, and stops it when its
+//! standard input closes (the test process ended or closed the pipe).
+//!
+//! The URL is `redis://…`, `redis+cluster://h:p,…` or `redis+sentinel://h:p,…/<master>`.
+
+use std::io::{self, Read, Write};
+use std::process::ExitCode;
+
+use rate_guard_testkit::{RedisCluster, RedisSentinel, RedisServer};
+
+fn main() -> ExitCode {
+    let kind = std::env::args().nth(1).unwrap_or_default();
+    // Each arm keeps its deployment alive until stdin closes, then drops (kills) it.
+    let result = match kind.as_str() {
+        "server" => RedisServer::start().and_then(|s| serve(&s.url())),
+        "cluster" => RedisCluster::start().and_then(|c| serve(&c.url())),
+        "sentinel" => RedisSentinel::start().and_then(|s| serve(&s.url())),
+        _ => {
+            eprintln!("usage: redis-fixture server|cluster|sentinel");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("redis-fixture {kind}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(url: &str) -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    writeln!(out, "{url}")?;
+    out.flush()?;
+    // Blocks until the reader closes the pipe.
+    io::stdin().read_to_end(&mut Vec::new())?;
+    Ok(())
+}
