@@ -57,6 +57,7 @@ class Guard:
         in_memory_fallback: bool = False,
         instance_count: int = 1,
         deny_cache_size: int = 10000,
+        deny_cache_ttl: float = 1.0,
         breaker_threshold: int = 5,
         breaker_cooldown: float = 1.0,
         breaker_max_cooldown: float = 30.0,

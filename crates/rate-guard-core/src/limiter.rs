@@ -429,7 +429,7 @@ impl LimiterBuilder {
                 keys,
                 clock: self.clock,
                 breaker: Breaker::new(d.failure_threshold, d.cooldown, d.max_cooldown),
-                deny_cache: DenyCache::new(d.deny_cache_size),
+                deny_cache: DenyCache::new(d.deny_cache_size, d.deny_cache_ttl),
                 fallback,
                 degraded: AtomicBool::new(false),
                 hooks: self.hooks,

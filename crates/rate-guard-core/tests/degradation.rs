@@ -214,8 +214,16 @@ async fn the_deny_cache_answers_a_blocked_request_without_the_store() {
         assert_eq!(v.source(), Source::DenyCache);
     }
     assert_eq!(s.store.calls.load(Ordering::Relaxed), calls + 1);
+    // After its time to live (1 s by default) the store is asked again, so that a reset made
+    // by another process is seen; the fresh denial is cached again.
+    s.clock.advance(Duration::from_millis(999));
+    assert_eq!(hit(&s, "abuser").await.source(), Source::DenyCache);
+    s.clock.advance(Duration::from_millis(1));
+    assert_eq!(hit(&s, "abuser").await.source(), Source::Store);
+    assert_eq!(hit(&s, "abuser").await.source(), Source::DenyCache);
+    assert_eq!(s.store.calls.load(Ordering::Relaxed), calls + 2);
     // Its waits shrink with time, and it lets the request through once the wait is over.
-    s.clock.advance(Duration::from_secs(60));
+    s.clock.advance(Duration::from_secs(59));
     let later = hit(&s, "abuser").await;
     assert_eq!(
         later.decision().retry_after,
@@ -249,6 +257,7 @@ fn bad_degradation_settings_are_refused() {
         Degradation::default().failure_threshold(0),
         Degradation::default().cooldown(Duration::ZERO, Duration::from_secs(1)),
         Degradation::default().cooldown(Duration::from_secs(2), Duration::from_secs(1)),
+        Degradation::default().deny_cache_ttl(Duration::ZERO),
     ] {
         let err = Limiter::builder()
             .rule(rule("1/s"))

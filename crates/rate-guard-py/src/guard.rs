@@ -334,6 +334,7 @@ impl Guard {
         in_memory_fallback=false,
         instance_count=1,
         deny_cache_size=10_000,
+        deny_cache_ttl=1.0,
         breaker_threshold=5,
         breaker_cooldown=1.0,
         breaker_max_cooldown=30.0,
@@ -351,6 +352,7 @@ impl Guard {
         in_memory_fallback: bool,
         instance_count: u32,
         deny_cache_size: usize,
+        deny_cache_ttl: f64,
         breaker_threshold: u32,
         breaker_cooldown: f64,
         breaker_max_cooldown: f64,
@@ -373,7 +375,8 @@ impl Guard {
                 seconds("breaker_max_cooldown", breaker_max_cooldown)?,
             )
             .fail_open(fail_open)
-            .deny_cache_size(deny_cache_size);
+            .deny_cache_size(deny_cache_size)
+            .deny_cache_ttl(seconds("deny_cache_ttl", deny_cache_ttl)?);
         if in_memory_fallback {
             let instances = NonZeroU32::new(instance_count)
                 .ok_or_else(|| Failure::Config("instance_count must be at least 1".to_owned()))?;

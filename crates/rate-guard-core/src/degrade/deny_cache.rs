@@ -2,12 +2,14 @@
 //! trip, so an abusive client hammering a blocked key costs the store (almost) nothing.
 //!
 //! Entries are keyed by the request's whole list of keys and costs (a request of another shape
-//! or weight goes to the store), bounded in number, and dropped at their retry time. A reset
-//! through the limiter clears the cache; a reset made by another process does not reach it, so
-//! a client stays denied here until its retry time at the latest.
+//! or weight goes to the store), bounded in number, and dropped at their retry time or after
+//! the cache's time to live, whichever comes first. A reset through the limiter clears the
+//! cache; a reset made by another process does not reach it, so a client stays denied here for
+//! one time to live (1 s by default) at most.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 
@@ -27,14 +29,16 @@ struct Entry {
 #[derive(Debug)]
 pub(crate) struct DenyCache {
     capacity: usize,
+    ttl: Duration,
     hasher: RandomState,
     entries: Mutex<HashMap<u64, Entry>>,
 }
 
 impl DenyCache {
-    pub(crate) fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize, ttl: Duration) -> Self {
         Self {
             capacity,
+            ttl,
             hasher: RandomState::new(),
             entries: Mutex::new(HashMap::new()),
         }
@@ -101,7 +105,7 @@ impl DenyCache {
                 keys: keys.iter().map(|&(k, c)| (Box::from(k), c)).collect(),
                 verdict: verdict.clone(),
                 decided_at: now,
-                until: now.saturating_add(retry),
+                until: now.saturating_add(retry.min(self.ttl)),
             },
         );
     }

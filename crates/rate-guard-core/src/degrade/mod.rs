@@ -43,6 +43,7 @@ pub struct Degradation {
     pub(crate) in_memory_fallback: bool,
     pub(crate) instance_count: NonZeroU32,
     pub(crate) deny_cache_size: usize,
+    pub(crate) deny_cache_ttl: Duration,
 }
 
 impl Default for Degradation {
@@ -55,6 +56,7 @@ impl Default for Degradation {
             in_memory_fallback: false,
             instance_count: NonZeroU32::MIN,
             deny_cache_size: 10_000,
+            deny_cache_ttl: Duration::from_secs(1),
         }
     }
 }
@@ -100,7 +102,21 @@ impl Degradation {
         self
     }
 
+    /// How long a denial is answered locally at most, even when its retry time is later
+    /// (default 1 s). A reset made by another process is seen after this long; a flood on a
+    /// blocked key still costs the store one call per key per `ttl`.
+    #[must_use]
+    pub fn deny_cache_ttl(mut self, ttl: Duration) -> Self {
+        self.deny_cache_ttl = ttl;
+        self
+    }
+
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        if self.deny_cache_ttl.is_zero() {
+            return Err(ConfigError::Degradation(
+                "deny_cache_ttl must be longer than zero (use deny_cache_size 0 to turn the cache off)",
+            ));
+        }
         if self.failure_threshold == 0 {
             return Err(ConfigError::Degradation(
                 "failure_threshold must be at least 1",
