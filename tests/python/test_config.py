@@ -152,3 +152,94 @@ def test_bad_config_fields_are_named(fields: dict[str, object], loc: tuple[str, 
     with pytest.raises(ValidationError) as info:
         RateGuardConfig(**fields)  # type: ignore[arg-type]
     assert [e["loc"] for e in info.value.errors()] == [loc]
+
+
+def test_adapter_fields_defaults() -> None:
+    config = RateGuardConfig()
+    assert config.headers == "legacy"
+    assert config.ipv6_prefix == 64
+    assert config.exempt_paths == []
+    assert config.limit_websockets is True
+    assert config.limited_handler is None
+    assert (config.jwt_keys, config.jwt_algorithms, config.jwt_verify) == ([], ["HS256"], True)
+    assert (config.jwt_audience, config.jwt_issuer) == (None, None)
+
+
+def test_adapter_fields_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RATE_GUARD_HEADERS", "both")
+    monkeypatch.setenv("RATE_GUARD_IPV6_PREFIX", "56")
+    monkeypatch.setenv("RATE_GUARD_EXEMPT_PATHS", '["/health", "/metrics"]')
+    monkeypatch.setenv("RATE_GUARD_JWT_KEYS", '["s3cret"]')
+    monkeypatch.setenv("RATE_GUARD_JWT_ALGORITHMS", '["HS256", "RS256"]')
+    monkeypatch.setenv("RATE_GUARD_LIMITED_HANDLER", "os.path.join")
+    monkeypatch.setenv(
+        "RATE_GUARD_GLOBAL_RULES", '[{"limit": "5/minute", "key_func": "os.path:basename"}]'
+    )
+    config = RateGuardConfig()
+    assert (config.headers, config.ipv6_prefix) == ("both", 56)
+    assert config.exempt_paths == ["/health", "/metrics"]
+    assert [key.get_secret_value() for key in config.jwt_keys] == ["s3cret"]
+    assert "s3cret" not in repr(config)
+    assert config.jwt_algorithms == ["HS256", "RS256"]
+    import os.path
+
+    assert config.limited_handler is os.path.join
+    assert config.global_rules[0].key_func is os.path.basename
+    assert config.global_rules[0].key == "custom"
+
+
+def test_key_func_keys_the_rule() -> None:
+    def tenant(request: object) -> str:
+        return "t"
+
+    rule = RateLimitRule(limit="5/minute", key_func=tenant)
+    assert (rule.key, rule.key_func) == ("custom", tenant)
+    assert rule.front_spec()[1:] == ("custom", 1, False)
+    assert rule == RateLimitRule(limit="5/minute", key_func=tenant)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"key": "custom"}, "needs a key_func"),
+        ({"key": "ip", "key_func": len}, "without key"),
+        ({"key_func": "no.such.module.func"}, "cannot be imported"),
+        ({"key_func": "os.sep"}, "not callable"),
+        ({"key_func": "nodots"}, "dotted path"),
+    ],
+)
+def test_bad_key_funcs_say_why(fields: dict[str, object], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        RateLimitRule(limit="5/minute", **fields)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("fields", "loc"),
+    [
+        ({"headers": "fancy"}, ("headers",)),
+        ({"ipv6_prefix": 0}, ("ipv6_prefix",)),
+        ({"ipv6_prefix": 129}, ("ipv6_prefix",)),
+        ({"exempt_paths": ["health"]}, ("exempt_paths",)),
+        ({"jwt_algorithms": []}, ("jwt_algorithms",)),
+        ({"limited_handler": "no.such.handler"}, ("limited_handler",)),
+    ],
+)
+def test_bad_adapter_fields_are_named(fields: dict[str, object], loc: tuple[str, ...]) -> None:
+    with pytest.raises(ValidationError) as info:
+        RateGuardConfig(**fields)  # type: ignore[arg-type]
+    assert [e["loc"] for e in info.value.errors()] == [loc]
+
+
+def test_jwt_rules_need_keys_unless_verification_is_off() -> None:
+    rule = RateLimitRule(limit="5/minute", key="jwt:sub")
+    with pytest.raises(ValidationError, match="jwt_keys"):
+        RateGuardConfig(global_rules=[rule])
+    assert RateGuardConfig(global_rules=[rule], jwt_keys=["k"]).jwt_verify is True
+    assert RateGuardConfig(global_rules=[rule], jwt_verify=False).jwt_keys == []
+
+
+def test_unix_is_a_trusted_proxy() -> None:
+    assert RateGuardConfig(trusted_proxies=["unix", "10.0.0.0/8"]).trusted_proxies == [
+        "unix",
+        "10.0.0.0/8",
+    ]

@@ -7,7 +7,9 @@ that names the field, and a valid one is never parsed again.
 
 from __future__ import annotations
 
+import importlib
 import ipaddress
+from collections.abc import Callable
 from typing import Any, Literal, Optional
 
 from pydantic import (
@@ -15,6 +17,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    SecretStr,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -23,9 +26,17 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from py_rate_guard import _native
 
-__all__ = ["Algorithm", "RateGuardConfig", "RateLimitRule", "RuleSpec"]
+__all__ = ["Algorithm", "HeaderStyle", "KeyFunc", "RateGuardConfig", "RateLimitRule", "RuleSpec"]
 
 Algorithm = Literal["sliding_window", "fixed_window", "token_bucket", "sliding_log"]
+
+HeaderStyle = Literal["legacy", "ietf", "both", "none"]
+"""Rate-limit response headers: `legacy` (`X-RateLimit-Limit/Remaining/Reset`), `ietf` (the
+IETF draft-10 `RateLimit-Policy` and `RateLimit` fields), `both`, or `none`. `Retry-After` is
+sent on every denial whatever the style."""
+
+KeyFunc = Callable[[Any], Any]
+"""`key_func(request) -> str | None`, sync or async; `None` falls back to the client address."""
 
 RuleSpec = tuple[str, str, Optional[int], Optional[str], Optional[bool]]
 """A rule as the native module takes it: (limit, algorithm, burst, name, fail_open)."""
@@ -35,7 +46,7 @@ _KEY_PREFIXES = ("header:", "jwt:")
 
 
 def _check_key(key: str) -> str:
-    if key in _KEY_WORDS:
+    if key in _KEY_WORDS or key == "custom":
         return key
     for prefix in _KEY_PREFIXES:
         if key.startswith(prefix):
@@ -46,9 +57,34 @@ def _check_key(key: str) -> str:
     raise ValueError(f"{key!r}: expected 'ip', 'global', 'user', 'header:<Name>' or 'jwt:<claim>'")
 
 
+def import_callable(value: Any) -> Any:
+    """`value` itself, or the callable that a dotted path (`"package.module.name"` or
+    `"package.module:name"`) names; a `ValueError` says why it cannot be imported."""
+    if not isinstance(value, str):
+        return value
+    module_name, sep, attr = value.partition(":")
+    if not sep:
+        module_name, _, attr = value.rpartition(".")
+    if not module_name or not attr:
+        raise ValueError(f"{value!r}: expected a dotted path such as 'package.module.name'")
+    try:
+        target = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as e:
+        raise ValueError(f"{value!r} cannot be imported: {e}") from None
+    if not callable(target):
+        raise ValueError(f"{value!r} is not callable")
+    return target
+
+
 class RateLimitRule(BaseModel):
     """One limit: `limit` (a rate string such as `"100/minute"` or `"10/second; 1000/hour"`)
-    counted by `algorithm` for each value of `key`."""
+    counted by `algorithm` for each value of `key`.
+
+    `key` is `"ip"` (the client address, default), `"global"` (one bucket for everyone),
+    `"user"` (the authenticated user, else the address), `"header:<Name>"` or `"jwt:<claim>"`.
+    `key_func(request) -> str | None` (a callable or its dotted path) keys by what it returns
+    instead (`key` then reads `"custom"`). A missing identity falls back to the address.
+    `cost` is what one request weighs; `shadow` rules count and log but never deny."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -60,8 +96,16 @@ class RateLimitRule(BaseModel):
     name: Optional[str] = None
     shadow: bool = False
     fail_open: Optional[bool] = None
+    key_func: Optional[KeyFunc] = None
 
     _native_rules: _native.Rules = PrivateAttr()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _custom_key(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("key_func") is not None and "key" not in data:
+            return {**data, "key": "custom"}
+        return data
 
     @field_validator("limit")
     @classmethod
@@ -85,8 +129,19 @@ class RateLimitRule(BaseModel):
     def _parse_key(cls, value: str) -> str:
         return _check_key(value)
 
+    @field_validator("key_func", mode="before")
+    @classmethod
+    def _import_key_func(cls, value: Any) -> Any:
+        return import_callable(value)
+
     @model_validator(mode="after")
     def _build(self) -> RateLimitRule:
+        if (self.key == "custom") != (self.key_func is not None):
+            raise ValueError(
+                "key_func keys the rule by what it returns: give key_func without key"
+                if self.key_func is not None
+                else "key 'custom' needs a key_func"
+            )
         try:
             self._native_rules = _native.Rules([self.spec()])
         except _native.ConfigError as e:
@@ -101,6 +156,10 @@ class RateLimitRule(BaseModel):
     def native_rules(self) -> _native.Rules:
         """The rule built once by the native module (one per rate of `limit`)."""
         return self._native_rules
+
+    def front_spec(self) -> tuple[_native.Rules, str, int, bool]:
+        """The rule as the native HTTP front takes it: (rules, key spec, cost, shadow)."""
+        return (self._native_rules, self.key, self.cost, self.shadow)
 
 
 class RateGuardConfig(BaseSettings):
@@ -122,11 +181,31 @@ class RateGuardConfig(BaseSettings):
     None: the in-process memory store."""
     key_prefix: str = "rate_guard"
     trusted_proxies: list[str] = Field(default_factory=list)
-    """CIDRs of the proxies whose forwarded headers are believed."""
+    """CIDRs of the proxies whose `X-Forwarded-For` / `Forwarded` headers are believed (and
+    `"unix"` for a proxy on a Unix socket); the client is the right-most address that is not
+    one of them. Empty: the peer address."""
+    ipv6_prefix: int = Field(default=64, ge=1, le=128)
+    """IPv6 clients are counted per network of this prefix length (a /64 is one client)."""
     shadow_mode: bool = False
-    """Decide and report, but never deny (adapters)."""
-    headers_enabled: bool = True
-    """Send `X-RateLimit-*` and `Retry-After` headers (adapters)."""
+    """Decide, count and log, but never deny (adapters)."""
+    headers: HeaderStyle = "legacy"
+    """Rate-limit response headers (adapters): `legacy`, `ietf`, `both` or `none`."""
+    exempt_paths: list[str] = Field(default_factory=list)
+    """Paths never limited (adapters): `/health` exempts `/health` and `/health/...`."""
+    limit_websockets: bool = True
+    """Decide WebSocket connections when they open (ASGI adapters)."""
+    limited_handler: Optional[Callable[..., Any]] = None
+    """`handler(request, exc: RateLimitExceeded) -> response` (sync or async; or its dotted
+    path) answers denied requests instead of the JSON 429; the rate-limit headers are added
+    to its response unless it sets them."""
+
+    jwt_keys: list[SecretStr] = Field(default_factory=list)
+    """Keys that verify the tokens of `jwt:<claim>` rules: HMAC secrets or PEM public keys."""
+    jwt_algorithms: list[str] = Field(default_factory=lambda: ["HS256"])
+    jwt_verify: bool = True
+    """False reads claims from unverified tokens: only behind a gateway that verified them."""
+    jwt_audience: Optional[str] = None
+    jwt_issuer: Optional[str] = None
 
     redis_timeout: float = Field(default=0.1, gt=0)
     """Seconds one Redis call may take, every round trip included."""
@@ -146,10 +225,32 @@ class RateGuardConfig(BaseSettings):
     @classmethod
     def _parse_proxies(cls, value: list[str]) -> list[str]:
         for cidr in value:
+            if cidr.strip().lower() == "unix":
+                continue
             try:
                 ipaddress.ip_network(cidr, strict=False)
             except ValueError as e:
                 raise ValueError(f"{cidr!r} is not an IP network: {e}") from None
+        return value
+
+    @field_validator("exempt_paths")
+    @classmethod
+    def _check_paths(cls, value: list[str]) -> list[str]:
+        for path in value:
+            if not path.startswith("/"):
+                raise ValueError(f"{path!r}: an exempt path starts with '/'")
+        return value
+
+    @field_validator("limited_handler", mode="before")
+    @classmethod
+    def _import_handler(cls, value: Any) -> Any:
+        return import_callable(value)
+
+    @field_validator("jwt_algorithms")
+    @classmethod
+    def _check_algorithms(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("at least one algorithm is needed")
         return value
 
     @model_validator(mode="after")
@@ -157,6 +258,32 @@ class RateGuardConfig(BaseSettings):
         if self.breaker_max_cooldown < self.breaker_cooldown:
             raise ValueError("breaker_max_cooldown must be at least breaker_cooldown")
         return self
+
+    @model_validator(mode="after")
+    def _check_jwt(self) -> RateGuardConfig:
+        jwt_rules = [rule.key for rule in self.global_rules if rule.key.startswith("jwt:")]
+        if jwt_rules and self.jwt_verify and not self.jwt_keys:
+            raise ValueError(
+                f"rule key {jwt_rules[0]!r} needs jwt_keys to verify tokens"
+                " (or jwt_verify=False to read them unverified)"
+            )
+        return self
+
+    def front_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of `_native.Front` that this configuration sets, global rules
+        included."""
+        return {
+            "global_rules": [rule.front_spec() for rule in self.global_rules],
+            "trusted_proxies": list(self.trusted_proxies),
+            "ipv6_prefix": self.ipv6_prefix,
+            "headers": self.headers,
+            "shadow_mode": self.shadow_mode,
+            "jwt_keys": [key.get_secret_value() for key in self.jwt_keys],
+            "jwt_algorithms": list(self.jwt_algorithms),
+            "jwt_verify": self.jwt_verify,
+            "jwt_audience": self.jwt_audience,
+            "jwt_issuer": self.jwt_issuer,
+        }
 
     def guard_kwargs(self) -> dict[str, Any]:
         """The keyword arguments of `_native.Guard` that this configuration sets."""
