@@ -1,0 +1,88 @@
+//! The crate's one error type: configuration that cannot make a [`Front`](crate::Front).
+//!
+//! Requests never fail: a hostile header, a forged token or a store that is down all end in an
+//! [`Outcome`](crate::Outcome), never in an [`Error`].
+
+/// Configuration that cannot make a [`Front`](crate::Front) or a
+/// [`RouteLimits`](crate::RouteLimits). Every variant names the bad value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A key spec that does not parse (`"ip"`, `"header:X-Api-Key"`, ...).
+    #[error("invalid key spec {spec:?}: {reason}")]
+    KeySpec {
+        /// The spec (cut short when huge).
+        spec: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A trusted proxy that is neither an address, a CIDR block nor `unix`.
+    #[error("invalid trusted proxy {value:?}: {reason}")]
+    TrustedProxy {
+        /// The entry (cut short when huge).
+        value: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// An IPv6 grouping prefix above 128.
+    #[error("invalid ipv6_prefix {0}: expected a prefix length from 0 to 128")]
+    Ipv6Prefix(u32),
+    /// A header style other than `legacy`, `ietf`, `both` or `none`.
+    #[error("invalid header style {0:?}: expected legacy, ietf, both or none")]
+    HeaderStyle(String),
+    /// A forwarded header other than `x-forwarded-for` or `forwarded`.
+    #[error("invalid forwarded header {0:?}: expected x-forwarded-for or forwarded")]
+    ForwardedHeader(String),
+    /// A JWT setting that cannot work (an unknown algorithm, a key that does not parse, a
+    /// `jwt:` key spec with no key to verify with).
+    #[error("invalid JWT setting: {0}")]
+    Jwt(String),
+    /// A route template or method unfit for scoping.
+    #[error("invalid route {route:?}: {reason}")]
+    Route {
+        /// The template or method (cut short when huge).
+        route: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A cost of zero.
+    #[error("cost must be at least 1")]
+    ZeroCost,
+    /// Two rules of one request would share their keys.
+    #[error("two rules share the id {id:?}; give one of them another name")]
+    DuplicateRule {
+        /// The shared id.
+        id: String,
+    },
+    /// A global rule whose name is reserved for route-scoped rules.
+    #[error("rule name {id:?} starts with \"rt.\", which is reserved for route-scoped rules")]
+    ReservedRuleName {
+        /// The rule's id.
+        id: String,
+    },
+    /// More rules on one request than a store decides at once.
+    #[error("a request would carry {count} rules; at most {max} are decided together")]
+    TooManyRules {
+        /// The global and route rules of the request.
+        count: usize,
+        /// [`rate_guard_core::MAX_CHECKS`].
+        max: usize,
+    },
+    /// A rule the core rejects (a scoped rule id, say).
+    #[error(transparent)]
+    Rule(#[from] rate_guard_core::ConfigError),
+}
+
+impl Error {
+    /// Always false: configuration does not heal by waiting. Kept for symmetry with the other
+    /// crates' errors.
+    #[must_use]
+    pub fn is_transient(&self) -> bool {
+        false
+    }
+}
+
+/// `value` cut to at most `max` characters, for error messages about huge input.
+pub(crate) fn clip(value: &str, max: usize) -> String {
+    value.chars().take(max).collect()
+}

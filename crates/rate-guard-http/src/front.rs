@@ -1,0 +1,451 @@
+//! [`Front`]: the configured limits of a service, turned into a [`Plan`] per request and
+//! decided in one store call.
+//!
+//! # Deciding a request
+//!
+//! [`Front::decide`] makes **one** [`Limiter::decide`] call in [`Mode::Hit`] for every enforced
+//! rule of the plan (global and route together), so the core's all-or-nothing semantics hold
+//! across them: when a route rule denies, no global rule consumes, and the other way round.
+//!
+//! Shadow rules (a limit's own `shadow`, or every rule under `shadow_mode`) count and report
+//! but never block. They are decided in a **second** call, made only when the plan has shadow
+//! rules and the enforced call admitted the request (or there was none): a request that is
+//! blocked anyway is one a shadow rule would not have counted either, had it been enforced.
+//! Shadow rules are decided together, all-or-nothing among themselves, so the second call
+//! answers "would these rules, enforced, have admitted this request"; the enforced rules have
+//! consumed by then, which is the one way shadow counting differs from enforcement.
+//!
+//! No error escapes: the limiter answers a failing store with a degraded verdict (fallback,
+//! fail open, fail closed; see [`rate_guard_core::degrade`]), reported as is (a fail-closed
+//! denial is a 503). The only errors left, requests no store can decide, are carried in the
+//! [`Outcome`] for logging, and the request is allowed unless one of its enforced rules fails
+//! closed (`fail_open = false`), in which case it is denied with 503.
+
+use std::cell::OnceCell;
+use std::fmt;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use rate_guard_core::{Hit, Limiter, Mode, Rule, Verdict, MAX_CHECKS};
+use smallvec::SmallVec;
+
+use crate::client_ip::{ClientIp, Peer};
+use crate::error::Error;
+use crate::headers::{trim_ows, Headers};
+use crate::identity;
+use crate::jwt::{claim_value, Claims, Jwt};
+use crate::key_spec::KeySpec;
+use crate::outcome::Outcome;
+use crate::plan::{Plan, PlanItem};
+use crate::response::HeaderStyle;
+use crate::route::{RouteLimits, SCOPED_PREFIX};
+
+/// One rule as a front applies it: the rule, whose quota it counts ([`KeySpec`]), what a
+/// request weighs, and whether it only observes (`shadow`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limit {
+    pub(crate) rule: Rule,
+    pub(crate) key: KeySpec,
+    pub(crate) cost: NonZeroU32,
+    pub(crate) shadow: bool,
+}
+
+impl Limit {
+    /// `rule` per client address, cost 1, enforced.
+    #[must_use]
+    pub fn new(rule: Rule) -> Self {
+        Self {
+            rule,
+            key: KeySpec::Ip,
+            cost: NonZeroU32::MIN,
+            shadow: false,
+        }
+    }
+
+    /// Whose quota the rule counts.
+    #[must_use]
+    pub fn key(mut self, key: KeySpec) -> Self {
+        self.key = key;
+        self
+    }
+
+    /// What one request weighs against the rule.
+    #[must_use]
+    pub fn cost(mut self, cost: NonZeroU32) -> Self {
+        self.cost = cost;
+        self
+    }
+
+    /// Count and report, never block.
+    #[must_use]
+    pub fn shadow(mut self, shadow: bool) -> Self {
+        self.shadow = shadow;
+        self
+    }
+
+    /// The rule.
+    #[must_use]
+    pub fn rule(&self) -> &Rule {
+        &self.rule
+    }
+
+    /// The key spec.
+    #[must_use]
+    pub fn key_spec(&self) -> &KeySpec {
+        &self.key
+    }
+
+    /// The cost.
+    #[must_use]
+    pub fn weight(&self) -> NonZeroU32 {
+        self.cost
+    }
+
+    /// Whether the limit only observes.
+    #[must_use]
+    pub fn is_shadow(&self) -> bool {
+        self.shadow
+    }
+}
+
+/// What a request brings to key resolution: its peer, its headers, and the identities the
+/// application resolved (an authenticated user, a `key_func` value).
+#[derive(Debug, Clone, Copy)]
+pub struct RequestInfo<'a, H: ?Sized> {
+    /// The remote end of the connection.
+    pub peer: Peer<'a>,
+    /// The request's header fields.
+    pub headers: &'a H,
+    /// The authenticated user's id, for `user` specs.
+    pub user: Option<&'a str>,
+    /// The application's own key, for `custom` specs.
+    pub custom: Option<&'a str>,
+}
+
+impl<'a, H: Headers + ?Sized> RequestInfo<'a, H> {
+    /// A request from `peer` with `headers`, no user and no custom key.
+    pub fn new(peer: Peer<'a>, headers: &'a H) -> Self {
+        Self {
+            peer,
+            headers,
+            user: None,
+            custom: None,
+        }
+    }
+}
+
+/// The limits of a service and how requests are keyed and answered. Cheap to clone; clones
+/// share everything. See the [module docs](self) for how a request is decided.
+///
+/// ```
+/// use rate_guard_core::{Limiter, ManualClock, Quota, Rule, Timestamp};
+/// use rate_guard_http::{Front, Limit, Peer, RequestInfo};
+///
+/// # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
+/// let rule = |s: &str| Rule::builder(s.parse::<Quota>().unwrap()).build().unwrap();
+/// let front = Front::builder().global(Limit::new(rule("100/minute"))).build()?;
+/// let login = front.route("/login", Some("POST"), [Limit::new(rule("2/minute"))])?;
+/// let limiter = Limiter::builder().rule(rule("1/s")).clock(ManualClock::new(Timestamp::from_secs(1))).build()?;
+///
+/// let headers: [(&[u8], &[u8]); 0] = [];
+/// let request = RequestInfo::new(Peer::parse(Some("203.0.113.9")), &headers[..]);
+/// for _ in 0..2 {
+///     assert!(front.decide(&limiter, &front.plan(&request, Some(&login))).await.allowed());
+/// }
+/// let third = front.decide(&limiter, &front.plan(&request, Some(&login))).await;
+/// assert_eq!(third.status(), 429);
+/// assert_eq!(third.body(), r#"{"detail": "Rate limit exceeded: 2 per 1 minute"}"#);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # })?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct Front {
+    inner: Arc<FrontInner>,
+}
+
+struct FrontInner {
+    global: Vec<Limit>,
+    client_ip: ClientIp,
+    jwt: Option<Jwt>,
+    header_style: HeaderStyle,
+    shadow_mode: bool,
+}
+
+impl fmt::Debug for Front {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let i = &*self.inner;
+        f.debug_struct("Front")
+            .field("global", &i.global)
+            .field("client_ip", &i.client_ip)
+            .field("jwt", &i.jwt)
+            .field("header_style", &i.header_style)
+            .field("shadow_mode", &i.shadow_mode)
+            .finish()
+    }
+}
+
+/// Builds a [`Front`]; see [`Front::builder`].
+#[derive(Debug, Default)]
+#[must_use]
+pub struct FrontBuilder {
+    global: Vec<Limit>,
+    client_ip: Option<ClientIp>,
+    jwt: Option<Jwt>,
+    header_style: HeaderStyle,
+    shadow_mode: bool,
+}
+
+impl FrontBuilder {
+    /// Adds a limit applied to every request.
+    pub fn global(mut self, limit: Limit) -> Self {
+        self.global.push(limit);
+        self
+    }
+
+    /// How client addresses are found (default: the peer, no trusted proxy, IPv6 by /64).
+    pub fn client_ip(mut self, client_ip: ClientIp) -> Self {
+        self.client_ip = Some(client_ip);
+        self
+    }
+
+    /// How bearer tokens are checked, for `jwt:` key specs (default: none, and a `jwt:` spec
+    /// is a configuration error).
+    pub fn jwt(mut self, jwt: Jwt) -> Self {
+        self.jwt = Some(jwt);
+        self
+    }
+
+    /// Which rate limit headers responses carry (default: legacy `X-RateLimit-*`).
+    pub fn header_style(mut self, style: HeaderStyle) -> Self {
+        self.header_style = style;
+        self
+    }
+
+    /// Every rule observes only: counts and reports, never blocks.
+    pub fn shadow_mode(mut self, shadow_mode: bool) -> Self {
+        self.shadow_mode = shadow_mode;
+        self
+    }
+
+    /// The front, or what is wrong with its configuration.
+    pub fn build(self) -> Result<Front, Error> {
+        for (i, limit) in self.global.iter().enumerate() {
+            let id = limit.rule.id();
+            if id.starts_with(SCOPED_PREFIX) {
+                return Err(Error::ReservedRuleName { id: id.to_owned() });
+            }
+            if self.global[..i].iter().any(|l| l.rule.id() == id) {
+                return Err(Error::DuplicateRule { id: id.to_owned() });
+            }
+        }
+        check_count(self.global.len())?;
+        let front = Front {
+            inner: Arc::new(FrontInner {
+                client_ip: self.client_ip.unwrap_or_default(),
+                jwt: self.jwt,
+                header_style: self.header_style,
+                shadow_mode: self.shadow_mode,
+                global: self.global,
+            }),
+        };
+        front.check_jwt(&front.inner.global)?;
+        Ok(front)
+    }
+}
+
+fn check_count(count: usize) -> Result<(), Error> {
+    if count > MAX_CHECKS {
+        return Err(Error::TooManyRules {
+            count,
+            max: MAX_CHECKS,
+        });
+    }
+    Ok(())
+}
+
+impl Front {
+    /// Starts a front with no limits: the peer is the client, legacy headers, enforced.
+    pub fn builder() -> FrontBuilder {
+        FrontBuilder::default()
+    }
+
+    /// The limits applied to every request.
+    #[must_use]
+    pub fn global_limits(&self) -> &[Limit] {
+        &self.inner.global
+    }
+
+    /// How client addresses are found.
+    #[must_use]
+    pub fn client_ip(&self) -> &ClientIp {
+        &self.inner.client_ip
+    }
+
+    /// Which rate limit headers responses carry.
+    #[must_use]
+    pub fn header_style(&self) -> HeaderStyle {
+        self.inner.header_style
+    }
+
+    /// The limits of one route, scoped to its `template` (and `method`, when given): they
+    /// count apart from the same rules globally and on other routes (see [`crate::route`]).
+    pub fn route(
+        &self,
+        template: &str,
+        method: Option<&str>,
+        limits: impl IntoIterator<Item = Limit>,
+    ) -> Result<RouteLimits, Error> {
+        let route = RouteLimits::new(template, method, limits)?;
+        check_count(self.inner.global.len() + route.limits().len())?;
+        self.check_jwt(route.limits())?;
+        Ok(route)
+    }
+
+    fn check_jwt(&self, limits: &[Limit]) -> Result<(), Error> {
+        match limits.iter().find(|l| l.key.needs_jwt()) {
+            Some(limit) if self.inner.jwt.is_none() => Err(Error::Jwt(format!(
+                "key spec {} needs JWT keys to verify tokens with (or verification turned off)",
+                limit.key
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Resolves every applicable rule's identity for `request`: the global limits, then the
+    /// route's. Never fails: a missing or unusable identity falls back to the client address.
+    pub fn plan<H: Headers + ?Sized>(
+        &self,
+        request: &RequestInfo<'_, H>,
+        route: Option<&RouteLimits>,
+    ) -> Plan {
+        let inner = &*self.inner;
+        let resolver = Resolver {
+            front: inner,
+            request,
+            ip: OnceCell::new(),
+            claims: OnceCell::new(),
+        };
+        let route_limits = route.map_or(&[][..], RouteLimits::limits);
+        let items = inner
+            .global
+            .iter()
+            .chain(route_limits)
+            .map(|limit| PlanItem {
+                rule: limit.rule.clone(),
+                identity: resolver.identity(&limit.key),
+                cost: limit.cost,
+                shadow: limit.shadow || inner.shadow_mode,
+            })
+            .collect();
+        Plan { items }
+    }
+
+    /// Decides `plan` on `limiter`: one store call for the enforced rules, a second only for
+    /// shadow rules of an admitted request. See the [module docs](self).
+    pub async fn decide(&self, limiter: &Limiter, plan: &Plan) -> Outcome {
+        let hits = |shadow: bool| -> SmallVec<[Hit<'_>; 8]> {
+            plan.items
+                .iter()
+                .filter(|item| item.shadow == shadow)
+                .map(|item| Hit {
+                    rule: &item.rule,
+                    identity: &item.identity,
+                    cost: item.cost,
+                })
+                .collect()
+        };
+        let enforced = hits(false);
+        let mut error = None;
+        let verdict = if enforced.is_empty() {
+            None
+        } else {
+            match limiter.decide(&enforced, Mode::Hit).await {
+                Ok(verdict) => Some(verdict),
+                Err(e) => {
+                    error = Some(e);
+                    None
+                }
+            }
+        };
+        let failed_closed = error.is_some()
+            && enforced
+                .iter()
+                .any(|hit| hit.rule.fail_open() == Some(false));
+        let admitted = !failed_closed && verdict.as_ref().is_none_or(Verdict::allowed);
+        let shadow_hits = hits(true);
+        let shadow = if admitted && !shadow_hits.is_empty() {
+            match limiter.decide(&shadow_hits, Mode::Hit).await {
+                Ok(verdict) => Some(verdict),
+                Err(e) => {
+                    error.get_or_insert(e);
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        Outcome::new(
+            self.inner.header_style,
+            plan,
+            verdict,
+            failed_closed,
+            shadow,
+            error,
+        )
+    }
+}
+
+/// Resolves identities for one request, computing the client address and the token's claims
+/// at most once each, and only when a rule needs them.
+struct Resolver<'r, 'a, H: ?Sized> {
+    front: &'r FrontInner,
+    request: &'r RequestInfo<'a, H>,
+    ip: OnceCell<String>,
+    claims: OnceCell<Option<Claims>>,
+}
+
+impl<H: Headers + ?Sized> Resolver<'_, '_, H> {
+    fn identity(&self, key: &KeySpec) -> String {
+        let resolved = match key {
+            KeySpec::Ip => None,
+            KeySpec::Global => Some(identity::GLOBAL.to_owned()),
+            KeySpec::User => non_empty(self.request.user).map(identity::user),
+            KeySpec::Custom => non_empty(self.request.custom).map(identity::custom),
+            KeySpec::Header(name) => self
+                .request
+                .headers
+                .first_value(name)
+                .map(trim_ows)
+                .filter(|v| !v.is_empty())
+                .map(|v| identity::header(name, v)),
+            KeySpec::Jwt(claim) => self
+                .claims()
+                .and_then(|claims| claim_value(claims, claim))
+                .map(|value| identity::jwt(claim, &value)),
+        };
+        resolved.unwrap_or_else(|| self.ip().to_owned())
+    }
+
+    fn ip(&self) -> &str {
+        self.ip.get_or_init(|| {
+            let ips = &self.front.client_ip;
+            ips.identity(&ips.resolve(self.request.peer, self.request.headers))
+        })
+    }
+
+    fn claims(&self) -> Option<&Claims> {
+        self.claims
+            .get_or_init(|| {
+                self.front
+                    .jwt
+                    .as_ref()
+                    .and_then(|jwt| jwt.claims(self.request.headers))
+            })
+            .as_ref()
+    }
+}
+
+fn non_empty(value: Option<&str>) -> Option<&str> {
+    value.filter(|v| !v.is_empty())
+}

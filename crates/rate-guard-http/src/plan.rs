@@ -1,0 +1,71 @@
+//! [`Plan`]: what one request will be decided on, built by [`Front::plan`](crate::Front::plan).
+
+use std::num::NonZeroU32;
+
+use rate_guard_core::{KeyBuilder, Rule};
+
+/// Every rule that applies to one request, with the identity it counts for: the global limits
+/// first, then the route's, in configuration order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub(crate) items: Vec<PlanItem>,
+}
+
+/// One rule of a [`Plan`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanItem {
+    pub(crate) rule: Rule,
+    pub(crate) identity: String,
+    pub(crate) cost: NonZeroU32,
+    pub(crate) shadow: bool,
+}
+
+impl Plan {
+    /// The rules, in order.
+    #[must_use]
+    pub fn items(&self) -> &[PlanItem] {
+        &self.items
+    }
+
+    /// Whether no rule applies.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// The storage key of each rule, in order, as `keys` builds them: what a service in any
+    /// language configured alike reads and writes.
+    #[must_use]
+    pub fn keys(&self, keys: &KeyBuilder) -> Vec<String> {
+        self.items
+            .iter()
+            .map(|item| keys.key(&item.rule, &item.identity))
+            .collect()
+    }
+}
+
+impl PlanItem {
+    /// The rule (route rules under their scoped id).
+    #[must_use]
+    pub fn rule(&self) -> &Rule {
+        &self.rule
+    }
+
+    /// Whose quota: `ip:203.0.113.9`, `global`, `user:42`, ...
+    #[must_use]
+    pub fn identity(&self) -> &str {
+        &self.identity
+    }
+
+    /// What the request weighs.
+    #[must_use]
+    pub fn cost(&self) -> NonZeroU32 {
+        self.cost
+    }
+
+    /// Whether the rule only observes.
+    #[must_use]
+    pub fn is_shadow(&self) -> bool {
+        self.shadow
+    }
+}

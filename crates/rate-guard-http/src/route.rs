@@ -1,0 +1,269 @@
+//! Route scoping: a rule applied to a route counts apart from the same rule anywhere else.
+//!
+//! # The scoped rule id (part of the cross-language key schema)
+//!
+//! A rule on a route is stored under the id
+//!
+//! ```text
+//! rt.<h>.<rule id>
+//! ```
+//!
+//! where `<h>` is the first 16 lowercase hex digits (64 bits) of the SHA-256 of the UTF-8 bytes
+//!
+//! ```text
+//! "rate-guard-route-v1\n" + METHOD + "\n" + rule id + "\n" + template
+//! ```
+//!
+//! - `template` is the route's path template exactly as the framework declares it
+//!   (`/items/{item_id}`), never the raw URL, so `/items/1` and `/items/2` share one quota;
+//! - `METHOD` is the method in upper case when the limit is per method, `*` when it covers
+//!   every method of the route;
+//! - the whole id is cut to [`MAX_RULE_ID_LEN`] (64) characters, which can shorten only the
+//!   readable rule id at its end: the hash covers the full one.
+//!
+//! Neither the method nor the rule id can hold `\n` and the template comes last, so the hashed
+//! text names one (method, rule, template) only. The id holds only characters the core accepts
+//! (the template's `{ } :` never appear in it), derived rule ids never start with `rt.`, and a
+//! [`Front`](crate::Front) refuses global rules named `rt.…`, so a scoped rule never shares
+//! state with the same rule globally or on another route. A Rust service and a Python service
+//! that declare the same route template and rule get the same id, hence the same keys:
+//!
+//! ```
+//! use rate_guard_core::{KeyBuilder, Quota, Rule};
+//! use rate_guard_http::scoped_rule_id;
+//!
+//! let rule = Rule::builder("5/minute".parse::<Quota>()?).build()?;
+//! let id = scoped_rule_id(&rule, "/items/{item_id}", None);
+//! assert_eq!(id, "rt.67276a996a53c04d.sliding_window.5.60s");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use rate_guard_core::{Rule, MAX_RULE_ID_LEN};
+use sha2::{Digest, Sha256};
+
+use crate::error::{clip, Error};
+use crate::front::Limit;
+use crate::key_spec::is_tchar;
+
+/// The start of every route-scoped rule id.
+pub const SCOPED_PREFIX: &str = "rt.";
+
+/// The longest route template accepted, in bytes.
+pub const MAX_TEMPLATE_LEN: usize = 2048;
+
+/// The id of `rule` scoped to `template` (and `method`, when given); see the module docs.
+/// `method` is upper-cased here.
+#[must_use]
+pub fn scoped_rule_id(rule: &Rule, template: &str, method: Option<&str>) -> String {
+    let method = method.map_or_else(|| "*".to_owned(), str::to_ascii_uppercase);
+    let mut hasher = Sha256::new();
+    hasher.update(b"rate-guard-route-v1\n");
+    hasher.update(method.as_bytes());
+    hasher.update(b"\n");
+    hasher.update(rule.id().as_bytes());
+    hasher.update(b"\n");
+    hasher.update(template.as_bytes());
+    let digest = hasher.finalize();
+    let mut id = String::with_capacity(MAX_RULE_ID_LEN);
+    id.push_str(SCOPED_PREFIX);
+    for b in &digest[..8] {
+        let _ = write!(id, "{b:02x}");
+    }
+    id.push('.');
+    id.push_str(rule.id());
+    // Rule ids are ASCII, so cutting at a byte count cuts at a character.
+    id.truncate(MAX_RULE_ID_LEN);
+    id
+}
+
+/// The limits of one route (a decorated endpoint): its rules scoped to its template and
+/// optionally its method. Built once per route with [`Front::route`](crate::Front::route);
+/// cheap to clone.
+#[derive(Debug, Clone)]
+pub struct RouteLimits {
+    pub(crate) inner: Arc<RouteInner>,
+}
+
+#[derive(Debug)]
+pub(crate) struct RouteInner {
+    pub(crate) template: String,
+    pub(crate) method: Option<String>,
+    /// The limits, their rules renamed to the scoped ids.
+    pub(crate) limits: Vec<Limit>,
+}
+
+impl RouteLimits {
+    /// Scopes `limits` to `template` (and `method`); every rule gets its scoped id.
+    pub(crate) fn new(
+        template: &str,
+        method: Option<&str>,
+        limits: impl IntoIterator<Item = Limit>,
+    ) -> Result<Self, Error> {
+        let bad = |route: &str, reason| Error::Route {
+            route: clip(route, 80),
+            reason,
+        };
+        if template.is_empty() {
+            return Err(bad(template, "the template is empty"));
+        }
+        if template.len() > MAX_TEMPLATE_LEN {
+            return Err(bad(template, "the template is longer than 2048 bytes"));
+        }
+        if template.chars().any(char::is_control) {
+            return Err(bad(template, "the template holds control characters"));
+        }
+        if let Some(m) = method {
+            if m.is_empty() || m.len() > 32 || !m.bytes().all(is_tchar) {
+                return Err(bad(m, "a method is a non-empty HTTP token such as GET"));
+            }
+        }
+        let mut scoped: Vec<Limit> = Vec::new();
+        for limit in limits {
+            let rule = rename(&limit.rule, &scoped_rule_id(&limit.rule, template, method))?;
+            if scoped.iter().any(|l| l.rule.id() == rule.id()) {
+                return Err(Error::DuplicateRule {
+                    id: limit.rule.id().to_owned(),
+                });
+            }
+            scoped.push(Limit { rule, ..limit });
+        }
+        Ok(Self {
+            inner: Arc::new(RouteInner {
+                template: template.to_owned(),
+                method: method.map(str::to_ascii_uppercase),
+                limits: scoped,
+            }),
+        })
+    }
+
+    /// The route's path template.
+    #[must_use]
+    pub fn template(&self) -> &str {
+        &self.inner.template
+    }
+
+    /// The method the limits apply to (upper case), or `None` for every method.
+    #[must_use]
+    pub fn method(&self) -> Option<&str> {
+        self.inner.method.as_deref()
+    }
+
+    /// The limits, with their scoped rules.
+    #[must_use]
+    pub fn limits(&self) -> &[Limit] {
+        &self.inner.limits
+    }
+}
+
+/// `rule` under another id, everything else kept.
+fn rename(rule: &Rule, id: &str) -> Result<Rule, Error> {
+    let mut builder = Rule::builder(rule.quota())
+        .algorithm(rule.algorithm())
+        .name(id);
+    if let Some(burst) = rule.burst() {
+        builder = builder.burst(burst.get());
+    }
+    if let Some(fail_open) = rule.fail_open() {
+        builder = builder.fail_open(fail_open);
+    }
+    Ok(builder.build()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rate_guard_core::{Algorithm, Quota};
+
+    fn rule(limit: &str) -> Rule {
+        Rule::builder(limit.parse::<Quota>().unwrap())
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn scoped_ids_differ_by_template_method_and_rule() {
+        let five = rule("5/minute");
+        let ids = [
+            scoped_rule_id(&five, "/items/{id}", None),
+            scoped_rule_id(&five, "/items/{id}", Some("GET")),
+            scoped_rule_id(&five, "/items/{id}", Some("POST")),
+            scoped_rule_id(&five, "/items/{item_id}", None),
+            scoped_rule_id(&five, "/items", None),
+            scoped_rule_id(&rule("6/minute"), "/items/{id}", None),
+        ];
+        for (i, a) in ids.iter().enumerate() {
+            assert!(a.starts_with("rt.") && a.len() <= MAX_RULE_ID_LEN, "{a}");
+            for b in &ids[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+        assert_eq!(
+            scoped_rule_id(&five, "/items/{id}", Some("get")),
+            scoped_rule_id(&five, "/items/{id}", Some("GET"))
+        );
+    }
+
+    #[test]
+    fn long_rule_ids_are_cut_but_stay_distinct() {
+        let a = Rule::builder("1/s".parse::<Quota>().unwrap())
+            .name("x".repeat(64))
+            .build()
+            .unwrap();
+        let b = Rule::builder("1/s".parse::<Quota>().unwrap())
+            .name(format!("{}y", "x".repeat(63)))
+            .build()
+            .unwrap();
+        let (ia, ib) = (scoped_rule_id(&a, "/", None), scoped_rule_id(&b, "/", None));
+        assert_eq!(ia.len(), MAX_RULE_ID_LEN);
+        assert_ne!(ia, ib);
+    }
+
+    #[test]
+    fn routes_keep_everything_but_the_id() {
+        let bucket = Rule::builder("10/second".parse::<Quota>().unwrap())
+            .algorithm(Algorithm::TokenBucket)
+            .burst(3)
+            .fail_open(false)
+            .build()
+            .unwrap();
+        let route = RouteLimits::new("/login", Some("post"), [Limit::new(bucket.clone())]).unwrap();
+        assert_eq!(route.method(), Some("POST"));
+        let scoped = &route.limits()[0].rule;
+        assert_eq!(scoped.id(), scoped_rule_id(&bucket, "/login", Some("POST")));
+        assert_eq!(scoped.quota(), bucket.quota());
+        assert_eq!(scoped.algorithm(), Algorithm::TokenBucket);
+        assert_eq!(scoped.capacity(), 3);
+        assert_eq!(scoped.fail_open(), Some(false));
+    }
+
+    #[test]
+    fn bad_routes_are_named() {
+        let limits = || [Limit::new(rule("1/s"))];
+        for (template, method, reason) in [
+            ("", None, "empty"),
+            ("/a\nb", None, "control"),
+            ("/a", Some("GE T"), "method"),
+            ("/a", Some(""), "method"),
+        ] {
+            let err = RouteLimits::new(template, method, limits())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(reason), "{err}");
+        }
+        let err = RouteLimits::new(
+            "/a",
+            None,
+            [Limit::new(rule("1/s")), Limit::new(rule("1/s"))],
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            Error::DuplicateRule {
+                id: "sliding_window.1.1s".into()
+            }
+        );
+    }
+}
