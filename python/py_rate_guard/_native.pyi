@@ -1,9 +1,24 @@
 """Stubs of the native module `py_rate_guard._native` (crates/rate-guard-py)."""
 
 from collections.abc import Awaitable
-from typing import Any, Final
+from typing import Any, Final, final
+
+from typing_extensions import Self
 
 __version__: Final[str]
+__all__ = [
+    "ConfigError",
+    "Decision",
+    "Drainer",
+    "Guard",
+    "RateGuardError",
+    "Ready",
+    "Rules",
+    "StorageError",
+    "__version__",
+    "_bridges",
+    "parse_rate",
+]
 
 class RateGuardError(Exception): ...
 class ConfigError(RateGuardError): ...
@@ -11,16 +26,17 @@ class StorageError(RateGuardError): ...
 
 def parse_rate(rate: str) -> list[tuple[int, float]]: ...
 
+@final
 class Decision:
-    def __init__(
-        self,
+    def __new__(
+        cls,
         allowed: bool,
         limit: int,
         remaining: int,
         reset_after: float,
         retry_after: float | None = None,
-        source: str = "store",
-    ) -> None: ...
+        source: str = ...,
+    ) -> Self: ...
     @property
     def allowed(self) -> bool: ...
     @property
@@ -36,20 +52,20 @@ class Decision:
     @property
     def degraded(self) -> bool: ...
 
+@final
 class Rules:
-    def __init__(
-        self, specs: list[tuple[str, str, int | None, str | None, bool | None]]
-    ) -> None: ...
+    def __new__(cls, specs: list[tuple[str, str, int | None, str | None, bool | None]]) -> Self: ...
     @property
     def ids(self) -> list[str]: ...
     def __len__(self) -> int: ...
 
+@final
 class Guard:
-    def __init__(
-        self,
+    def __new__(
+        cls,
         redis_url: str | None = None,
         *,
-        key_prefix: str = "rate_guard",
+        key_prefix: str = ...,
         redis_timeout: float = 0.1,
         redis_connect_timeout: float = 1.0,
         redis_pool_size: int = 1,
@@ -62,7 +78,7 @@ class Guard:
         breaker_cooldown: float = 1.0,
         breaker_max_cooldown: float = 30.0,
         memory_max_keys: int | None = None,
-    ) -> None: ...
+    ) -> Self: ...
     def hit(self, identity: str, rules: Rules, cost: int = 1) -> Decision: ...
     def peek(self, identity: str, rules: Rules, cost: int = 1) -> Decision: ...
     def decide_many(
@@ -79,11 +95,13 @@ class Guard:
     @property
     def breaker_state(self) -> str: ...
 
+@final
 class Drainer:
     """The async bridge's reader callback (internal)."""
 
-    def __call__(self) -> None: ...
+    def __call__(self, *args: Any, **kwargs: Any) -> None: ...
 
+@final
 class Ready:
     """An awaitable whose value is already known (internal)."""
 
