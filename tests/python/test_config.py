@@ -146,6 +146,7 @@ def test_bad_rule_in_the_environment_names_the_field(monkeypatch: pytest.MonkeyP
         ({"trusted_proxies": ["10.0.0.0/33"]}, ("trusted_proxies",)),
         ({"redis_timeout": 0}, ("redis_timeout",)),
         ({"instance_count": 0}, ("instance_count",)),
+        ({"deny_cache_ttl": 0}, ("deny_cache_ttl",)),
     ],
 )
 def test_bad_config_fields_are_named(fields: dict[str, object], loc: tuple[str, ...]) -> None:
@@ -243,3 +244,17 @@ def test_unix_is_a_trusted_proxy() -> None:
         "unix",
         "10.0.0.0/8",
     ]
+
+
+def test_every_native_guard_setting_has_a_config_field() -> None:
+    """The configuration passes every keyword the native guard takes, with the same default."""
+    import inspect
+
+    from py_rate_guard import _native
+
+    native = inspect.signature(_native.Guard).parameters
+    kwargs = RateGuardConfig().guard_kwargs()
+    assert set(kwargs) == {name for name, p in native.items() if p.kind is p.KEYWORD_ONLY}
+    for name, value in kwargs.items():
+        if native[name].default is not Ellipsis:
+            assert value == native[name].default, name

@@ -214,6 +214,9 @@ class RateGuardConfig(BaseSettings):
     instance_count: int = Field(default=1, ge=1)
     deny_cache_size: int = Field(default=10_000, ge=0)
     """Denied requests answered locally until their retry time (0 turns it off)."""
+    deny_cache_ttl: float = Field(default=1.0, gt=0)
+    """Seconds a denial is answered locally at most, so that a reset made by another process
+    is seen within it."""
     breaker_threshold: int = Field(default=5, ge=1)
     """Consecutive Redis failures that open the circuit breaker."""
     breaker_cooldown: float = Field(default=1.0, gt=0)
@@ -296,6 +299,7 @@ class RateGuardConfig(BaseSettings):
             "in_memory_fallback": self.in_memory_fallback,
             "instance_count": self.instance_count,
             "deny_cache_size": self.deny_cache_size,
+            "deny_cache_ttl": self.deny_cache_ttl,
             "breaker_threshold": self.breaker_threshold,
             "breaker_cooldown": self.breaker_cooldown,
             "breaker_max_cooldown": self.breaker_max_cooldown,
