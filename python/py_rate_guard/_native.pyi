@@ -1,6 +1,6 @@
 """Stubs of the native module `py_rate_guard._native` (crates/rate-guard-py)."""
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterable
 from typing import Any, Final, final
 
 from typing_extensions import Self
@@ -10,9 +10,13 @@ __all__ = [
     "ConfigError",
     "Decision",
     "Drainer",
+    "Front",
     "Guard",
+    "Outcome",
+    "Plan",
     "RateGuardError",
     "Ready",
+    "RouteLimits",
     "Rules",
     "StorageError",
     "__version__",
@@ -110,3 +114,79 @@ class Ready:
     def __next__(self) -> Any: ...
 
 def _bridges() -> int: ...
+
+# --- HTTP front (crates/rate-guard-py/src/front.rs, over rate-guard-http) ---
+
+@final
+class Front:
+    """Global and route limits, key resolution (trusted proxies, JWT, route scoping) and the
+    answer to each request."""
+
+    def __new__(
+        cls,
+        *,
+        global_rules: list[tuple[Rules, str, int, bool]] = ...,
+        trusted_proxies: list[str] = ...,
+        ipv6_prefix: int = 64,
+        forwarded_header: str = ...,
+        headers: str = ...,
+        shadow_mode: bool = False,
+        jwt_keys: list[str] = ...,
+        jwt_algorithms: list[str] = ...,
+        jwt_verify: bool = True,
+        jwt_audience: str | None = None,
+        jwt_issuer: str | None = None,
+    ) -> Self: ...
+    def route(
+        self, template: str, rules: list[tuple[Rules, str, int, bool]], method: str | None = None
+    ) -> RouteLimits: ...
+    def plan(
+        self,
+        peer: str | None,
+        headers: Iterable[tuple[bytes | str, bytes | str]],
+        route: RouteLimits | None = None,
+        *,
+        user: str | None = None,
+        custom: str | None = None,
+    ) -> Plan: ...
+    def decide(self, guard: Guard, plan: Plan) -> Outcome: ...
+    def adecide(self, guard: Guard, plan: Plan) -> Awaitable[Outcome]: ...
+
+@final
+class RouteLimits:
+    @property
+    def template(self) -> str: ...
+    @property
+    def method(self) -> str | None: ...
+    @property
+    def rule_ids(self) -> list[str]: ...
+
+@final
+class Plan:
+    @property
+    def items(self) -> list[tuple[str, str, int, bool]]: ...
+    def keys(self, key_prefix: str = ...) -> list[str]: ...
+    def __len__(self) -> int: ...
+
+@final
+class Outcome:
+    @property
+    def allowed(self) -> bool: ...
+    @property
+    def status(self) -> int: ...
+    @property
+    def headers(self) -> list[tuple[bytes, bytes]]: ...
+    @property
+    def body(self) -> bytes: ...
+    @property
+    def decision(self) -> Decision | None: ...
+    @property
+    def rule(self) -> str | None: ...
+    @property
+    def shadow_denied(self) -> list[str]: ...
+    @property
+    def degraded(self) -> bool: ...
+    @property
+    def source(self) -> str | None: ...
+    @property
+    def error(self) -> str | None: ...

@@ -18,6 +18,7 @@ mod bridge;
 mod decision;
 mod errors;
 mod fork;
+mod front;
 mod guard;
 mod rules;
 mod runtime;
@@ -66,6 +67,8 @@ mod _native {
     use crate::bridge::{Drainer, Ready};
     #[pymodule_export]
     use crate::decision::Decision;
+    #[pymodule_export]
+    use crate::front::{Front, Outcome, Plan, RouteLimits};
     #[pymodule_export]
     use crate::guard::Guard;
     #[pymodule_export]

@@ -1,0 +1,478 @@
+//! The HTTP front for the Python adapters: `Front`, `RouteLimits`, `Plan` and `Outcome` over
+//! `rate-guard-http`, which owns every rule of key resolution (trusted proxies, JWT, route
+//! scoping) so that Python and Rust services build the same keys.
+//!
+//! Headers come in as ASGI raw headers (`(bytes, bytes)` pairs, any case, any bytes; `str`
+//! values are taken as PEP 3333 latin-1 when they fit, UTF-8 otherwise). They are borrowed,
+//! not copied, and keys are resolved with the GIL released.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::pybacked::{PyBackedBytes, PyBackedStr};
+use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
+use rate_guard_core::{KeyBuilder, Source};
+use rate_guard_http as http;
+
+use crate::decision::Decision;
+use crate::errors::Failure;
+use crate::guard::Guard;
+use crate::rules::Rules;
+
+/// One limit as Python passes it: `(rules, key spec, cost, shadow)`.
+type LimitSpec = (Py<Rules>, String, i64, bool);
+
+fn config(e: impl std::fmt::Display) -> Failure {
+    Failure::Config(e.to_string())
+}
+
+/// The limits of `specs`: one per rule (a `Rules` of several rates gives several limits).
+fn limits(py: Python<'_>, specs: &[LimitSpec]) -> Result<Vec<http::Limit>, Failure> {
+    let mut out = Vec::new();
+    for (rules, key, cost, shadow) in specs {
+        let key: http::KeySpec = key.parse().map_err(config)?;
+        let cost = u32::try_from(*cost)
+            .ok()
+            .and_then(NonZeroU32::new)
+            .ok_or_else(|| {
+                Failure::Config(format!("cost must be from 1 to {}, not {cost}", u32::MAX))
+            })?;
+        for rule in rules.bind(py).get().as_slice() {
+            out.push(
+                http::Limit::new(rule.clone())
+                    .key(key.clone())
+                    .cost(cost)
+                    .shadow(*shadow),
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// A header value or name from Python: borrowed bytes, or a `str` encoded.
+enum Raw {
+    Bytes(PyBackedBytes),
+    Encoded(Vec<u8>),
+}
+
+impl AsRef<[u8]> for Raw {
+    fn as_ref(&self) -> &[u8] {
+        match self {
+            Raw::Bytes(b) => b,
+            Raw::Encoded(v) => v,
+        }
+    }
+}
+
+fn raw(item: &Bound<'_, PyAny>, what: &str) -> PyResult<Raw> {
+    if let Ok(bytes) = item.extract::<PyBackedBytes>() {
+        return Ok(Raw::Bytes(bytes));
+    }
+    if let Ok(s) = item.cast::<PyString>() {
+        let text = s.to_string_lossy();
+        // PEP 3333: WSGI environ strings are latin-1 decodings of the bytes received.
+        let latin1: Option<Vec<u8>> = text.chars().map(|c| u8::try_from(c).ok()).collect();
+        return Ok(Raw::Encoded(
+            latin1.unwrap_or_else(|| text.as_bytes().to_vec()),
+        ));
+    }
+    Err(PyTypeError::new_err(format!(
+        "header {what} must be bytes or str, not {}",
+        item.get_type().name()?
+    )))
+}
+
+/// `(name, value)` pairs from any iterable of 2-item tuples or sequences.
+fn raw_headers(headers: &Bound<'_, PyAny>) -> PyResult<Vec<(Raw, Raw)>> {
+    let mut out = Vec::new();
+    for item in headers.try_iter()? {
+        let item = item?;
+        let (name, value) = if let Ok(t) = item.cast::<PyTuple>() {
+            if t.len() != 2 {
+                return Err(PyTypeError::new_err(
+                    "each header must be a (name, value) pair",
+                ));
+            }
+            (t.get_item(0)?, t.get_item(1)?)
+        } else {
+            (item.get_item(0)?, item.get_item(1)?)
+        };
+        out.push((raw(&name, "name")?, raw(&value, "value")?));
+    }
+    Ok(out)
+}
+
+/// A `str` argument as Rust text (lone surrogates replaced rather than raised).
+fn text(value: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<Option<Text>> {
+    let Some(value) = value.filter(|v| !v.is_none()) else {
+        return Ok(None);
+    };
+    if let Ok(s) = value.extract::<PyBackedStr>() {
+        return Ok(Some(Text::Borrowed(s)));
+    }
+    match value.cast::<PyString>() {
+        Ok(s) => Ok(Some(Text::Owned(s.to_string_lossy().into_owned()))),
+        Err(_) => Err(PyTypeError::new_err(format!(
+            "{what} must be a str or None, not {}",
+            value.get_type().name()?
+        ))),
+    }
+}
+
+enum Text {
+    Borrowed(PyBackedStr),
+    Owned(String),
+}
+
+impl Text {
+    fn as_str(&self) -> &str {
+        match self {
+            Text::Borrowed(s) => s,
+            Text::Owned(s) => s,
+        }
+    }
+}
+
+/// The limits of a service and how its requests are keyed and answered (see
+/// `rate_guard_http::Front`). Build once; `plan` then `decide` (or `adecide`) per request.
+#[pyclass(frozen, module = "py_rate_guard._native", name = "Front")]
+pub(crate) struct Front {
+    inner: http::Front,
+}
+
+// PyO3 hands arguments over by value.
+#[allow(clippy::needless_pass_by_value)]
+#[pymethods]
+impl Front {
+    #[new]
+    #[pyo3(signature = (
+        *,
+        global_rules=Vec::new(),
+        trusted_proxies=Vec::new(),
+        ipv6_prefix=64,
+        forwarded_header="x-forwarded-for".to_owned(),
+        headers="legacy".to_owned(),
+        shadow_mode=false,
+        jwt_keys=Vec::new(),
+        jwt_algorithms=vec!["HS256".to_owned()],
+        jwt_verify=true,
+        jwt_audience=None,
+        jwt_issuer=None,
+    ))]
+    #[allow(clippy::too_many_arguments, clippy::fn_params_excessive_bools)]
+    fn new(
+        py: Python<'_>,
+        global_rules: Vec<LimitSpec>,
+        trusted_proxies: Vec<String>,
+        ipv6_prefix: u32,
+        forwarded_header: String,
+        headers: String,
+        shadow_mode: bool,
+        jwt_keys: Vec<String>,
+        jwt_algorithms: Vec<String>,
+        jwt_verify: bool,
+        jwt_audience: Option<String>,
+        jwt_issuer: Option<String>,
+    ) -> PyResult<Self> {
+        let forwarded: http::ForwardedHeader = forwarded_header.parse().map_err(config)?;
+        let client_ip =
+            http::ClientIp::new(&trusted_proxies, forwarded, ipv6_prefix).map_err(config)?;
+        let mut builder = http::Front::builder()
+            .client_ip(client_ip)
+            .header_style(headers.parse().map_err(config)?)
+            .shadow_mode(shadow_mode);
+        if !jwt_keys.is_empty() || !jwt_verify {
+            let mut jwt = http::Jwt::builder().verify(jwt_verify);
+            for key in jwt_keys {
+                jwt = jwt.key(key);
+            }
+            for algorithm in jwt_algorithms {
+                jwt = jwt.algorithm(algorithm);
+            }
+            if let Some(audience) = jwt_audience {
+                jwt = jwt.audience(audience);
+            }
+            if let Some(issuer) = jwt_issuer {
+                jwt = jwt.issuer(issuer);
+            }
+            builder = builder.jwt(jwt.build().map_err(config)?);
+        }
+        for limit in limits(py, &global_rules)? {
+            builder = builder.global(limit);
+        }
+        Ok(Self {
+            inner: builder.build().map_err(config)?,
+        })
+    }
+
+    /// The limits of one route, scoped to its path `template` (and `method`): they count apart
+    /// from the same rules globally and on other routes.
+    #[pyo3(signature = (template, rules, method=None))]
+    fn route(
+        &self,
+        py: Python<'_>,
+        template: &str,
+        rules: Vec<LimitSpec>,
+        method: Option<&str>,
+    ) -> PyResult<RouteLimits> {
+        let limits = limits(py, &rules)?;
+        let inner = self.inner.route(template, method, limits).map_err(config)?;
+        Ok(RouteLimits { inner })
+    }
+
+    /// Resolves the identity of every rule that applies to a request. Never raises for what a
+    /// client sends: a missing or unusable identity falls back to the client address.
+    #[pyo3(signature = (peer, headers, route=None, *, user=None, custom=None))]
+    fn plan(
+        &self,
+        py: Python<'_>,
+        peer: Option<&Bound<'_, PyAny>>,
+        headers: &Bound<'_, PyAny>,
+        route: Option<&Bound<'_, RouteLimits>>,
+        user: Option<&Bound<'_, PyAny>>,
+        custom: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Plan> {
+        let peer = text(peer, "peer")?;
+        let user = text(user, "user")?;
+        let custom = text(custom, "custom")?;
+        let headers = raw_headers(headers)?;
+        let route = route.map(|r| r.get().inner.clone());
+        let front = &self.inner;
+        let plan = py.detach(|| {
+            let request = http::RequestInfo {
+                peer: http::Peer::parse(peer.as_ref().map(Text::as_str)),
+                headers: &headers[..],
+                user: user.as_ref().map(Text::as_str),
+                custom: custom.as_ref().map(Text::as_str),
+            };
+            front.plan(&request, route.as_ref())
+        });
+        Ok(Plan {
+            inner: Arc::new(plan),
+        })
+    }
+
+    /// Decides `plan` on `guard`'s store (sync, the GIL released): one store call for the
+    /// enforced rules, a second only for shadow rules of an admitted request.
+    fn decide(
+        &self,
+        py: Python<'_>,
+        guard: &Bound<'_, Guard>,
+        plan: &Bound<'_, Plan>,
+    ) -> PyResult<Outcome> {
+        let front = &self.inner;
+        let plan = &plan.get().inner;
+        let outcome = guard.get().run_blocking(py, move |limiter| async move {
+            front.decide(&limiter, plan).await
+        })?;
+        Ok(Outcome::from(outcome))
+    }
+
+    /// `decide` for the event loop: an awaitable of the `Outcome` (call it from a coroutine).
+    fn adecide<'py>(
+        &self,
+        py: Python<'py>,
+        guard: &Bound<'py, Guard>,
+        plan: &Bound<'py, Plan>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let front = self.inner.clone();
+        let plan = Arc::clone(&plan.get().inner);
+        guard.get().run_async(
+            py,
+            move |limiter| async move { front.decide(&limiter, &plan).await },
+            |py, outcome| Ok(Py::new(py, Outcome::from(outcome))?.into_any()),
+        )
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Front(global_rules={}, headers={:?})",
+            self.inner.global_limits().len(),
+            self.inner.header_style().name()
+        )
+    }
+}
+
+/// The limits of one route (opaque; built by `Front.route`, once per route).
+#[pyclass(frozen, module = "py_rate_guard._native", name = "RouteLimits")]
+pub(crate) struct RouteLimits {
+    inner: http::RouteLimits,
+}
+
+#[pymethods]
+impl RouteLimits {
+    /// The route's path template.
+    #[getter]
+    fn template(&self) -> &str {
+        self.inner.template()
+    }
+
+    /// The method the limits apply to (upper case), or None for every method.
+    #[getter]
+    fn method(&self) -> Option<&str> {
+        self.inner.method()
+    }
+
+    /// The scoped ids of the route's rules, which name their keys.
+    #[getter]
+    fn rule_ids(&self) -> Vec<String> {
+        self.inner
+            .limits()
+            .iter()
+            .map(|l| l.rule().id().to_owned())
+            .collect()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "RouteLimits(template={:?}, method={:?}, rules={})",
+            self.inner.template(),
+            self.inner.method(),
+            self.inner.limits().len()
+        )
+    }
+}
+
+/// What one request is decided on: `(rule id, identity, cost, shadow)` per applicable rule.
+#[pyclass(frozen, module = "py_rate_guard._native", name = "Plan")]
+pub(crate) struct Plan {
+    inner: Arc<http::Plan>,
+}
+
+#[pymethods]
+impl Plan {
+    /// `(rule id, identity, cost, shadow)` of each rule, global rules first.
+    #[getter]
+    fn items(&self) -> Vec<(String, String, u32, bool)> {
+        self.inner
+            .items()
+            .iter()
+            .map(|i| {
+                (
+                    i.rule().id().to_owned(),
+                    i.identity().to_owned(),
+                    i.cost().get(),
+                    i.is_shadow(),
+                )
+            })
+            .collect()
+    }
+
+    /// The storage key of each rule under `key_prefix`: the same keys a Rust service
+    /// configured alike uses.
+    #[pyo3(signature = (key_prefix="rate_guard"))]
+    fn keys(&self, key_prefix: &str) -> PyResult<Vec<String>> {
+        let keys = KeyBuilder::new(key_prefix).map_err(Failure::from)?;
+        Ok(self.inner.keys(&keys))
+    }
+
+    fn __len__(&self) -> usize {
+        self.inner.items().len()
+    }
+
+    fn __repr__(&self) -> String {
+        format!("Plan({} rules)", self.inner.items().len())
+    }
+}
+
+/// The answer to one request. When `allowed`, add `headers` to the application's response;
+/// when not, answer `status` with `body` and `headers` (its content-type included).
+#[pyclass(frozen, module = "py_rate_guard._native", name = "Outcome")]
+pub(crate) struct Outcome {
+    inner: http::Outcome,
+    decision: Option<Decision>,
+}
+
+impl From<http::Outcome> for Outcome {
+    fn from(inner: http::Outcome) -> Self {
+        let decision = inner.verdict().map(Decision::from);
+        Self { inner, decision }
+    }
+}
+
+#[pymethods]
+impl Outcome {
+    /// False only when an enforced rule denies (or the store is down and a rule fails
+    /// closed); shadow rules never block.
+    #[getter]
+    fn allowed(&self) -> bool {
+        self.inner.allowed()
+    }
+
+    /// 200, 429 (limited) or 503 (store down, failing closed).
+    #[getter]
+    fn status(&self) -> u16 {
+        self.inner.status()
+    }
+
+    /// `(name, value)` byte pairs, lowercase names.
+    #[getter]
+    fn headers<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let pairs = self.inner.headers().iter().map(|(name, value)| {
+            (
+                PyBytes::new(py, name.as_bytes()),
+                PyBytes::new(py, value.as_bytes()),
+            )
+        });
+        PyList::new(py, pairs)
+    }
+
+    /// The JSON body of a refusal; `b""` when allowed.
+    #[getter]
+    fn body<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, self.inner.body().as_bytes())
+    }
+
+    /// The enforced rules' combined decision; None when no enforced rule was decided.
+    #[getter]
+    fn decision(&self) -> Option<Decision> {
+        self.decision.clone()
+    }
+
+    /// The id of the rule the decision reports (route rules under their scoped id).
+    #[getter]
+    fn rule(&self) -> Option<&str> {
+        self.inner.rule()
+    }
+
+    /// The ids of the shadow rules that would have denied the request.
+    #[getter]
+    fn shadow_denied(&self) -> Vec<String> {
+        self.inner.shadow_denied().to_vec()
+    }
+
+    /// Whether the store was unavailable and the decision is a stand-in.
+    #[getter]
+    fn degraded(&self) -> bool {
+        self.inner.is_degraded()
+    }
+
+    /// Who decided: `store`, `deny_cache`, `fallback`, `fail_open`, `fail_closed`; None when
+    /// no enforced rule was decided.
+    #[getter]
+    fn source(&self) -> Option<&'static str> {
+        self.inner.verdict().map(|v| Source::name(v.source()))
+    }
+
+    /// An error the limiter answered around (for logging), or None.
+    #[getter]
+    fn error(&self) -> Option<String> {
+        self.inner.error().map(ToString::to_string)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Outcome(allowed={}, status={}, rule={:?}, shadow_denied={:?})",
+            if self.inner.allowed() {
+                "True"
+            } else {
+                "False"
+            },
+            self.inner.status(),
+            self.inner.rule(),
+            self.inner.shadow_denied()
+        )
+    }
+}
