@@ -16,7 +16,7 @@ setup: ## Check the Rust toolchain
 	@$(CARGO) --version
 
 .PHONY: python
-python: setup ## Make .venv with the dev tools and build the package into it (maturin develop)
+python: setup ## Make .venv with the dev tools and install the package into it (pip install ., release wheel)
 	@test -x $(PY) || $(PYTHON_BOOTSTRAP) -m venv $(VENV) 2>/dev/null \
 	  || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
 	       && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv \
@@ -25,6 +25,10 @@ python: setup ## Make .venv with the dev tools and build the package into it (ma
 	@cmp -s requirements-dev.txt $(VENV)/.dev-tools || { $(PY) -m pip install -q \
 	    --disable-pip-version-check -r requirements-dev.txt \
 	  && cp requirements-dev.txt $(VENV)/.dev-tools; }
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps --force-reinstall .
+
+.PHONY: develop
+develop: ## Rebuild the package in place for quick iteration (maturin develop: debug, editable)
 	$(VENV)/bin/maturin develop -q
 
 .PHONY: redis
@@ -39,14 +43,14 @@ redis: ## Install redis-server and redis-tools (apt) when missing; tests start t
 	fi
 
 .PHONY: demo
-demo: setup ## Run the quick-start demo (Rust, in-memory store)
-	$(CARGO) run --quiet --release -p rate-guard-core --example demo
+demo: python ## Serve the FastAPI quick start (uvicorn; memory, or RATE_GUARD_REDIS_URL) and send it 8 requests
+	$(PY) examples/demo.py
 
 .PHONY: test
 test: setup redis python ## Run the whole test suite, Rust then Python (soak tests excluded; see test-soak)
 	$(CARGO) test --workspace --all-targets
 	$(CARGO) test --workspace --doc
-	$(PY) -m pytest -q tests/python
+	$(PY) -m pytest -q -m "not soak" tests/python
 
 .PHONY: test-soak
 test-soak: setup redis ## The suite with 20x the property-test cases
