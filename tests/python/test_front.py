@@ -182,7 +182,7 @@ def test_jwt_claims_only_from_verified_tokens() -> None:
         ({"global_rules": [spec("1/s", "jwt:sub")]}, "jwt:sub"),
         ({"jwt_keys": [SECRET], "jwt_algorithms": ["none"]}, "none"),
         ({"global_rules": [spec("1/s", cost=0)]}, "cost"),
-        ({"global_rules": [spec("1/s"), spec("1/s")]}, "fixed_window.1.1s"),
+        ({"global_rules": [spec("1/s", name="same"), spec("2/s", name="same")]}, "same"),
     ],
 )
 def test_bad_configuration_is_a_config_error_naming_it(

@@ -235,7 +235,11 @@ impl FrontBuilder {
             if id.starts_with(SCOPED_PREFIX) {
                 return Err(Error::ReservedRuleName { id: id.to_owned() });
             }
-            if self.global[..i].iter().any(|l| l.rule.id() == id) {
+            // One id, one definition: equal rules are one bucket (counted once per identity).
+            if self.global[..i]
+                .iter()
+                .any(|l| l.rule.id() == id && l.rule != limit.rule)
+            {
                 return Err(Error::DuplicateRule { id: id.to_owned() });
             }
         }
@@ -314,6 +318,7 @@ impl Front {
 
     /// Resolves every applicable rule's identity for `request`: the global limits, then the
     /// route's. Never fails: a missing or unusable identity falls back to the client address.
+    /// Limits of one rule that resolve to one identity are one bucket, planned once.
     pub fn plan<H: Headers + ?Sized>(
         &self,
         request: &RequestInfo<'_, H>,
@@ -327,17 +332,28 @@ impl Front {
             claims: OnceCell::new(),
         };
         let route_limits = route.map_or(&[][..], RouteLimits::limits);
-        let items = inner
-            .global
-            .iter()
-            .chain(route_limits)
-            .map(|limit| PlanItem {
+        let mut items: Vec<PlanItem> = Vec::with_capacity(inner.global.len() + route_limits.len());
+        for limit in inner.global.iter().chain(route_limits) {
+            let item = PlanItem {
                 rule: limit.rule.clone(),
                 identity: resolver.identity(&limit.key),
                 cost: limit.cost,
                 shadow: limit.shadow || inner.shadow_mode,
-            })
-            .collect();
+            };
+            // Two limits of one rule that land on one identity (`user` and `header:` specs
+            // both falling back to the address) are one bucket: counted once, at the larger
+            // cost, enforced if either is.
+            match items
+                .iter_mut()
+                .find(|i| i.rule.id() == item.rule.id() && i.identity == item.identity)
+            {
+                Some(same) => {
+                    same.cost = same.cost.max(item.cost);
+                    same.shadow &= item.shadow;
+                }
+                None => items.push(item),
+            }
+        }
         Plan { items }
     }
 

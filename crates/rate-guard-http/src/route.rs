@@ -123,7 +123,11 @@ impl RouteLimits {
         let mut scoped: Vec<Limit> = Vec::new();
         for limit in limits {
             let rule = rename(&limit.rule, &scoped_rule_id(&limit.rule, template, method))?;
-            if scoped.iter().any(|l| l.rule.id() == rule.id()) {
+            // One id, one definition (scoped ids are equal exactly when the ids are).
+            if scoped
+                .iter()
+                .any(|l| l.rule.id() == rule.id() && l.rule != rule)
+            {
                 return Err(Error::DuplicateRule {
                     id: limit.rule.id().to_owned(),
                 });
@@ -253,17 +257,25 @@ mod tests {
                 .to_string();
             assert!(err.contains(reason), "{err}");
         }
+        let named = |limit: &str| {
+            Rule::builder(limit.parse::<Quota>().unwrap())
+                .name("same")
+                .build()
+                .unwrap()
+        };
         let err = RouteLimits::new(
             "/a",
             None,
-            [Limit::new(rule("1/s")), Limit::new(rule("1/s"))],
+            [Limit::new(named("1/s")), Limit::new(named("2/s"))],
         )
         .unwrap_err();
-        assert_eq!(
-            err,
-            Error::DuplicateRule {
-                id: "sliding_window.1.1s".into()
-            }
-        );
+        assert_eq!(err, Error::DuplicateRule { id: "same".into() });
+        // The same rule twice is one bucket, not a mistake.
+        assert!(RouteLimits::new(
+            "/a",
+            None,
+            [Limit::new(rule("1/s")), Limit::new(rule("1/s"))]
+        )
+        .is_ok());
     }
 }
