@@ -35,6 +35,7 @@ pub mod degrade;
 mod error;
 mod key;
 mod limiter;
+pub mod metrics;
 pub mod quota;
 pub mod rate_str;
 mod rule;

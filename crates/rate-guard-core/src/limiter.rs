@@ -8,7 +8,7 @@ use std::sync::Arc;
 use smallvec::SmallVec;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::decision::{Decision, Source, Verdict};
@@ -17,6 +17,7 @@ use crate::degrade::deny_cache::DenyCache;
 use crate::degrade::{BreakerState, Degradation, Event};
 use crate::error::{ConfigError, Error, StoreError};
 use crate::key::KeyBuilder;
+use crate::metrics;
 use crate::quota::Quota;
 use crate::rule::Rule;
 use crate::store::{Check, MemoryStore, Mode, Request, Store};
@@ -75,6 +76,16 @@ struct Inner {
     /// Whether the last decision was degraded (for the fallback events).
     degraded: AtomicBool,
     hooks: Vec<EventHook>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Gauges count live limiters: take this one's share back.
+        if *self.degraded.get_mut() {
+            metrics::degraded_changed(-1);
+        }
+        metrics::breaker_changed(self.breaker.state(), BreakerState::Closed);
+    }
 }
 
 impl fmt::Debug for Limiter {
@@ -179,24 +190,49 @@ impl Limiter {
             now: explicit_now,
         };
         request.validate()?;
+        let verdict = self.decide_checks(request, &key_list, now).await?;
         if mode == Mode::Hit {
-            if let Some(cached) = inner.deny_cache.get(&key_list, now) {
+            // One count per request, for the deciding rule (metrics).
+            if let Some(hit) = hits.get(verdict.deciding_rule()) {
+                hit.rule.counters().record(verdict.allowed());
+            }
+        }
+        Ok(verdict)
+    }
+
+    async fn decide_checks(
+        &self,
+        request: Request<'_>,
+        key_list: &[(&str, u32)],
+        now: Timestamp,
+    ) -> Result<Verdict, Error> {
+        let inner = &*self.inner;
+        let (checks, mode) = (request.checks, request.mode);
+        if mode == Mode::Hit {
+            if let Some(cached) = inner.deny_cache.get(key_list, now) {
+                metrics::count_deny_cache_hit();
                 return Ok(cached);
             }
         }
         let (permit, transition) = inner.breaker.permit(now);
         self.emit_transition(transition);
         if permit == Permit::Reject {
-            return Ok(self.degraded(&checks, mode, now));
+            return Ok(self.degraded(checks, mode, now));
         }
-        match inner.store.decide(request).await {
+        let started = inner.store.is_remote().then(Instant::now);
+        let result = inner.store.decide(request).await;
+        if let Some(started) = started {
+            metrics::observe_store_latency(started.elapsed());
+        }
+        match result {
             Ok(verdict) => {
                 self.emit_transition(inner.breaker.on_success());
                 if inner.degraded.swap(false, Ordering::Relaxed) {
+                    metrics::degraded_changed(-1);
                     self.emit(&Event::FallbackEnded);
                 }
                 if mode == Mode::Hit && !verdict.allowed() {
-                    inner.deny_cache.insert(&key_list, &verdict, now);
+                    inner.deny_cache.insert(key_list, &verdict, now);
                 }
                 Ok(verdict)
             }
@@ -204,9 +240,10 @@ impl Limiter {
                 Err(StoreError::InvalidRequest(reason).into())
             }
             Err(error) => {
+                metrics::count_store_error(&error);
                 self.emit(&Event::StoreFailed { error });
                 self.emit_transition(inner.breaker.on_failure(now));
-                Ok(self.degraded(&checks, mode, now))
+                Ok(self.degraded(checks, mode, now))
             }
         }
     }
@@ -215,6 +252,7 @@ impl Limiter {
     fn degraded(&self, checks: &[Check<'_>], mode: Mode, now: Timestamp) -> Verdict {
         let inner = &*self.inner;
         if !inner.degraded.swap(true, Ordering::Relaxed) {
+            metrics::degraded_changed(1);
             self.emit(&Event::FallbackStarted);
         }
         if let Some(fallback) = &inner.fallback {
@@ -265,6 +303,7 @@ impl Limiter {
 
     fn emit_transition(&self, transition: Option<Transition>) {
         if let Some(t) = transition {
+            metrics::breaker_changed(t.from, t.to);
             self.emit(&Event::Breaker {
                 from: t.from,
                 to: t.to,

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::algorithm::Algorithm;
 use crate::error::ConfigError;
+use crate::metrics::{self, RuleCounters};
 use crate::quota::Quota;
 
 /// The longest rule id accepted.
@@ -37,6 +38,10 @@ pub struct Rule {
     interval_micros: f64,
     /// `count / period`: tokens per microsecond, so that estimates multiply instead of divide.
     rate_per_micro: f64,
+    /// The route template this rule is scoped to, for metrics labels (not part of keys).
+    route: Option<Arc<str>>,
+    /// Requests this rule decided, shared by every rule built alike ([`metrics`]).
+    counters: Arc<RuleCounters>,
 }
 
 impl Rule {
@@ -48,7 +53,23 @@ impl Rule {
             burst: None,
             name: None,
             fail_open: None,
+            route: None,
         }
+    }
+
+    /// The route template this rule is scoped to (a metrics label), if any.
+    #[must_use]
+    pub fn route(&self) -> Option<&str> {
+        self.route.as_deref()
+    }
+
+    /// Counts a request this rule would have blocked but let through (a shadow rule).
+    pub fn record_shadow_denial(&self) {
+        self.counters.record_shadow_denial();
+    }
+
+    pub(crate) fn counters(&self) -> &RuleCounters {
+        &self.counters
     }
 
     /// The id used in this rule's keys: its name, or one derived from its definition
@@ -172,6 +193,7 @@ pub struct RuleBuilder {
     burst: Option<u32>,
     name: Option<String>,
     fail_open: Option<bool>,
+    route: Option<String>,
 }
 
 impl RuleBuilder {
@@ -201,6 +223,13 @@ impl RuleBuilder {
         self
     }
 
+    /// The route template this rule is scoped to, as a metrics label only: scoping the keys is
+    /// the caller's business (a scoped rule id).
+    pub fn route(mut self, template: impl Into<String>) -> Self {
+        self.route = Some(template.into());
+        self
+    }
+
     /// The rule, or what is wrong with it.
     pub fn build(self) -> Result<Rule, ConfigError> {
         let burst = match self.burst {
@@ -219,7 +248,11 @@ impl RuleBuilder {
             }
             None => derived_id(self.quota, self.algorithm, burst),
         };
+        let counters =
+            metrics::counters_for(&id, self.route.as_deref().unwrap_or(""), self.algorithm);
         Ok(Rule {
+            route: self.route.map(Into::into),
+            counters,
             id: id.into(),
             quota: self.quota,
             algorithm: self.algorithm,

@@ -157,6 +157,10 @@ impl Store for ThreadStore {
         }
     }
 
+    fn is_remote(&self) -> bool {
+        true
+    }
+
     fn reset<'a>(&'a self, keys: &'a [&'a str]) -> BoxFuture<'a, Result<(), StoreError>> {
         if IN_CALL.get() {
             Box::pin(self.reset_here(keys))

@@ -236,4 +236,8 @@ impl Store for RedisStore {
     fn reset<'a>(&'a self, keys: &'a [&'a str]) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move { Ok(self.connection.del(keys).await?) })
     }
+
+    fn is_remote(&self) -> bool {
+        true
+    }
 }

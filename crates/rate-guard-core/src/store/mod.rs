@@ -127,4 +127,10 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// Forgets the state under `keys`.
     fn reset<'a>(&'a self, keys: &'a [&'a str]) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// Whether calls leave the process (their latency is then measured, see
+    /// [`metrics`](crate::metrics)). False by default.
+    fn is_remote(&self) -> bool {
+        false
+    }
 }
