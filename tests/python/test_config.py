@@ -258,3 +258,16 @@ def test_every_native_guard_setting_has_a_config_field() -> None:
     for name, value in kwargs.items():
         if native[name].default is not Ellipsis:
             assert value == native[name].default, name
+
+
+def test_every_native_front_setting_has_a_config_field() -> None:
+    import inspect
+
+    from py_rate_guard import _native
+
+    native = inspect.signature(_native.Front).parameters
+    kwargs = RateGuardConfig().front_kwargs()
+    assert set(kwargs) == {name for name, p in native.items() if p.kind is p.KEYWORD_ONLY}
+    for name, value in kwargs.items():
+        if native[name].default is not Ellipsis:
+            assert value == native[name].default, name

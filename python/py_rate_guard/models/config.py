@@ -181,9 +181,13 @@ class RateGuardConfig(BaseSettings):
     None: the in-process memory store."""
     key_prefix: str = "rate_guard"
     trusted_proxies: list[str] = Field(default_factory=list)
-    """CIDRs of the proxies whose `X-Forwarded-For` / `Forwarded` headers are believed (and
+    """CIDRs of the proxies whose forwarded header (`forwarded_header`) is believed (and
     `"unix"` for a proxy on a Unix socket); the client is the right-most address that is not
     one of them. Empty: the peer address."""
+    forwarded_header: Literal["x-forwarded-for", "forwarded"] = "x-forwarded-for"
+    """The one field trusted proxies forward the client in: `X-Forwarded-For`, or RFC 7239
+    `Forwarded`. Only one is read: a proxy passes the other on untouched, so reading both
+    would let a client pick its address."""
     ipv6_prefix: int = Field(default=64, ge=1, le=128)
     """IPv6 clients are counted per network of this prefix length (a /64 is one client)."""
     shadow_mode: bool = False
@@ -278,6 +282,7 @@ class RateGuardConfig(BaseSettings):
         return {
             "global_rules": [rule.front_spec() for rule in self.global_rules],
             "trusted_proxies": list(self.trusted_proxies),
+            "forwarded_header": self.forwarded_header,
             "ipv6_prefix": self.ipv6_prefix,
             "headers": self.headers,
             "shadow_mode": self.shadow_mode,

@@ -1,0 +1,350 @@
+"""What every adapter shares: the native HTTP front built from the configuration, the limits
+that decorators put on endpoints, and one decision per request.
+
+The adapters only gather what a request says (peer address, raw headers, user, route) and
+hand it to `_native.Front`, which resolves the keys (trusted proxies, JWT, header values),
+decides every applicable rule in one store call and formats the headers and body of the answer.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Any, Callable, Optional, Union
+
+from py_rate_guard import _native
+from py_rate_guard.exceptions import ConfigError, RateLimitExceeded
+from py_rate_guard.guard import RateGuard
+from py_rate_guard.models.config import Algorithm, KeyFunc, RateGuardConfig, RateLimitRule
+
+__all__ = ["ATTR", "MARK", "HttpGuard", "RouteLimit", "Target", "covered", "decorated"]
+
+logger = logging.getLogger("py_rate_guard")
+
+ATTR = "__rate_guard__"
+"""The attribute by which a decorated endpoint (or dependency) carries its `RouteLimit`."""
+
+MARK = "py_rate_guard"
+"""The key under which the request (ASGI scope, Django request) carries the route rules
+decided for it so far, so that a decorator never decides the same limits twice."""
+
+_USER = "user"
+_MAX_TARGETS = 4096
+
+
+class RouteLimit:
+    """The rules that `limit(...)` decorators (stacked or not) put on one endpoint: a value
+    (equal rules, equal limits), so that a decorator applied again and again (Django's
+    `method_decorator` does it on every call) builds nothing new."""
+
+    __slots__ = ("guard", "rule_set", "rules")
+
+    def __init__(self, guard: Optional[HttpGuard], rules: tuple[RateLimitRule, ...]) -> None:
+        self.guard = guard
+        self.rules = rules
+        self.rule_set = frozenset(rules)
+
+    def plus(self, rule: RateLimitRule) -> RouteLimit:
+        """These limits and `rule`, which is written above them (decorators apply bottom-up)."""
+        return RouteLimit(self.guard, (rule, *self.rules))
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, RouteLimit)
+            and self.guard is other.guard
+            and self.rules == other.rules
+        )
+
+    def __hash__(self) -> int:
+        return hash((id(self.guard), self.rules))
+
+    def __repr__(self) -> str:
+        return f"RouteLimit({[rule.limit for rule in self.rules]!r})"
+
+
+def limit_of(endpoint: Any, guard: Optional[HttpGuard]) -> Optional[RouteLimit]:
+    """The limits `endpoint` carries from `guard`'s decorators (or dependency)."""
+    limit = getattr(endpoint, ATTR, None)
+    if isinstance(limit, RouteLimit) and limit.guard is guard:
+        return limit
+    return None
+
+
+def decorated(
+    guard: Optional[HttpGuard],
+    endpoint: Callable[..., Any],
+    rule: RateLimitRule,
+    wrap: Callable[[Callable[..., Any], RouteLimit], Callable[..., Any]],
+) -> Callable[..., Any]:
+    """`endpoint` limited by `rule` too: one wrapper whatever the number of stacked decorators
+    (an endpoint wrapped by `wrap` already is unwrapped and wrapped again with every rule)."""
+    existing = limit_of(endpoint, guard)
+    if existing is None:
+        return wrap(endpoint, RouteLimit(guard, (rule,)))
+    original = getattr(endpoint, _ORIGINAL, None)
+    if original is not None and original[0] is endpoint:
+        endpoint = original[1]  # our own wrapper: wrap its endpoint once, with both limits
+    return wrap(endpoint, existing.plus(rule))
+
+
+def mark_wrapper(
+    wrapper: Callable[..., Any], endpoint: Callable[..., Any], limit: RouteLimit
+) -> None:
+    """Tags `wrapper` (of `endpoint`) with `limit`, for the middleware and for stacking."""
+    setattr(wrapper, ATTR, limit)
+    setattr(wrapper, _ORIGINAL, (wrapper, endpoint))
+
+
+_ORIGINAL = "__rate_guard_wrapped__"
+
+
+class Target:
+    """What one request is decided against: the global rules, the limits of its route, or both;
+    and what their keys need from the request (the user, a `key_func`)."""
+
+    __slots__ = ("key_func", "native", "needs_user", "route_rules")
+
+    def __init__(
+        self,
+        native: Optional[_native.RouteLimits],
+        route_rules: Sequence[RateLimitRule],
+        rules: Sequence[RateLimitRule],
+    ) -> None:
+        self.native = native
+        self.route_rules = frozenset(route_rules)
+        self.needs_user = any(rule.key == _USER for rule in rules)
+        key_funcs = {id(r.key_func): r.key_func for r in rules if r.key_func is not None}
+        if len(key_funcs) > 1:
+            raise ConfigError(
+                "one request can be keyed by only one key_func: the global rules and the"
+                " route's limits use different ones"
+            )
+        self.key_func: Optional[KeyFunc] = next(iter(key_funcs.values()), None)
+
+
+def covered(decided: Any, limit: RouteLimit) -> bool:
+    """Whether the rules of `limit` were decided already for this request: `decided` is what
+    the request carries under `MARK` (the route rules decided so far)."""
+    return isinstance(decided, frozenset) and limit.rule_set <= decided
+
+
+class HttpGuard(RateGuard):
+    """A `RateGuard` that decides HTTP requests: global rules for every request, route limits
+    from decorators, keys from the request, and the answer to send. The framework adapters
+    subclass it."""
+
+    def __init__(self, config: Optional[RateGuardConfig] = None) -> None:
+        super().__init__(config)
+        config = self.config
+        kwargs = config.front_kwargs()
+        self._front = _native.Front(**kwargs)
+        # Decorators without the middleware decide their route's limits alone.
+        self._route_front = _native.Front(**{**kwargs, "global_rules": []})
+        self._global_rules = list(config.global_rules)
+        self._exempt = tuple(config.exempt_paths)
+        self._exempt_prefixes = tuple(path.rstrip("/") + "/" for path in config.exempt_paths)
+        self._targets: dict[tuple[Any, ...], Target] = {}
+        self.globals_target: Optional[Target] = (
+            Target(None, (), self._global_rules) if self._global_rules else None
+        )
+        """The target of a request that no route limit applies to (None: nothing to decide)."""
+
+    @property
+    def enabled(self) -> bool:
+        return self.config.enabled
+
+    def is_exempt(self, path: str) -> bool:
+        """Whether `path` is one of `exempt_paths` or under one."""
+        return bool(self._exempt) and (
+            path in self._exempt or path.startswith(self._exempt_prefixes)
+        )
+
+    def rule(
+        self,
+        limit: str,
+        *,
+        key: Optional[str] = None,
+        key_func: Union[KeyFunc, str, None] = None,
+        algorithm: Algorithm = "sliding_window",
+        cost: int = 1,
+        burst: Optional[int] = None,
+        name: Optional[str] = None,
+        shadow: bool = False,
+    ) -> RateLimitRule:
+        """The rule a decorator describes, validated now (a bad one raises at import time)."""
+        fields: dict[str, Any] = {
+            "algorithm": algorithm,
+            "cost": cost,
+            "burst": burst,
+            "name": name,
+            "shadow": shadow,
+            "key_func": key_func,
+        }
+        rule = make_rule(limit, key=key, **fields)
+        self._check_jwt(rule)
+        return rule
+
+    def target(
+        self,
+        template: str,
+        method: Optional[str],
+        rules: Sequence[RateLimitRule],
+        *,
+        alone: bool = False,
+    ) -> Target:
+        """The target of a request to the route `template` (`/items/{id}`, never a raw URL)
+        limited by `rules`: with the global rules, or (`alone`: a decorator without the
+        middleware) without them. Built once per route."""
+        cache_key = (template, method, alone, tuple(rules))
+        target = self._targets.get(cache_key)
+        if target is None:
+            for rule in rules:
+                self._check_jwt(rule)
+            native = (self._route_front if alone else self._front).route(
+                template, [rule.front_spec() for rule in rules], method
+            )
+            all_rules = rules if alone else [*self._global_rules, *rules]
+            target = Target(native, rules, all_rules)
+            if len(self._targets) >= _MAX_TARGETS:
+                self._targets.clear()
+            self._targets[cache_key] = target
+        return target
+
+    def _check_jwt(self, rule: RateLimitRule) -> None:
+        if rule.key.startswith("jwt:") and self.config.jwt_verify and not self.config.jwt_keys:
+            raise ConfigError(
+                f"rule key {rule.key!r} needs jwt_keys in the configuration to verify tokens"
+                " (or jwt_verify=False to read them unverified)"
+            )
+
+    def decide(
+        self,
+        target: Target,
+        peer: Optional[str],
+        headers: Iterable[tuple[Union[bytes, str], Union[bytes, str]]],
+        *,
+        user: Optional[str] = None,
+        custom: Optional[str] = None,
+        alone: bool = False,
+    ) -> Optional[_native.Outcome]:
+        """The outcome of one request (sync, the GIL released); None when the limiter failed
+        (logged; the request goes through)."""
+        front = self._route_front if alone else self._front
+        try:
+            plan = front.plan(peer, headers, target.native, user=user, custom=custom)
+            outcome = front.decide(self._guard, plan)
+        except Exception:
+            logger.exception("rate limiter failed; the request is let through")
+            return None
+        _log_shadow(outcome)
+        return outcome
+
+    async def adecide(
+        self,
+        target: Target,
+        peer: Optional[str],
+        headers: Iterable[tuple[Union[bytes, str], Union[bytes, str]]],
+        *,
+        user: Optional[str] = None,
+        custom: Optional[str] = None,
+        alone: bool = False,
+    ) -> Optional[_native.Outcome]:
+        """`decide` for the event loop."""
+        front = self._route_front if alone else self._front
+        try:
+            plan = front.plan(peer, headers, target.native, user=user, custom=custom)
+            outcome = await front.adecide(self._guard, plan)
+        except Exception:
+            logger.exception("rate limiter failed; the request is let through")
+            return None
+        _log_shadow(outcome)
+        return outcome
+
+    def limited_exception(self, outcome: _native.Outcome) -> RateLimitExceeded:
+        """The exception a custom `limited_handler` receives (and the Depends form raises)."""
+        decision = outcome.decision
+        if decision is None:  # refused without a decision: the store is down, failing closed
+            decision = _native.Decision(False, 0, 0, 0.0)
+        return RateLimitExceeded(decision, detail(outcome))
+
+
+def make_rule(limit: str, *, key: Optional[str] = None, **fields: Any) -> RateLimitRule:
+    """The rule a decorator describes, validated now: a bad one raises `ConfigError` at import
+    time, naming what is wrong."""
+    if key is not None:
+        fields["key"] = key
+    try:
+        return RateLimitRule(limit=limit, **fields)
+    except ValueError as e:  # pydantic's ValidationError is a ValueError
+        raise ConfigError(f"invalid limit {limit!r}: {e}") from None
+
+
+def detail(outcome: _native.Outcome) -> str:
+    """The `detail` of a denial's JSON body."""
+    try:
+        text = json.loads(outcome.body)["detail"]
+    except (ValueError, KeyError, TypeError):
+        return "Rate limit exceeded"
+    return str(text)
+
+
+def call_key_func(key_func: KeyFunc, request: Any) -> Optional[str]:
+    """What a sync `key_func` returns for `request`, as a string; None (the client address is
+    used) when it returns None or fails, which is logged: a broken key function must not
+    break the application."""
+    try:
+        value = key_func(request)
+    except Exception:
+        logger.exception("key_func failed; the client address is used instead")
+        return None
+    return None if value is None else str(value)
+
+
+async def acall_key_func(key_func: KeyFunc, request: Any) -> Optional[str]:
+    """`call_key_func` for a sync or async `key_func`."""
+    try:
+        value = key_func(request)
+        if inspect.isawaitable(value):
+            value = await value
+    except Exception:
+        logger.exception("key_func failed; the client address is used instead")
+        return None
+    return None if value is None else str(value)
+
+
+def user_id(user: Any) -> Optional[str]:
+    """The id of an authenticated user object (Starlette's `BaseUser`, Django's user, a plain
+    string or number); None for a missing or anonymous one."""
+    if user is None or user is False:
+        return None
+    if isinstance(user, (str, int)):
+        return str(user)
+    if getattr(user, "is_authenticated", True) is False:
+        return None
+    for attr in ("identity", "pk", "id", "username"):
+        try:
+            value = getattr(user, attr, None)
+        except Exception:  # Starlette's BaseUser.identity raises NotImplementedError
+            continue
+        if value is not None and not callable(value):
+            return str(value)
+    return None
+
+
+def is_async(func: Callable[..., Any]) -> bool:
+    while hasattr(func, "func"):  # functools.partial
+        func = func.func
+    return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
+        getattr(func, "__call__", None)  # noqa: B004 - a class with `async def __call__`
+    )
+
+
+def _log_shadow(outcome: _native.Outcome) -> None:
+    if outcome.shadow_denied:
+        logger.info(
+            "shadow rule would have denied: %s",
+            ", ".join(outcome.shadow_denied),
+            extra={"rate_guard_shadow_rules": list(outcome.shadow_denied)},
+        )

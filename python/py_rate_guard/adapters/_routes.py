@@ -1,0 +1,214 @@
+"""Which route of a Starlette or FastAPI application a request goes to, found before the
+router runs, so that the middleware decides the global rules and the route's limits together.
+
+The table lists the application's routes in the router's order (FastAPI's included routers
+flattened by FastAPI itself, mounts as subtrees) and asks each route's own `matches()`: the
+first full match is the route the router will pick. Only the limits that decorators and
+dependencies of *this* guard put on endpoints count.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+from starlette.routing import Host, Match, Mount
+
+from py_rate_guard.adapters._http import RouteLimit, Target, limit_of
+from py_rate_guard.models.config import RateLimitRule
+
+if TYPE_CHECKING:
+    from starlette.types import Scope
+
+    from py_rate_guard.adapters._http import HttpGuard
+
+__all__ = ["RouteTable", "route_template"]
+
+logger = logging.getLogger("py_rate_guard")
+
+_UNKNOWN = object()
+_FOUND_MAX = 1024
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+_iter_route_contexts: Optional[Callable[[list[Any]], Iterable[Any]]]
+try:  # newer FastAPI keeps included routers unflattened; this iterates them in router order
+    from fastapi.routing import (  # type: ignore[attr-defined,unused-ignore]
+        iter_route_contexts as _iter_route_contexts,
+    )
+except ImportError:  # older FastAPI (routers are flattened) or Starlette alone
+    _iter_route_contexts = None
+
+
+class _Node:
+    __slots__ = ("children", "matches", "targets")
+
+    def __init__(
+        self,
+        matches: Callable[[Scope], tuple[Match, Scope]],
+        targets: dict[Optional[str], Target],
+        children: Optional[list[_Node]] = None,
+    ) -> None:
+        self.matches = matches
+        self.targets = targets
+        self.children = children
+
+    def target(self, method: Optional[str]) -> Optional[Target]:
+        targets = self.targets
+        if not targets:
+            return None
+        found = targets.get(method)
+        if found is None and method == "HEAD":
+            found = targets.get("GET")
+        return found if found is not None else targets.get(None)
+
+
+class RouteTable:
+    """The routes of one application and the targets of those that carry limits."""
+
+    def __init__(self, guard: HttpGuard, app: Any, *, strict: bool = False) -> None:
+        """Reads the routes of `app`. A limit that cannot be built (two key functions on one
+        route) raises with `strict` (at start-up), else is logged and left to its decorator."""
+        self.guard = guard
+        self.app = app
+        self.version = _routes_version(app)
+        self.limited = False
+        # Which route a (type, method, path) goes to, when no route depends on anything else
+        # (a `Host` route reads the Host header): bounded, cleared when full.
+        self._found: dict[tuple[Any, ...], Optional[Target]] = {}
+        self._cacheable = True
+        try:
+            self.nodes = self._nodes(getattr(app, "routes", ()), "")
+        except Exception:
+            if strict:
+                raise
+            logger.exception(
+                "cannot read the application's routes; route limits are decided by"
+                " their decorators alone"
+            )
+            self.nodes, self.limited = [], False
+
+    def current(self, app: Any) -> bool:
+        return app is self.app and _routes_version(app) == self.version
+
+    def find(self, scope: Scope) -> Optional[Target]:
+        """The target of the route that the router will pick for `scope`; None when it carries
+        no limits (or no route matches)."""
+        key = (scope["type"], scope.get("method"), scope["path"], scope.get("root_path", ""))
+        found = self._found.get(key, _UNKNOWN)
+        if found is not _UNKNOWN:
+            return found  # type: ignore[return-value]
+        target = self._match(scope)
+        if self._cacheable:
+            if len(self._found) >= _FOUND_MAX:
+                self._found.clear()
+            self._found[key] = target
+        return target
+
+    def _match(self, scope: Scope) -> Optional[Target]:
+        nodes = self.nodes
+        while True:
+            for node in nodes:
+                match, child_scope = node.matches(scope)
+                if match is Match.FULL:
+                    break
+            else:
+                return None
+            if node.children is None:
+                return node.target(scope.get("method"))
+            nodes, scope = node.children, {**scope, **child_scope}
+
+    def _nodes(self, routes: Iterable[Any], prefix: str) -> list[_Node]:
+        nodes = []
+        for route in _candidates(routes):
+            original = getattr(route, "original_route", route)
+            if isinstance(original, Mount):
+                mount_prefix = prefix + _strip_path_param(str(route.path_format))
+                children = self._nodes(original.routes, mount_prefix)
+                nodes.append(_Node(route.matches, {}, children))
+            elif isinstance(original, Host):
+                self._cacheable = False
+                nodes.append(_Node(route.matches, {}, self._nodes(original.routes, prefix)))
+            else:
+                targets = self._targets(route, prefix)
+                self.limited = self.limited or bool(targets)
+                nodes.append(_Node(route.matches, targets))
+        return nodes
+
+    def _targets(self, route: Any, prefix: str) -> dict[Optional[str], Target]:
+        endpoint = getattr(route, "endpoint", None)
+        common = [*self._own(endpoint), *self._own_dependencies(getattr(route, "dependant", None))]
+        per_method: dict[str, list[RouteLimit]] = {}
+        if inspect.isclass(endpoint):  # Starlette's HTTPEndpoint: limits on its methods
+            for method in _METHODS:
+                own = self._own(getattr(endpoint, method.lower(), None))
+                if own:
+                    per_method[method] = own
+        if not common and not per_method:
+            return {}
+        template = prefix + str(getattr(route, "path_format", "") or getattr(route, "path", ""))
+        route_method = _single_method(getattr(route, "methods", None))
+        targets: dict[Optional[str], Target] = {}
+        if common:
+            targets[None] = self.guard.target(template, route_method, _rules(common))
+        for method, own in per_method.items():
+            targets[method] = self.guard.target(template, method, _rules([*common, *own]))
+        return targets
+
+    def _own(self, endpoint: Any) -> list[RouteLimit]:
+        limit = limit_of(endpoint, self.guard)
+        return [] if limit is None else [limit]
+
+    def _own_dependencies(self, dependant: Any) -> list[RouteLimit]:
+        found: list[RouteLimit] = []
+        stack = list(getattr(dependant, "dependencies", None) or ())
+        while stack:
+            dependency = stack.pop(0)
+            for limit in self._own(getattr(dependency, "call", None)):
+                if limit not in found:
+                    found.append(limit)
+            stack.extend(getattr(dependency, "dependencies", None) or ())
+        return found
+
+
+def route_template(scope: Scope, endpoint: Callable[..., Any]) -> str:
+    """The path template of the route that is serving `scope` (`/items/{id}`), for a decorator
+    deciding alone; the endpoint's qualified name when the router did not say."""
+    route = scope.get("route")
+    template = getattr(route, "path_format", None)
+    if isinstance(template, str) and template:
+        return template
+    return f"{getattr(endpoint, '__module__', '')}.{getattr(endpoint, '__qualname__', '')}"
+
+
+def _rules(limits: Iterable[RouteLimit]) -> list[RateLimitRule]:
+    """The rules of `limits`, each once, in order."""
+    return list(dict.fromkeys(rule for limit in limits for rule in limit.rules))
+
+
+def _candidates(routes: Iterable[Any]) -> Iterator[Any]:
+    if _iter_route_contexts is not None:
+        yield from _iter_route_contexts(list(routes))
+    else:
+        yield from routes
+
+
+def _single_method(methods: Optional[Iterable[str]]) -> Optional[str]:
+    """The method a route serves, when it serves one (HEAD aside): routes of one path
+    template and different methods then count apart."""
+    if not methods:
+        return None
+    served = {method for method in methods if method != "HEAD"}
+    return served.pop() if len(served) == 1 else None
+
+
+def _strip_path_param(path_format: str) -> str:
+    return path_format[: -len("/{path}")] if path_format.endswith("/{path}") else path_format
+
+
+def _routes_version(app: Any) -> tuple[int, int]:
+    """Changes when routes are added to the application (checked on every request, so cheap:
+    routes added later to an already included router are not seen)."""
+    routes = getattr(app, "routes", ())
+    return (id(routes), len(routes))

@@ -1,0 +1,483 @@
+"""Django: `RateLimitMiddleware` (for `MIDDLEWARE`, sync and async), the `rate_limit(...)`
+decorator (function views, class-based views and their methods), and the configuration from
+`settings.RATE_GUARD` (a dict validated into `RateGuardConfig` when the middleware loads: a bad
+one raises `ImproperlyConfigured` naming the field).
+
+```python
+# settings.py
+MIDDLEWARE = [
+    # ...
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "py_rate_guard.adapters.django.RateLimitMiddleware",
+]
+RATE_GUARD = {"global_rules": [{"limit": "100/minute"}], "redis_url": "redis://localhost:6379/0"}
+
+# views.py
+from py_rate_guard.adapters.django import rate_limit
+
+@rate_limit(limit="5/minute")
+def search(request): ...
+```
+
+The middleware decides each request once, when Django has resolved its view: the global rules
+and the view's limits together (one store call, all-or-nothing), keyed by the URL pattern
+(`items/<int:id>`), never the raw path. A request that resolves to no view (a 404, or one an
+earlier middleware answered) is counted against the global rules when its response comes back.
+Without the middleware, a decorated view decides its own limits.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import threading
+from collections.abc import Awaitable
+from typing import Any, Callable, Optional, TypeVar, Union, cast
+
+from asgiref.sync import async_to_sync, iscoroutinefunction, markcoroutinefunction, sync_to_async
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from pydantic import ValidationError
+
+from py_rate_guard import _native
+from py_rate_guard.adapters._http import (
+    HttpGuard,
+    RouteLimit,
+    Target,
+    acall_key_func,
+    call_key_func,
+    covered,
+    decorated,
+    is_async,
+    limit_of,
+    logger,
+    make_rule,
+    mark_wrapper,
+    user_id,
+)
+from py_rate_guard.exceptions import ConfigError
+from py_rate_guard.models.config import Algorithm, KeyFunc, RateGuardConfig, RateLimitRule
+
+__all__ = ["DjangoRateGuard", "RateLimitMiddleware", "get_guard", "rate_limit"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# What a request carries: the route rules decided for it so far, and the headers its response
+# gets.
+_DECIDED = "_rate_guard_decided"
+_HEADERS = "_rate_guard_headers"
+
+
+class DjangoRateGuard(HttpGuard):
+    """The guard of `settings.RATE_GUARD` (see `get_guard()`); decides Django requests."""
+
+    def decide_request(
+        self, request: HttpRequest, target: Target, *, alone: bool = False
+    ) -> Optional[_native.Outcome]:
+        custom = None
+        if target.key_func is not None:
+            if is_async(target.key_func):
+                custom = async_to_sync(acall_key_func)(target.key_func, request)
+            else:
+                custom = call_key_func(target.key_func, request)
+        user = user_id(getattr(request, "user", None)) if target.needs_user else None
+        return self.decide(
+            target, _peer(request), _headers(request), user=user, custom=custom, alone=alone
+        )
+
+    async def adecide_request(
+        self, request: HttpRequest, target: Target, *, alone: bool = False
+    ) -> Optional[_native.Outcome]:
+        custom = None
+        if target.key_func is not None:
+            custom = await acall_key_func(target.key_func, request)
+        user = await _auser(request) if target.needs_user else None
+        return await self.adecide(
+            target, _peer(request), _headers(request), user=user, custom=custom, alone=alone
+        )
+
+    def limited_response(self, request: HttpRequest, outcome: _native.Outcome) -> HttpResponseBase:
+        """The answer to a denied request: the `limited_handler`'s (with the rate-limit headers
+        it did not set) or the JSON 429."""
+        handler = self.config.limited_handler
+        if handler is not None:
+            try:
+                response = handler(request, self.limited_exception(outcome))
+                if inspect.isawaitable(response):
+                    response = async_to_sync(_awaited)(response)
+            except Exception:
+                logger.exception("limited_handler failed; the default 429 is sent")
+            else:
+                if isinstance(response, HttpResponseBase):
+                    add_headers(response, outcome.headers, keep_existing=True)
+                    return response
+                logger.error("limited_handler returned %r, not an HttpResponse", type(response))
+        return self.default_response(outcome)
+
+    async def alimited_response(
+        self, request: HttpRequest, outcome: _native.Outcome
+    ) -> HttpResponseBase:
+        handler = self.config.limited_handler
+        if handler is not None:
+            try:
+                if is_async(handler):
+                    response = await handler(request, self.limited_exception(outcome))
+                else:
+                    response = await sync_to_async(handler)(
+                        request, self.limited_exception(outcome)
+                    )
+            except Exception:
+                logger.exception("limited_handler failed; the default 429 is sent")
+            else:
+                if isinstance(response, HttpResponseBase):
+                    add_headers(response, outcome.headers, keep_existing=True)
+                    return response
+                logger.error("limited_handler returned %r, not an HttpResponse", type(response))
+        return self.default_response(outcome)
+
+    def default_response(self, outcome: _native.Outcome) -> HttpResponse:
+        response = HttpResponse(
+            outcome.body, status=outcome.status, content_type="application/json"
+        )
+        add_headers(response, outcome.headers)
+        return response
+
+    # -- decorated views deciding alone -------------------------------------------------
+
+    def alone_target(
+        self, request: Optional[HttpRequest], limit: RouteLimit, view: Callable[..., Any]
+    ) -> Optional[Target]:
+        """The target a decorated view decides itself; None when there is nothing to decide
+        (the middleware did, the guard is off, the path is exempt)."""
+        if request is None or not self.enabled:
+            return None
+        decided = getattr(request, _DECIDED, None)
+        if covered(decided, limit) or self.is_exempt(request.path_info):
+            return None
+        rules = limit.rule_set
+        setattr(request, _DECIDED, rules | decided if isinstance(decided, frozenset) else rules)
+        return self.target(_template(request, view), None, limit.rules, alone=True)
+
+
+_guard: Optional[DjangoRateGuard] = None
+_guard_lock = threading.Lock()
+
+
+def get_guard() -> DjangoRateGuard:
+    """The guard built from `settings.RATE_GUARD`, once per process (again when the setting
+    changes, as under `override_settings`). Raises `ImproperlyConfigured` saying what is
+    wrong with the setting."""
+    global _guard
+    guard = _guard
+    if guard is None:
+        with _guard_lock:
+            if _guard is None:
+                _guard = _build_guard()
+            guard = _guard
+    return guard
+
+
+def _build_guard() -> DjangoRateGuard:
+    raw = getattr(settings, "RATE_GUARD", None)
+    if raw is None:
+        raw = {}
+    if isinstance(raw, RateGuardConfig):
+        config = raw
+    elif isinstance(raw, dict):
+        try:
+            config = RateGuardConfig(**raw)
+        except ValidationError as e:
+            problems = "; ".join(
+                f"{'.'.join(str(part) for part in error['loc']) or 'RATE_GUARD'}: {error['msg']}"
+                for error in e.errors()
+            )
+            raise ImproperlyConfigured(f"settings.RATE_GUARD is invalid: {problems}") from None
+    else:
+        raise ImproperlyConfigured(
+            f"settings.RATE_GUARD must be a dict (or a RateGuardConfig), not {type(raw).__name__}"
+        )
+    try:
+        return DjangoRateGuard(config)
+    except ConfigError as e:
+        raise ImproperlyConfigured(f"settings.RATE_GUARD is invalid: {e}") from None
+
+
+def _setting_changed(*, setting: str, **kwargs: Any) -> None:
+    global _guard
+    if setting == "RATE_GUARD":
+        with _guard_lock:
+            _guard = None
+
+
+setting_changed.connect(_setting_changed, dispatch_uid="py_rate_guard.adapters.django")
+
+
+class RateLimitMiddleware:
+    """Decides each request once: the global rules and the limits of its view together (see
+    the module's documentation). Put it after `AuthenticationMiddleware` when rules are keyed
+    by `user`. Works under WSGI and ASGI."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        self.get_response = get_response
+        get_guard()  # a bad setting fails at start-up, not on the first request
+        self.async_mode = iscoroutinefunction(get_response)
+        self.process_view: Callable[..., Any]
+        if self.async_mode:
+            markcoroutinefunction(self)
+            self.process_view = self._aprocess_view
+        else:
+            self.process_view = self._process_view
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.async_mode:
+            return self.__acall__(request)
+        response = self.get_response(request)
+        if getattr(request, _DECIDED, None) is None:
+            # No view was reached (a 404, or an earlier middleware answered): the request
+            # still counts against the global rules.
+            target = self._start(request, None)
+            outcome = None if target is None else get_guard().decide_request(request, target)
+            if outcome is not None and not outcome.allowed:
+                return get_guard().limited_response(request, outcome)
+            if outcome is not None:
+                add_headers(response, outcome.headers)
+        return self._finish(request, response)
+
+    async def __acall__(self, request: HttpRequest) -> Any:
+        response = await self.get_response(request)
+        if getattr(request, _DECIDED, None) is None:
+            target = self._start(request, None)
+            guard = get_guard()
+            outcome = None if target is None else await guard.adecide_request(request, target)
+            if outcome is not None and not outcome.allowed:
+                return await guard.alimited_response(request, outcome)
+            if outcome is not None:
+                add_headers(response, outcome.headers)
+        return self._finish(request, response)
+
+    def _process_view(
+        self, request: HttpRequest, view: Callable[..., Any], args: Any, kwargs: Any
+    ) -> Optional[HttpResponseBase]:
+        target = self._start(request, view)
+        if target is None:
+            return None
+        guard = get_guard()
+        outcome = guard.decide_request(request, target)
+        if outcome is None:
+            return None
+        if not outcome.allowed:
+            return guard.limited_response(request, outcome)
+        setattr(request, _HEADERS, outcome.headers)
+        return None
+
+    async def _aprocess_view(
+        self, request: HttpRequest, view: Callable[..., Any], args: Any, kwargs: Any
+    ) -> Optional[HttpResponseBase]:
+        target = self._start(request, view)
+        if target is None:
+            return None
+        guard = get_guard()
+        outcome = await guard.adecide_request(request, target)
+        if outcome is None:
+            return None
+        if not outcome.allowed:
+            return await guard.alimited_response(request, outcome)
+        setattr(request, _HEADERS, outcome.headers)
+        return None
+
+    @staticmethod
+    def _start(request: HttpRequest, view: Optional[Callable[..., Any]]) -> Optional[Target]:
+        """What `request` (going to `view`, if known) is decided against; marks it decided."""
+        guard = get_guard()
+        if not guard.enabled or guard.is_exempt(request.path_info):
+            setattr(request, _DECIDED, frozenset())
+            return None
+        target = None if view is None else _view_target(guard, request, view)
+        if target is None:
+            target = guard.globals_target
+        setattr(request, _DECIDED, frozenset() if target is None else target.route_rules)
+        return target
+
+    @staticmethod
+    def _finish(request: HttpRequest, response: Any) -> Any:
+        headers = getattr(request, _HEADERS, None)
+        if headers and isinstance(response, HttpResponseBase):
+            add_headers(response, headers)
+        return response
+
+
+def rate_limit(
+    limit: str,
+    *,
+    key: Optional[str] = None,
+    key_func: Union[KeyFunc, str, None] = None,
+    algorithm: Algorithm = "sliding_window",
+    cost: int = 1,
+    burst: Optional[int] = None,
+    name: Optional[str] = None,
+    shadow: bool = False,
+) -> Callable[[F], F]:
+    """Limits the decorated view to `limit` per `key` (default: per client address) on its URL
+    pattern. Decorates a function view (sync or async), a class-based view (every method), or
+    one method of it (`def get(self, request)`, or through `method_decorator`). Stacked
+    decorators add limits decided together. A bad limit raises `ConfigError` at import."""
+    rule = make_rule(
+        limit,
+        key=key,
+        key_func=key_func,
+        algorithm=algorithm,
+        cost=cost,
+        burst=burst,
+        name=name,
+        shadow=shadow,
+    )
+
+    def decorate(view: F) -> F:
+        if inspect.isclass(view):
+            view_class: Any = view
+            view_class.dispatch = decorated(None, view_class.dispatch, rule, _wrap)
+            return view
+        return cast(F, decorated(None, view, rule, _wrap))
+
+    return decorate
+
+
+def _wrap(view: Callable[..., Any], limit: RouteLimit) -> Callable[..., Any]:
+    if is_async(view):
+
+        @functools.wraps(view)
+        async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+            return await _adecide_then(view, limit, args, kwargs)
+
+        wrapper: Callable[..., Any] = async_wrapper
+    else:
+
+        @functools.wraps(view)
+        def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
+            if args and getattr(type(args[0]), "view_is_async", False) is True:
+                # The `dispatch` of an async class-based view returns a coroutine.
+                return _adecide_then(view, limit, args, kwargs)
+            request = _request(args, kwargs)
+            guard = get_guard()
+            target = guard.alone_target(request, limit, view)
+            outcome = None
+            if target is not None and request is not None:
+                outcome = guard.decide_request(request, target, alone=True)
+                if outcome is not None and not outcome.allowed:
+                    return guard.limited_response(request, outcome)
+            response = view(*args, **kwargs)
+            if outcome is not None and isinstance(response, HttpResponseBase):
+                add_headers(response, outcome.headers)
+            return response
+
+        wrapper = sync_wrapper
+    mark_wrapper(wrapper, view, limit)
+    return wrapper
+
+
+async def _adecide_then(
+    view: Callable[..., Any], limit: RouteLimit, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    request = _request(args, kwargs)
+    guard = get_guard()
+    target = guard.alone_target(request, limit, view)
+    outcome = None
+    if target is not None and request is not None:
+        outcome = await guard.adecide_request(request, target, alone=True)
+        if outcome is not None and not outcome.allowed:
+            return await guard.alimited_response(request, outcome)
+    response = view(*args, **kwargs)
+    if inspect.isawaitable(response):
+        response = await response
+    if outcome is not None and isinstance(response, HttpResponseBase):
+        add_headers(response, outcome.headers)
+    return response
+
+
+def _view_target(
+    guard: DjangoRateGuard, request: HttpRequest, view: Callable[..., Any]
+) -> Optional[Target]:
+    """The target of a request to `view`: its limits (those of a class-based view's method
+    for this request's method included) with the global rules; None when it has none."""
+    rules: list[RateLimitRule] = []
+    own = limit_of(view, None)
+    if own is not None:
+        rules.extend(own.rules)
+    method = None
+    view_class = getattr(view, "view_class", None)
+    if view_class is not None and request.method:
+        handler = getattr(view_class, request.method.lower(), None)
+        if handler is None and request.method == "HEAD":
+            handler = getattr(view_class, "get", None)
+        per_method = limit_of(handler, None)
+        if per_method is not None:
+            rules.extend(per_method.rules)
+            method = request.method
+    if not rules:
+        return None
+    return guard.target(_template(request, view), method, list(dict.fromkeys(rules)))
+
+
+def add_headers(
+    response: HttpResponseBase, headers: list[tuple[bytes, bytes]], *, keep_existing: bool = False
+) -> None:
+    """Sets the rate-limit `headers` on a Django response (several values of one field are
+    joined by commas); with `keep_existing`, not those it already has."""
+    joined: dict[str, str] = {}
+    for name, value in headers:
+        field = name.decode("latin-1")
+        text = value.decode("latin-1")
+        joined[field] = f"{joined[field]}, {text}" if field in joined else text
+    for field, text in joined.items():
+        if keep_existing and field in response.headers:
+            continue
+        response.headers[field] = text
+
+
+def _template(request: HttpRequest, view: Callable[..., Any]) -> str:
+    """The URL pattern of the view serving `request` (`/items/<int:id>`); the view's qualified
+    name when Django did not resolve one."""
+    match = request.resolver_match
+    route = getattr(match, "route", None)
+    if route:
+        return "/" + str(route).lstrip("/^")
+    return f"{getattr(view, '__module__', '')}.{getattr(view, '__qualname__', '')}"
+
+
+def _peer(request: HttpRequest) -> Optional[str]:
+    peer = request.META.get("REMOTE_ADDR")
+    return str(peer) if peer else None
+
+
+def _headers(request: HttpRequest) -> list[tuple[str, str]]:
+    """The request's headers, as the WSGI/ASGI handler decoded them (latin-1, which the native
+    front reads back as the raw bytes)."""
+    return [
+        (name[5:].replace("_", "-"), value)
+        for name, value in request.META.items()
+        if name.startswith("HTTP_") and isinstance(value, str)
+    ]
+
+
+def _request(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Optional[HttpRequest]:
+    for value in args:
+        if isinstance(value, HttpRequest):
+            return value
+    value = kwargs.get("request")
+    return value if isinstance(value, HttpRequest) else None
+
+
+async def _auser(request: HttpRequest) -> Optional[str]:
+    auser = getattr(request, "auser", None)
+    if auser is not None:
+        return user_id(await auser())
+    return await sync_to_async(lambda: user_id(getattr(request, "user", None)))()
+
+
+async def _awaited(value: Awaitable[Any]) -> Any:
+    return await value

@@ -1,0 +1,243 @@
+"""FastAPI: `FastAPIRateGuard`, `RateLimitMiddleware`, `@guard.limit(...)` and a `Depends` form.
+
+```python
+from fastapi import FastAPI, Request
+from py_rate_guard.adapters.fastapi import FastAPIRateGuard, RateLimitMiddleware
+from py_rate_guard.models.config import RateGuardConfig, RateLimitRule
+
+config = RateGuardConfig(global_rules=[RateLimitRule(limit="100/minute")])
+guard = FastAPIRateGuard(config)
+app = FastAPI()
+app.add_middleware(RateLimitMiddleware, guard=guard)
+
+@app.get("/sensitive-data")
+@guard.limit(limit="5/minute")
+async def get_data(request: Request):
+    return {"data": "..."}
+```
+
+`@guard.limit` goes *below* the route decorator. The endpoint may be async or sync, with or
+without a `request` parameter: the wrapper keeps its signature for FastAPI's dependency
+injection and asks FastAPI for the request itself when the endpoint does not. The middleware
+(pure ASGI, the same as Starlette's) decides the global rules and the route's limits together,
+before the request body is read or any dependency runs; without it, the decorator decides the
+route's limits alone.
+
+`Depends(guard.dependency(limit="10/minute"))` limits a route (or a whole router, through
+`dependencies=[...]`) the same way; denied, it raises `HTTPException(429)` carrying the
+rate-limit headers, which FastAPI's exception handlers answer.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from typing import Any, Callable, Optional, TypeVar, Union, cast
+
+from fastapi import HTTPException
+from fastapi.dependencies.utils import get_typed_signature
+from starlette.requests import HTTPConnection
+from starlette.responses import Response
+from starlette.websockets import WebSocket
+
+from py_rate_guard.adapters._http import (
+    ATTR,
+    RouteLimit,
+    decorated,
+    detail,
+    is_async,
+    mark_wrapper,
+)
+from py_rate_guard.adapters.starlette import RateLimitMiddleware, StarletteRateGuard, add_headers
+from py_rate_guard.models.config import Algorithm, KeyFunc
+
+__all__ = ["FastAPIRateGuard", "RateLimitMiddleware"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Parameters added to an endpoint's signature, so that FastAPI passes the connection and the
+# response whose headers it merges into the answer, when the endpoint does not take them.
+_CONNECTION = "rate_guard_connection_"
+_RESPONSE = "rate_guard_response_"
+
+
+class FastAPIRateGuard(StarletteRateGuard):
+    """A guard for FastAPI applications. See the module's documentation."""
+
+    def limit(
+        self,
+        limit: str,
+        *,
+        key: Optional[str] = None,
+        key_func: Union[KeyFunc, str, None] = None,
+        algorithm: Algorithm = "sliding_window",
+        cost: int = 1,
+        burst: Optional[int] = None,
+        name: Optional[str] = None,
+        shadow: bool = False,
+    ) -> Callable[[F], F]:
+        """Limits the decorated endpoint to `limit` per `key` (default: per client address)
+        on its route (the path template, never the raw URL). Put it below `@app.get(...)`.
+        Stacked decorators add limits that are decided together."""
+        rule = self.rule(
+            limit,
+            key=key,
+            key_func=key_func,
+            algorithm=algorithm,
+            cost=cost,
+            burst=burst,
+            name=name,
+            shadow=shadow,
+        )
+
+        def decorate(endpoint: F) -> F:
+            return cast(F, decorated(self, endpoint, rule, self._wrap))
+
+        return decorate
+
+    def dependency(
+        self,
+        limit: str,
+        *,
+        key: Optional[str] = None,
+        key_func: Union[KeyFunc, str, None] = None,
+        algorithm: Algorithm = "sliding_window",
+        cost: int = 1,
+        burst: Optional[int] = None,
+        name: Optional[str] = None,
+        shadow: bool = False,
+    ) -> Callable[..., Any]:
+        """A dependency that limits the routes using it: `Depends(guard.dependency("5/minute"))`
+        (in the endpoint's parameters, the route's or the router's `dependencies=[...]`)."""
+        route_limit = RouteLimit(
+            self,
+            (
+                self.rule(
+                    limit,
+                    key=key,
+                    key_func=key_func,
+                    algorithm=algorithm,
+                    cost=cost,
+                    burst=burst,
+                    name=name,
+                    shadow=shadow,
+                ),
+            ),
+        )
+
+        async def rate_limit(connection: HTTPConnection, response: Response) -> None:
+            outcome = await self.endpoint_outcome(connection, route_limit, rate_limit)
+            if outcome is None:
+                return
+            if outcome.allowed:
+                response.raw_headers.extend(outcome.headers)
+                return
+            if isinstance(connection, WebSocket):
+                from fastapi import WebSocketException
+
+                raise WebSocketException(code=1008, reason=detail(outcome))
+            headers = {
+                name.decode("latin-1"): value.decode("latin-1") for name, value in outcome.headers
+            }
+            raise HTTPException(status_code=outcome.status, detail=detail(outcome), headers=headers)
+
+        setattr(rate_limit, ATTR, route_limit)
+        return rate_limit
+
+    def _wrap(self, endpoint: Callable[..., Any], limit: RouteLimit) -> Callable[..., Any]:
+        signature = _signature(endpoint)
+        parameters = list(signature.parameters.values())
+        connection_name = _parameter_of(parameters, HTTPConnection)
+        response_name = _parameter_of(parameters, Response)
+        added = []
+        if connection_name is None:
+            added.append(_keyword(_CONNECTION, HTTPConnection))
+        if response_name is None:
+            added.append(_keyword(_RESPONSE, Response))
+        if added:
+            # Keyword-only parameters go before `**kwargs`, which must stay last.
+            at = len(parameters)
+            if parameters and parameters[-1].kind is inspect.Parameter.VAR_KEYWORD:
+                at -= 1
+            parameters[at:at] = added
+        wrapped_signature = signature.replace(parameters=parameters)
+
+        def split(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any]:
+            """The connection and the response FastAPI passed (removing those it passed only
+            for the wrapper). Called as a plain Starlette endpoint, the connection is an
+            argument and there is no response to put headers on."""
+            connection = (
+                kwargs.pop(_CONNECTION, None)
+                if connection_name is None
+                else kwargs.get(connection_name)
+            )
+            response = (
+                kwargs.pop(_RESPONSE, None) if response_name is None else kwargs.get(response_name)
+            )
+            if connection is None:
+                connection = next((a for a in args if isinstance(a, HTTPConnection)), None)
+            return connection, response
+
+        if is_async(endpoint):
+
+            @functools.wraps(endpoint)
+            async def wrapper(*args: Any, **kwargs: Any) -> Any:
+                connection, response = split(args, kwargs)
+                outcome = await self.endpoint_outcome(connection, limit, endpoint)
+                if outcome is not None and not outcome.allowed:
+                    return await self.limited_response(connection, outcome)
+                result = await endpoint(*args, **kwargs)
+                if outcome is not None:
+                    _put_headers(result, response, outcome.headers)
+                return result
+
+        else:
+
+            @functools.wraps(endpoint)
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                connection, response = split(args, kwargs)
+                outcome = self.endpoint_outcome_sync(connection, limit, endpoint)
+                if outcome is not None and not outcome.allowed:
+                    return self.limited_response_sync(connection, outcome)
+                result = endpoint(*args, **kwargs)
+                if outcome is not None:
+                    _put_headers(result, response, outcome.headers)
+                return result
+
+        wrapper.__signature__ = wrapped_signature  # type: ignore[attr-defined]
+        mark_wrapper(wrapper, endpoint, limit)
+        return wrapper
+
+
+def _put_headers(result: Any, response: Any, headers: list[tuple[bytes, bytes]]) -> None:
+    """The rate-limit headers go on the endpoint's own `Response`, or on the one FastAPI merges
+    into the response it builds from a returned value."""
+    if isinstance(result, Response):
+        add_headers(result, headers)
+    elif isinstance(response, Response):
+        response.raw_headers.extend(headers)
+
+
+def _signature(endpoint: Callable[..., Any]) -> inspect.Signature:
+    """The endpoint's signature with its annotations resolved as FastAPI resolves them (string
+    annotations too), keeping the return annotation that FastAPI reads the response model
+    from."""
+    signature = inspect.signature(endpoint)
+    try:
+        typed = get_typed_signature(endpoint)
+    except Exception:  # an annotation FastAPI cannot resolve either: it will say so itself
+        return signature
+    return typed.replace(return_annotation=signature.return_annotation)
+
+
+def _parameter_of(parameters: list[inspect.Parameter], kind: type) -> Optional[str]:
+    """The name of the parameter FastAPI fills with a `kind` (the request, the response)."""
+    for parameter in parameters:
+        annotation = parameter.annotation
+        if isinstance(annotation, type) and issubclass(annotation, kind):
+            return parameter.name
+    return None
+
+
+def _keyword(name: str, annotation: type) -> inspect.Parameter:
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation)
