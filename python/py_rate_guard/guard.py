@@ -90,7 +90,10 @@ class RateGuard:
     def _native_rules(self, limit: Limit) -> _native.Rules:
         """`limit` built into native rules, once per distinct limit."""
         if isinstance(limit, RateLimitRule):
-            return limit.native_rules
+            # Read the private attribute's slot directly: going through pydantic's
+            # `__getattr__` costs several times the whole native call.
+            private = limit.__pydantic_private__
+            return private["_native_rules"] if private else limit.native_rules
         key: Hashable = limit if isinstance(limit, str) else tuple(limit)
         rules = self._rules.get(key)
         if rules is None:

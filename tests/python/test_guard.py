@@ -185,3 +185,26 @@ def test_rate_limit_exceeded_carries_the_decision(guard: RateGuard) -> None:
     assert error.decision is denied
     assert "retry after" in str(error)
     assert not isinstance(error, RateGuardError)
+
+
+@pytest.mark.parametrize(
+    "rate",
+    [
+        "3/minute",
+        "3 per minute",
+        "3/2 minutes",
+        "3 per 2 hours",
+        "3/m",
+        "3/h",
+        "3/d",
+        "3 per 1 day",
+        "3/second",
+        "3/hour; 100/day",
+        "3/hour, 100/day",
+        "3/hour | 100/day",
+    ],
+)
+def test_every_rate_string_form_through_hit(guard: RateGuard, rate: str) -> None:
+    decisions = [guard.hit("forms", rate) for _ in range(4)]
+    assert [d.allowed for d in decisions] == [True, True, True, False]
+    assert {d.limit for d in decisions} == {3}
