@@ -67,6 +67,7 @@ impl Engine {
             .shared_store(store.clone())
             .key_prefix(settings.key_prefix.clone())
             .degradation(settings.degradation.clone())
+            .on_event(crate::observe::record)
             .build()?;
         Ok(Self {
             limiter: Arc::new(limiter),

@@ -20,6 +20,7 @@ mod errors;
 mod fork;
 mod front;
 mod guard;
+mod observe;
 mod rules;
 mod runtime;
 mod thread_store;
@@ -71,6 +72,11 @@ mod _native {
     use crate::front::{Front, Outcome, Plan, RouteLimits};
     #[pymodule_export]
     use crate::guard::Guard;
+    #[pymodule_export]
+    use crate::observe::{
+        drain_events, metrics_enabled, metrics_snapshot, metrics_text, set_metrics_enabled,
+        wait_events,
+    };
     #[pymodule_export]
     use crate::rules::Rules;
 
