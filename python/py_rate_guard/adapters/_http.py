@@ -238,7 +238,7 @@ class HttpGuard(RateGuard):
         except Exception:
             logger.exception("rate limiter failed; the request is let through")
             return None
-        _log_shadow(outcome)
+        log_shadow(outcome)
         return outcome
 
     async def adecide(
@@ -259,7 +259,7 @@ class HttpGuard(RateGuard):
         except Exception:
             logger.exception("rate limiter failed; the request is let through")
             return None
-        _log_shadow(outcome)
+        log_shadow(outcome)
         return outcome
 
     def limited_exception(self, outcome: _native.Outcome) -> RateLimitExceeded:
@@ -341,7 +341,9 @@ def is_async(func: Callable[..., Any]) -> bool:
     )
 
 
-def _log_shadow(outcome: _native.Outcome) -> None:
+def log_shadow(outcome: _native.Outcome) -> None:
+    """Logs the shadow rules that would have refused the request (`shadow=True`, or every
+    rule under `shadow_mode`)."""
     if outcome.shadow_denied:
         logger.info(
             "shadow rule would have denied: %s",

@@ -42,7 +42,9 @@ from starlette.websockets import WebSocket
 
 from py_rate_guard.adapters._http import (
     ATTR,
+    MARK,
     RouteLimit,
+    covered,
     decorated,
     detail,
     is_async,
@@ -183,6 +185,8 @@ class FastAPIRateGuard(StarletteRateGuard):
             @functools.wraps(endpoint)
             async def wrapper(*args: Any, **kwargs: Any) -> Any:
                 connection, response = split(args, kwargs)
+                if connection is not None and covered(connection.scope.get(MARK), limit):
+                    return await endpoint(*args, **kwargs)  # the middleware decided
                 outcome = await self.endpoint_outcome(connection, limit, endpoint)
                 if outcome is not None and not outcome.allowed:
                     return await self.limited_response(connection, outcome)
