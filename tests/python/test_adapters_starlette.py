@@ -268,3 +268,14 @@ def test_non_http_scopes_and_other_apps_pass_through() -> None:
     r = c.get("/anything")
     assert (r.text, r.headers["x-ratelimit-remaining"]) == ("bare", "0")
     assert c.get("/else").status_code == 429  # global rules apply to any ASGI app
+
+
+def test_exempt_paths_are_paths_of_the_application_under_a_root_path() -> None:
+    guard = make_guard(global_rules=[RateLimitRule(limit="1/minute")], exempt_paths=["/health"])
+
+    async def health(request: Request) -> Response:
+        return PlainTextResponse("ok")
+
+    app = app_with(guard, [Route("/health", health)])
+    c = TestClient(app, client=PEER, root_path="/api")
+    assert [c.get("/api/health").status_code for _ in range(3)] == [200, 200, 200]

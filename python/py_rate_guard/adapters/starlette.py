@@ -146,7 +146,7 @@ class StarletteRateGuard(HttpGuard):
         decided = scope.get(MARK)
         if covered(decided, limit):
             return None  # the middleware decided this route's limits with the global rules
-        if self.is_exempt(scope.get("path", "")):
+        if self.is_exempt(route_path(scope)):
             return None
         scope[MARK] = limit.rule_set | decided if isinstance(decided, frozenset) else limit.rule_set
         return self.target(route_template(scope, endpoint), None, limit.rules, alone=True)
@@ -279,7 +279,7 @@ class RateLimitMiddleware:
         if (
             (kind != "http" and (kind != "websocket" or not guard.config.limit_websockets))
             or not guard.enabled
-            or guard.is_exempt(scope["path"])
+            or guard.is_exempt(route_path(scope))
         ):
             await self.app(scope, receive, send)
             return
@@ -379,6 +379,16 @@ def scope_user(scope: Scope) -> Optional[str]:
         state = scope.get("state")
         user = state.get("user") if isinstance(state, dict) else getattr(state, "user", None)
     return user_id(user)
+
+
+def route_path(scope: Scope) -> str:
+    """The path the application routes (without the `root_path` it is mounted under), which
+    `exempt_paths` name."""
+    path: str = scope.get("path", "")
+    root = scope.get("root_path")
+    if root and path.startswith(root) and path[len(root) : len(root) + 1] == "/":
+        return path[len(root) :]
+    return path
 
 
 def _peer(scope: Scope) -> Optional[str]:
