@@ -1,0 +1,3 @@
+//! Axum hello-world throughput with and without the layer (filled in below).
+
+fn main() {}
