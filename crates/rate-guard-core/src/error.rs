@@ -91,6 +91,18 @@ impl StoreError {
     pub fn is_timeout(&self) -> bool {
         matches!(self, StoreError::Timeout(_))
     }
+
+    /// The kind, as logs and metrics name it: `timeout`, `unavailable`, `refused` or
+    /// `invalid_request`.
+    #[must_use]
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StoreError::Timeout(_) => "timeout",
+            StoreError::Unavailable(_) => "unavailable",
+            StoreError::Refused(_) => "refused",
+            StoreError::InvalidRequest(_) => "invalid_request",
+        }
+    }
 }
 
 /// Anything a [`Limiter`](crate::Limiter) can fail with.

@@ -99,7 +99,9 @@ impl fmt::Debug for Limiter {
 }
 
 impl Limiter {
-    /// Starts a limiter: at least one rule; the memory store and its clock by default.
+    /// Starts a limiter: the memory store and its clock by default. A limiter without rules of
+    /// its own decides only the hits given to [`decide`](Self::decide) (an HTTP front brings
+    /// each request's rules).
     pub fn builder() -> LimiterBuilder {
         LimiterBuilder::default()
     }
@@ -166,6 +168,15 @@ impl Limiter {
     /// key twice) is an error: a failing store yields a degraded verdict (see
     /// [`degrade`](crate::degrade)).
     pub async fn decide(&self, hits: &[Hit<'_>], mode: Mode) -> Result<Verdict, Error> {
+        self.decide_counted(hits, mode, true).await
+    }
+
+    async fn decide_counted(
+        &self,
+        hits: &[Hit<'_>],
+        mode: Mode,
+        counted: bool,
+    ) -> Result<Verdict, Error> {
         let inner = &*self.inner;
         let keys: SmallVec<[String; 4]> = hits
             .iter()
@@ -191,13 +202,19 @@ impl Limiter {
         };
         request.validate()?;
         let verdict = self.decide_checks(request, &key_list, now).await?;
-        if mode == Mode::Hit {
+        if counted && mode == Mode::Hit {
             // One count per request, for the deciding rule (metrics).
             if let Some(hit) = hits.get(verdict.deciding_rule()) {
                 hit.rule.counters().record(verdict.allowed());
             }
         }
         Ok(verdict)
+    }
+
+    /// [`decide`](Self::decide) without counting the request in the metrics: for the shadow
+    /// rules of a request, whose caller counts [`Rule::record_shadow_denial`] itself.
+    pub async fn decide_uncounted(&self, hits: &[Hit<'_>], mode: Mode) -> Result<Verdict, Error> {
+        self.decide_counted(hits, mode, false).await
     }
 
     async fn decide_checks(
@@ -313,10 +330,48 @@ impl Limiter {
     }
 
     fn emit(&self, event: &Event) {
-        if let Event::StoreFailed { .. } = event {
-            tracing::debug!(target: "rate_guard", event = %event, "store call failed");
-        } else {
-            tracing::warn!(target: "rate_guard", event = %event, "degradation");
+        match event {
+            // Bounded by the breaker: a failing store sees `failure_threshold` calls, then
+            // one probe per cool-down.
+            Event::StoreFailed { error } => tracing::warn!(
+                target: "rate_guard",
+                event = "store_failed",
+                error_kind = error.kind(),
+                %error,
+                "store call failed"
+            ),
+            Event::Breaker { from, to, failures } if *to == BreakerState::Closed => {
+                tracing::info!(
+                    target: "rate_guard",
+                    event = "breaker",
+                    from_state = from.name(),
+                    to_state = to.name(),
+                    failures,
+                    "circuit breaker {} -> {}",
+                    from.name(),
+                    to.name()
+                );
+            }
+            Event::Breaker { from, to, failures } => tracing::warn!(
+                target: "rate_guard",
+                event = "breaker",
+                from_state = from.name(),
+                to_state = to.name(),
+                failures,
+                "circuit breaker {} -> {}",
+                from.name(),
+                to.name()
+            ),
+            Event::FallbackStarted => tracing::warn!(
+                target: "rate_guard",
+                event = "fallback_started",
+                "degraded decisions start"
+            ),
+            Event::FallbackEnded => tracing::info!(
+                target: "rate_guard",
+                event = "fallback_ended",
+                "degraded decisions end"
+            ),
         }
         for hook in &self.inner.hooks {
             hook(event);
@@ -433,9 +488,6 @@ impl LimiterBuilder {
 
     /// The limiter, or what is wrong with its configuration.
     pub fn build(self) -> Result<Limiter, ConfigError> {
-        if self.rules.is_empty() {
-            return Err(ConfigError::NoRules);
-        }
         let mut ids = HashSet::new();
         if let Some(dup) = self.rules.iter().find(|r| !ids.insert(r.id())) {
             return Err(ConfigError::DuplicateRuleId {

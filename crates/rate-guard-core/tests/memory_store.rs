@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rate_guard_core::{
-    Algorithm, Check, ConfigError, Limiter, ManualClock, MemoryStore, Quota, Request, Rule,
-    StoreError, Timestamp,
+    Algorithm, Check, ConfigError, Hit, Limiter, ManualClock, MemoryStore, Mode, Quota, Request,
+    Rule, StoreError, Timestamp,
 };
 
 const START: u64 = 1_700_000_000_000_000;
@@ -269,12 +269,23 @@ async fn the_limiter_ties_rules_store_and_clock() {
     assert_eq!(limiter.peek("a").await.unwrap().decision().remaining, 2);
 }
 
+#[tokio::test]
+async fn a_limiter_without_rules_decides_only_the_hits_it_is_given() {
+    // A front (HTTP adapters) brings the rules of each request itself.
+    let limiter = Limiter::builder().build().unwrap();
+    let err = limiter.hit("a").await.unwrap_err();
+    assert!(err.to_string().contains("at least one rule"), "{err}");
+    let r = rule("1/s", Algorithm::FixedWindow);
+    let hit = Hit {
+        rule: &r,
+        identity: "a",
+        cost: NonZeroU32::MIN,
+    };
+    assert!(limiter.decide(&[hit], Mode::Hit).await.unwrap().allowed());
+}
+
 #[test]
 fn the_builder_refuses_invalid_limiters() {
-    assert_eq!(
-        Limiter::builder().build().unwrap_err(),
-        ConfigError::NoRules
-    );
     let r = rule("1/s", Algorithm::FixedWindow);
     let err = Limiter::builder()
         .rule(r.clone())

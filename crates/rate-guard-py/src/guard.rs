@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedStr;
-use rate_guard_core::{Degradation, Hit, Limiter, MemoryStore, Mode, Quota, Rule, Store, Verdict};
+use rate_guard_core::{Degradation, Hit, Limiter, MemoryStore, Mode, Rule, Store, Verdict};
 use rate_guard_redis::{RedisConfig, RedisStore};
 use tokio::runtime::Runtime;
 
@@ -62,8 +62,7 @@ impl Engine {
             }
         };
         let limiter = Limiter::builder()
-            // The limiter's own rules are never used: every call brings its rules (`decide`).
-            .rule(placeholder_rule()?)
+            // No rules of its own: every call brings its rules (`decide`).
             .shared_store(store.clone())
             .key_prefix(settings.key_prefix.clone())
             .degradation(settings.degradation.clone())
@@ -167,13 +166,6 @@ impl Engine {
         })??;
         Ok(())
     }
-}
-
-/// The rule a [`Limiter`] must be built with; never decided.
-fn placeholder_rule() -> Result<Rule, Failure> {
-    Ok(Rule::builder(Quota::per_second(NonZeroU32::MIN))
-        .name("rate_guard.py.unused")
-        .build()?)
 }
 
 /// Seconds from Python as a [`Duration`], longer than zero.
