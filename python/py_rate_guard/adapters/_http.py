@@ -104,17 +104,21 @@ class Target:
     """What one request is decided against: the global rules, the limits of its route, or both;
     and what their keys need from the request (the user, a `key_func`)."""
 
-    __slots__ = ("key_func", "native", "needs_user", "route_rules")
+    __slots__ = ("key_func", "native", "needs_user", "route_rules", "shadow")
 
     def __init__(
         self,
         native: Optional[_native.RouteLimits],
         route_rules: Sequence[RateLimitRule],
         rules: Sequence[RateLimitRule],
+        *,
+        shadow_mode: bool = False,
     ) -> None:
         self.native = native
         self.route_rules = frozenset(route_rules)
         self.needs_user = any(rule.key == _USER for rule in rules)
+        self.shadow = shadow_mode or any(rule.shadow for rule in rules)
+        """Whether some rule only observes (the outcome may list shadow denials to log)."""
         key_funcs = {id(r.key_func): r.key_func for r in rules if r.key_func is not None}
         if len(key_funcs) > 1:
             raise ConfigError(
@@ -140,14 +144,22 @@ class HttpGuard(RateGuard):
         config = self.config
         kwargs = config.front_kwargs()
         self._front = _native.Front(**kwargs)
+        self.front = self._front
+        """The native HTTP front (global rules included)."""
+        self.native = self._guard
+        """The native guard the front decides with."""
         # Decorators without the middleware decide their route's limits alone.
         self._route_front = _native.Front(**{**kwargs, "global_rules": []})
         self._global_rules = list(config.global_rules)
         self._exempt = tuple(config.exempt_paths)
+        self.exempting = bool(self._exempt)
+        """Whether some paths are exempt (`is_exempt` is worth asking)."""
         self._exempt_prefixes = tuple(path.rstrip("/") + "/" for path in config.exempt_paths)
         self._targets: dict[tuple[Any, ...], Target] = {}
         self.globals_target: Optional[Target] = (
-            Target(None, (), self._global_rules) if self._global_rules else None
+            Target(None, (), self._global_rules, shadow_mode=config.shadow_mode)
+            if self._global_rules
+            else None
         )
         """The target of a request that no route limit applies to (None: nothing to decide)."""
 
@@ -206,7 +218,7 @@ class HttpGuard(RateGuard):
                 template, [rule.front_spec() for rule in rules], method
             )
             all_rules = rules if alone else [*self._global_rules, *rules]
-            target = Target(native, rules, all_rules)
+            target = Target(native, rules, all_rules, shadow_mode=self.config.shadow_mode)
             if len(self._targets) >= _MAX_TARGETS:
                 self._targets.clear()
             self._targets[cache_key] = target
@@ -238,7 +250,8 @@ class HttpGuard(RateGuard):
         except Exception:
             logger.exception("rate limiter failed; the request is let through")
             return None
-        log_shadow(outcome)
+        if target.shadow:
+            log_shadow(outcome)
         return outcome
 
     async def adecide(
@@ -259,7 +272,8 @@ class HttpGuard(RateGuard):
         except Exception:
             logger.exception("rate limiter failed; the request is let through")
             return None
-        log_shadow(outcome)
+        if target.shadow:
+            log_shadow(outcome)
         return outcome
 
     def limited_exception(self, outcome: _native.Outcome) -> RateLimitExceeded:

@@ -72,14 +72,15 @@ class RouteTable:
         route) raises with `strict` (at start-up), else is logged and left to its decorator."""
         self.guard = guard
         self.app = app
-        self.version = _routes_version(app)
+        self.routes = getattr(app, "routes", None)
+        self.count = len(self.routes) if self.routes is not None else 0
         self.limited = False
         # Which route a (type, method, path) goes to, when no route depends on anything else
         # (a `Host` route reads the Host header): bounded, cleared when full.
         self._found: dict[tuple[Any, ...], Optional[Target]] = {}
         self._cacheable = True
         try:
-            self.nodes = self._nodes(getattr(app, "routes", ()), "")
+            self.nodes = self._nodes(self.routes or (), "")
         except Exception:
             if strict:
                 raise
@@ -90,7 +91,10 @@ class RouteTable:
             self.nodes, self.limited = [], False
 
     def current(self, app: Any) -> bool:
-        return app is self.app and _routes_version(app) == self.version
+        """Whether the table still describes `app`: the same application, with as many routes
+        (routes added later to an already included router are not seen)."""
+        routes = self.routes
+        return app is self.app and (routes is None or len(routes) == self.count)
 
     def find(self, scope: Scope) -> Optional[Target]:
         """The target of the route that the router will pick for `scope`; None when it carries
@@ -205,10 +209,3 @@ def _single_method(methods: Optional[Iterable[str]]) -> Optional[str]:
 
 def _strip_path_param(path_format: str) -> str:
     return path_format[: -len("/{path}")] if path_format.endswith("/{path}") else path_format
-
-
-def _routes_version(app: Any) -> tuple[int, int]:
-    """Changes when routes are added to the application (checked on every request, so cheap:
-    routes added later to an already included router are not seen)."""
-    routes = getattr(app, "routes", ())
-    return (id(routes), len(routes))

@@ -210,7 +210,7 @@ class StarletteRateGuard(HttpGuard):
         except Exception:
             logger.exception("rate limiter failed; the request is let through")
             return None
-        if outcome.shadow_denied:
+        if target.shadow and outcome.shadow_denied:
             log_shadow(outcome)
         return outcome
 
@@ -271,34 +271,56 @@ class RateLimitMiddleware:
         self._table: Optional[RouteTable] = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Runs on every request: kept flat, with the common case (no key_func, no user key)
+        # calling the native front directly.
         kind = scope["type"]
         guard = self.guard
-        if kind == "lifespan":
-            await self.app(scope, self._on_startup(scope, receive), send)
-            return
-        if (
-            (kind != "http" and (kind != "websocket" or not guard.config.limit_websockets))
-            or not guard.enabled
-            or guard.is_exempt(route_path(scope))
-        ):
+        config = guard.config
+        if kind != "http":
+            if kind == "lifespan":
+                await self.app(scope, self._on_startup(scope, receive), send)
+                return
+            if kind != "websocket" or not config.limit_websockets:
+                await self.app(scope, receive, send)
+                return
+        if not config.enabled or (guard.exempting and guard.is_exempt(route_path(scope))):
             await self.app(scope, receive, send)
             return
-        target = self._route_target(scope)
+        table = self._table
+        if table is None or not table.current(scope.get("app")):
+            table = self._table = RouteTable(guard, scope.get("app"))
+        target = self._find(table, scope) if table.limited else None
         if target is None:
             target = guard.globals_target
             if target is None:
                 await self.app(scope, receive, send)
                 return
         scope[MARK] = target.route_rules
-        outcome = await guard.adecide_scope(scope, target)
+        if target.key_func is None and not target.needs_user:
+            front = guard.front
+            client = scope.get("client")
+            outcome: Optional[_native.Outcome] = None
+            try:
+                plan = front.plan(client[0] if client else None, scope["headers"], target.native)
+                decided = await front.adecide(guard.native, plan)
+            except Exception:
+                logger.exception("rate limiter failed; the request is let through")
+            else:
+                outcome = decided
+                if target.shadow and decided.shadow_denied:
+                    log_shadow(decided)
+        else:
+            outcome = await guard.adecide_scope(scope, target)
         if outcome is None:
             await self.app(scope, receive, send)
         elif not outcome.allowed:
             await self._deny(scope, receive, send, outcome)
-        elif kind == "http" and outcome.headers:
-            await self.app(scope, receive, _with_headers(send, outcome.headers))
         else:
-            await self.app(scope, receive, send)
+            headers = outcome.headers
+            if headers and kind == "http":
+                await self.app(scope, receive, _with_headers(send, headers))
+            else:
+                await self.app(scope, receive, send)
 
     def _on_startup(self, scope: Scope, receive: Receive) -> Receive:
         """`receive` that reads the application's routes when it starts, so that a limit that
@@ -313,15 +335,8 @@ class RateLimitMiddleware:
 
         return receive_startup
 
-    def _route_target(self, scope: Scope) -> Optional[Target]:
-        app = scope.get("app")
-        if app is None:
-            return None
-        table = self._table
-        if table is None or not table.current(app):
-            table = self._table = RouteTable(self.guard, app)
-        if not table.limited:
-            return None
+    @staticmethod
+    def _find(table: RouteTable, scope: Scope) -> Optional[Target]:
         try:
             return table.find(scope)
         except Exception:
