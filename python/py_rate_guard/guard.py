@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Sequence
 from typing import Optional, Union
 
-from py_rate_guard import _native
+from py_rate_guard import _native, logs, metrics
 from py_rate_guard._native import Decision
 from py_rate_guard.models.config import RateGuardConfig, RateLimitRule, RuleSpec
 
@@ -35,6 +35,11 @@ class RateGuard:
         self.config = config if config is not None else RateGuardConfig()
         self._guard = _native.Guard(self.config.redis_url, **self.config.guard_kwargs())
         self._rules: dict[Hashable, _native.Rules] = {}
+        # Metrics on or off, the collector registered once per process; the effective
+        # configuration logged, and the engine's events (store failures, breaker, fallback)
+        # drained into `logging` by one thread per process.
+        metrics.attach(self.config)
+        logs.attach(self)
 
     def hit(self, identity: str, limit: Limit, *, cost: int = 1) -> Decision:
         """Decides `limit` for `identity` and, if allowed, consumes `cost` from every rule."""
