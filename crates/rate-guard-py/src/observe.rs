@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use rate_guard_core::metrics::{self, ERROR_KINDS, LATENCY_BUCKETS};
-use rate_guard_core::{Event, StoreError};
+use rate_guard_core::Event;
 
 use crate::fork::ForkLocal;
 
@@ -81,7 +81,7 @@ fn lock(shared: &Shared) -> MutexGuard<'_, Queue> {
 pub(crate) fn record(event: &Event) {
     let kind = match event {
         Event::StoreFailed { error } => Kind::StoreFailed {
-            error: error_kind(error),
+            error: error.kind(),
             message: error.to_string(),
         },
         Event::Breaker { from, to, failures } => Kind::Breaker {
@@ -109,16 +109,6 @@ pub(crate) fn record(event: &Event) {
     drop(queue);
     if was_empty {
         shared.ready.notify_all();
-    }
-}
-
-/// The `kind` label of a store failure, as in `rate_guard_storage_errors_total`.
-fn error_kind(error: &StoreError) -> &'static str {
-    match error {
-        StoreError::Timeout(_) => ERROR_KINDS[0],
-        StoreError::Unavailable(_) => ERROR_KINDS[1],
-        StoreError::Refused(_) => ERROR_KINDS[2],
-        _ => "invalid_request",
     }
 }
 
