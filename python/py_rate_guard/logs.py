@@ -144,7 +144,8 @@ class DecisionLog:
         self._budgets: dict[str, _Budget] = {}
         self._routes: dict[str, Optional[str]] = {}
         self._lock = threading.Lock()
-        _decision_logs.add(self)
+        with _decision_logs_lock:
+            _decision_logs.add(self)
 
     def outcome(self, outcome: Any, plan: Any, route: Optional[str] = None) -> None:
         """Logs `outcome` (a `_native.Outcome`) of `plan` (its `_native.Plan`) when it is a
@@ -241,6 +242,7 @@ class DecisionLog:
 
 
 _decision_logs: weakref.WeakSet[DecisionLog] = weakref.WeakSet()
+_decision_logs_lock = threading.Lock()
 
 
 # -- engine events -----------------------------------------------------------------------
@@ -284,7 +286,9 @@ def drain() -> int:
                 dropped,
                 extra={"event": "events_dropped", "dropped": dropped},
             )
-    for log in list(_decision_logs):
+    with _decision_logs_lock:
+        decision_logs = list(_decision_logs)
+    for log in decision_logs:
         log.flush()
     return len(events)
 
@@ -317,8 +321,10 @@ class _Pump:
                 stop.wait(1.0)
 
     def after_fork(self) -> None:
-        global _drain_lock
-        _drain_lock = threading.Lock()  # another thread may have held it at fork time
+        global _decision_logs_lock, _drain_lock
+        # Another thread may have held them at fork time.
+        _drain_lock = threading.Lock()
+        _decision_logs_lock = threading.Lock()
         if self.thread is not None:
             self.thread = None
             self.start()
