@@ -1,25 +1,5 @@
 //! [`Front`]: the configured limits of a service, turned into a [`Plan`] per request and
-//! decided in one store call.
-//!
-//! # Deciding a request
-//!
-//! [`Front::decide`] makes **one** [`Limiter::decide`] call in [`Mode::Hit`] for every enforced
-//! rule of the plan (global and route together), so the core's all-or-nothing semantics hold
-//! across them: when a route rule denies, no global rule consumes, and the other way round.
-//!
-//! Shadow rules (a limit's own `shadow`, or every rule under `shadow_mode`) count and report
-//! but never block. They are decided in a **second** call, made only when the plan has shadow
-//! rules and the enforced call admitted the request (or there was none): a request that is
-//! blocked anyway is one a shadow rule would not have counted either, had it been enforced.
-//! Shadow rules are decided together, all-or-nothing among themselves, so the second call
-//! answers "would these rules, enforced, have admitted this request"; the enforced rules have
-//! consumed by then, which is the one way shadow counting differs from enforcement.
-//!
-//! No error escapes: the limiter answers a failing store with a degraded verdict (fallback,
-//! fail open, fail closed; see [`rate_guard_core::degrade`]), reported as is (a fail-closed
-//! denial is a 503). The only errors left, requests no store can decide, are carried in the
-//! [`Outcome`] for logging, and the request is allowed unless one of its enforced rules fails
-//! closed (`fail_open = false`), in which case it is denied with 503.
+//! decided in one store call ([`Front::decide`] says how).
 
 use std::cell::OnceCell;
 use std::fmt;
@@ -135,7 +115,7 @@ impl<'a, H: Headers + ?Sized> RequestInfo<'a, H> {
 }
 
 /// The limits of a service and how requests are keyed and answered. Cheap to clone; clones
-/// share everything. See the [module docs](self) for how a request is decided.
+/// share everything. See [`Front::decide`] for how a request is decided.
 ///
 /// ```
 /// use rate_guard_core::{Limiter, ManualClock, Quota, Rule, Timestamp};
@@ -357,8 +337,25 @@ impl Front {
         Plan { items }
     }
 
-    /// Decides `plan` on `limiter`: one store call for the enforced rules, a second only for
-    /// shadow rules of an admitted request. See the [module docs](self).
+    /// Decides `plan` on `limiter`.
+    ///
+    /// **One** [`Limiter::decide`] call in [`Mode::Hit`] covers every enforced rule of the
+    /// plan (global and route together), so the core's all-or-nothing semantics hold across
+    /// them: when a route rule denies, no global rule consumes, and the other way round.
+    ///
+    /// Shadow rules (a limit's own `shadow`, or every rule under `shadow_mode`) count and
+    /// report but never block. They are decided in a **second** call, made only when the plan
+    /// has shadow rules and the enforced call admitted the request (or there was none): a
+    /// request blocked anyway is one a shadow rule would not have counted either, had it been
+    /// enforced. Shadow rules are decided together, all-or-nothing among themselves; the
+    /// enforced rules have consumed by then, the one way shadow counting differs from
+    /// enforcement.
+    ///
+    /// Nothing fails: the limiter answers a failing store with a degraded verdict (fallback,
+    /// fail open, fail closed; see [`rate_guard_core::degrade`]), reported as is (a
+    /// fail-closed denial is a 503). A request no store can decide is carried as
+    /// [`Outcome::error`] for logging and allowed, unless one of its enforced rules fails
+    /// closed (`fail_open = false`): then it is a 503.
     pub async fn decide(&self, limiter: &Limiter, plan: &Plan) -> Outcome {
         let hits = |shadow: bool| -> SmallVec<[Hit<'_>; 8]> {
             plan.items

@@ -47,6 +47,8 @@ pub type Claims = Map<String, Value>;
 pub struct Jwt {
     keys: Vec<DecodingKey>,
     algorithms: Vec<Algorithm>,
+    /// The checks of each allowed algorithm, built once.
+    validations: Vec<Validation>,
     verify: bool,
     audience: Option<String>,
     issuer: Option<String>,
@@ -61,7 +63,7 @@ impl std::fmt::Debug for Jwt {
             .field("verify", &self.verify)
             .field("audience", &self.audience)
             .field("issuer", &self.issuer)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -165,9 +167,14 @@ impl JwtBuilder {
                     .to_owned(),
             ));
         }
+        let validations = algorithms
+            .iter()
+            .map(|&alg| validation(alg, self.audience.as_deref(), self.issuer.as_deref()))
+            .collect();
         Ok(Jwt {
             keys,
             algorithms,
+            validations,
             verify: !self.unverified,
             audience: self.audience,
             issuer: self.issuer,
@@ -199,34 +206,19 @@ impl Jwt {
 
     fn check(&self, token: &str) -> Option<Claims> {
         let header = decode_header(token).ok()?;
-        if !self.algorithms.contains(&header.alg) {
-            return None;
-        }
+        let allowed = self.algorithms.iter().position(|&a| a == header.alg)?;
         if !self.verify {
             let claims = jsonwebtoken::dangerous::insecure_decode::<Claims>(token)
                 .ok()?
                 .claims;
             return self.unverified_checks(&claims).then_some(claims);
         }
-        let mut validation = Validation::new(header.alg);
-        validation.leeway = LEEWAY_SECS;
-        validation.validate_nbf = true;
-        validation.validate_aud = self.audience.is_some();
-        let mut required = vec!["exp"];
-        if let Some(aud) = &self.audience {
-            validation.set_audience(&[aud]);
-            required.push("aud");
-        }
-        if let Some(iss) = &self.issuer {
-            validation.set_issuer(&[iss]);
-            required.push("iss");
-        }
-        validation.set_required_spec_claims(&required);
+        let validation = &self.validations[allowed];
         let family = header.alg.family();
         self.keys
             .iter()
             .filter(|key| key.family() == family)
-            .find_map(|key| decode::<Claims>(token, key, &validation).ok())
+            .find_map(|key| decode::<Claims>(token, key, validation).ok())
             .map(|data| data.claims)
     }
 
@@ -258,6 +250,25 @@ impl Jwt {
             .is_none_or(|want| claims.get("iss").and_then(Value::as_str) == Some(want));
         exp_ok && nbf_ok && aud_ok && iss_ok
     }
+}
+
+/// The checks of a verified token signed with `alg`; see the module docs.
+fn validation(alg: Algorithm, audience: Option<&str>, issuer: Option<&str>) -> Validation {
+    let mut validation = Validation::new(alg);
+    validation.leeway = LEEWAY_SECS;
+    validation.validate_nbf = true;
+    validation.validate_aud = audience.is_some();
+    let mut required = vec!["exp"];
+    if let Some(aud) = audience {
+        validation.set_audience(&[aud]);
+        required.push("aud");
+    }
+    if let Some(iss) = issuer {
+        validation.set_issuer(&[iss]);
+        required.push("iss");
+    }
+    validation.set_required_spec_claims(&required);
+    validation
 }
 
 /// A claim as an identity value: strings as they are (empty ones are missing), numbers in
