@@ -317,8 +317,11 @@ def test_shadow_mode_counts_and_logs_but_never_blocks(caplog: pytest.LogCaptureF
     c = client(app)
     with caplog.at_level(logging.INFO, logger="py_rate_guard"):
         assert statuses(c, "/x", 3) == [200, 200, 200]
-    shadow_logs = [r for r in caplog.records if "shadow" in r.getMessage()]
-    assert len(shadow_logs) == 2  # the 2nd and 3rd requests would have been denied
+    shadow = [r for r in caplog.records if getattr(r, "decision", None) == "shadow_blocked"]
+    # The 2nd and 3rd requests would have been denied by both rules: one record per rule.
+    assert len(shadow) == 4
+    assert {r.route for r in shadow} == {"/x"}  # type: ignore[attr-defined]
+    assert len({r.rule for r in shadow}) == 2  # type: ignore[attr-defined]
 
 
 def test_a_shadow_rule_never_blocks_but_enforced_rules_do() -> None:
@@ -580,3 +583,25 @@ def test_redis_and_memory_stores_answer_alike(store: str, request: pytest.Fixtur
     assert statuses(c, "/r", 3) == [200, 200, 429]
     assert [c.get("/free").headers["x-ratelimit-remaining"] for _ in range(2)] == ["1", "0"]
     assert c.get("/free").status_code == 429
+
+
+def test_denials_are_logged_with_the_route_and_a_hashed_identity(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    guard = make_guard()
+    app = FastAPI()
+    app.add_middleware(RateLimitMiddleware, guard=guard)
+
+    @app.get("/items/{item_id}")
+    @guard.limit("1/minute")
+    async def item(item_id: int) -> dict[str, int]:
+        return {}
+
+    c = client(app)
+    with caplog.at_level(logging.INFO, logger="py_rate_guard"):
+        assert [c.get(f"/items/{i}").status_code for i in (1, 2)] == [200, 429]
+    blocked = [r for r in caplog.records if getattr(r, "decision", None) == "blocked"]
+    assert len(blocked) == 1
+    record: Any = blocked[0]
+    assert (record.route, record.status) == ("/items/{item_id}", 429)
+    assert PEER[0] not in str(record.identity)  # hashed by default

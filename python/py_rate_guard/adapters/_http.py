@@ -14,7 +14,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from typing import Any, Callable, Optional, Union
 
-from py_rate_guard import _native
+from py_rate_guard import _native, logs
 from py_rate_guard.exceptions import ConfigError, RateLimitExceeded
 from py_rate_guard.guard import RateGuard
 from py_rate_guard.models.config import Algorithm, KeyFunc, RateGuardConfig, RateLimitRule
@@ -151,6 +151,8 @@ class HttpGuard(RateGuard):
         # Decorators without the middleware decide their route's limits alone.
         self._route_front = _native.Front(**{**kwargs, "global_rules": []})
         self._global_rules = list(config.global_rules)
+        self.decision_log = logs.DecisionLog(config)
+        """Denials and shadow denials, logged sampled per rule (logger `py_rate_guard`)."""
         self._exempt = tuple(config.exempt_paths)
         self.exempting = bool(self._exempt)
         """Whether some paths are exempt (`is_exempt` is worth asking)."""
@@ -250,8 +252,8 @@ class HttpGuard(RateGuard):
         except Exception:
             logger.exception("rate limiter failed; the request is let through")
             return None
-        if target.shadow:
-            log_shadow(outcome)
+        if target.shadow or not outcome.allowed:
+            self.log(outcome, plan, target)
         return outcome
 
     async def adecide(
@@ -272,9 +274,17 @@ class HttpGuard(RateGuard):
         except Exception:
             logger.exception("rate limiter failed; the request is let through")
             return None
-        if target.shadow:
-            log_shadow(outcome)
+        if target.shadow or not outcome.allowed:
+            self.log(outcome, plan, target)
         return outcome
+
+    def log(self, outcome: _native.Outcome, plan: _native.Plan, target: Target) -> None:
+        """Logs a denial, or the shadow rules that would have denied (sampled per rule)."""
+        try:
+            native = target.native
+            self.decision_log.outcome(outcome, plan, native.template if native else None)
+        except Exception:
+            logger.exception("cannot log the decision")
 
     def limited_exception(self, outcome: _native.Outcome) -> RateLimitExceeded:
         """The exception a custom `limited_handler` receives (and the Depends form raises)."""
@@ -353,14 +363,3 @@ def is_async(func: Callable[..., Any]) -> bool:
     return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
         getattr(func, "__call__", None)  # noqa: B004 - a class with `async def __call__`
     )
-
-
-def log_shadow(outcome: _native.Outcome) -> None:
-    """Logs the shadow rules that would have refused the request (`shadow=True`, or every
-    rule under `shadow_mode`)."""
-    if outcome.shadow_denied:
-        logger.info(
-            "shadow rule would have denied: %s",
-            ", ".join(outcome.shadow_denied),
-            extra={"rate_guard_shadow_rules": list(outcome.shadow_denied)},
-        )

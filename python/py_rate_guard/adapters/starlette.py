@@ -51,7 +51,6 @@ from py_rate_guard.adapters._http import (
     covered,
     decorated,
     is_async,
-    log_shadow,
     mark_wrapper,
     user_id,
 )
@@ -210,8 +209,8 @@ class StarletteRateGuard(HttpGuard):
         except Exception:
             logger.exception("rate limiter failed; the request is let through")
             return None
-        if target.shadow and outcome.shadow_denied:
-            log_shadow(outcome)
+        if target.shadow or not outcome.allowed:
+            self.log(outcome, plan, target)
         return outcome
 
     # -- the answer to a denied request -------------------------------------------------
@@ -307,8 +306,8 @@ class RateLimitMiddleware:
                 logger.exception("rate limiter failed; the request is let through")
             else:
                 outcome = decided
-                if target.shadow and decided.shadow_denied:
-                    log_shadow(decided)
+                if target.shadow or not decided.allowed:
+                    guard.log(decided, plan, target)
         else:
             outcome = await guard.adecide_scope(scope, target)
         if outcome is None:

@@ -228,6 +228,18 @@ class RateGuardConfig(BaseSettings):
     memory_max_keys: Optional[int] = Field(default=None, ge=1)
     """Bound on the memory store's keys (None: the core's default)."""
 
+    metrics_enabled: bool = True
+    """Count Prometheus metrics and register the collector in prometheus_client's REGISTRY
+    (process-wide: the last guard built decides)."""
+    log_identities: Literal["hashed", "raw", "omit"] = "hashed"
+    """How client identities appear in denial logs: a keyed hash (default), as is, or not at
+    all."""
+    log_identity_salt: Optional[SecretStr] = None
+    """Key of the identity hash; set it to compare hashes across processes and restarts
+    (default: random per process)."""
+    log_denials_per_second: float = Field(default=10.0, ge=0)
+    """Denial log records per second per rule at most (0: none); the others are counted."""
+
     @field_validator("trusted_proxies")
     @classmethod
     def _parse_proxies(cls, value: list[str]) -> list[str]:
