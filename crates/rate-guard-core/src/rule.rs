@@ -54,6 +54,7 @@ impl Rule {
             name: None,
             fail_open: None,
             route: None,
+            label: None,
         }
     }
 
@@ -194,6 +195,7 @@ pub struct RuleBuilder {
     name: Option<String>,
     fail_open: Option<bool>,
     route: Option<String>,
+    label: Option<String>,
 }
 
 impl RuleBuilder {
@@ -230,6 +232,13 @@ impl RuleBuilder {
         self
     }
 
+    /// The rule's name in metrics labels (default: its id). A route-scoped rule keeps the
+    /// name of the rule it was scoped from, its route being a label of its own.
+    pub fn label(mut self, name: impl Into<String>) -> Self {
+        self.label = Some(name.into());
+        self
+    }
+
     /// The rule, or what is wrong with it.
     pub fn build(self) -> Result<Rule, ConfigError> {
         let burst = match self.burst {
@@ -248,8 +257,11 @@ impl RuleBuilder {
             }
             None => derived_id(self.quota, self.algorithm, burst),
         };
-        let counters =
-            metrics::counters_for(&id, self.route.as_deref().unwrap_or(""), self.algorithm);
+        let counters = metrics::counters_for(
+            self.label.as_deref().unwrap_or(&id),
+            self.route.as_deref().unwrap_or(""),
+            self.algorithm,
+        );
         Ok(Rule {
             route: self.route.map(Into::into),
             counters,

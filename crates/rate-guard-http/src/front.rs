@@ -388,8 +388,16 @@ impl Front {
         let admitted = !failed_closed && verdict.as_ref().is_none_or(Verdict::allowed);
         let shadow_hits = hits(true);
         let shadow = if admitted && !shadow_hits.is_empty() {
-            match limiter.decide(&shadow_hits, Mode::Hit).await {
-                Ok(verdict) => Some(verdict),
+            // Not a request of its own in the metrics: only its would-be denials count.
+            match limiter.decide_uncounted(&shadow_hits, Mode::Hit).await {
+                Ok(verdict) => {
+                    for (hit, decision) in shadow_hits.iter().zip(verdict.rules()) {
+                        if !decision.allowed {
+                            hit.rule.record_shadow_denial();
+                        }
+                    }
+                    Some(verdict)
+                }
                 Err(e) => {
                     error.get_or_insert(e);
                     None

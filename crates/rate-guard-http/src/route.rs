@@ -122,7 +122,8 @@ impl RouteLimits {
         }
         let mut scoped: Vec<Limit> = Vec::new();
         for limit in limits {
-            let rule = rename(&limit.rule, &scoped_rule_id(&limit.rule, template, method))?;
+            let id = scoped_rule_id(&limit.rule, template, method);
+            let rule = rename(&limit.rule, &id, template)?;
             // One id, one definition (scoped ids are equal exactly when the ids are).
             if scoped
                 .iter()
@@ -162,11 +163,14 @@ impl RouteLimits {
     }
 }
 
-/// `rule` under another id, everything else kept.
-fn rename(rule: &Rule, id: &str) -> Result<Rule, Error> {
+/// `rule` under another id, everything else kept; its metrics keep the rule's own name and
+/// gain the route's template as a label.
+fn rename(rule: &Rule, id: &str, template: &str) -> Result<Rule, Error> {
     let mut builder = Rule::builder(rule.quota())
         .algorithm(rule.algorithm())
-        .name(id);
+        .name(id)
+        .label(rule.id())
+        .route(template);
     if let Some(burst) = rule.burst() {
         builder = builder.burst(burst.get());
     }

@@ -502,3 +502,35 @@ fn limits_of_one_rule_on_one_identity_are_one_bucket() {
     request.user = Some("42");
     assert_eq!(front.plan(&request, None).items().len(), 2);
 }
+
+/// The metrics of one label set: (allowed, blocked, shadow blocked).
+fn counted(rule: &str, route: &str) -> (u64, u64, u64) {
+    rate_guard_core::metrics::snapshot()
+        .requests
+        .iter()
+        .find(|c| &*c.labels.rule == rule && &*c.labels.route == route)
+        .map_or((0, 0, 0), |c| (c.allowed, c.blocked, c.shadow_blocked))
+}
+
+#[test]
+fn metrics_count_requests_once_with_route_labels_and_shadow_denials_apart() {
+    let h = Harness::new();
+    let front = front(
+        Front::builder()
+            .global(Limit::new(named("100/minute", "m-global")))
+            .global(Limit::new(named("1/minute", "m-observed")).shadow(true)),
+    );
+    let route = front
+        .route("/m/{id}", None, [Limit::new(named("2/minute", "m-route"))])
+        .unwrap();
+    for _ in 0..3 {
+        h.decide(&front, Some(&route), PEER);
+    }
+    // Every request is decided by the route rule (least remaining): 2 allowed, 1 blocked,
+    // counted under the rule's own name with the route's template as a label.
+    assert_eq!(counted("m-route", "/m/{id}"), (2, 1, 0));
+    assert_eq!(counted("m-global", ""), (0, 0, 0));
+    // The shadow rule is not a request of its own: it counts only what it would have blocked
+    // (the second admitted request; the third was blocked before the shadow call).
+    assert_eq!(counted("m-observed", ""), (0, 0, 1));
+}
