@@ -10,11 +10,27 @@ use rate_guard_http::Outcome;
 /// The outcome's headers as typed pairs. A name or value that HTTP refuses cannot come from the
 /// front (it writes fixed names, numbers and rule ids); it would be skipped rather than panic.
 fn typed(outcome: &Outcome) -> impl Iterator<Item = (HeaderName, HeaderValue)> + '_ {
-    outcome.headers().iter().filter_map(|(name, value)| {
-        Some((
-            HeaderName::from_bytes(name.as_bytes()).ok()?,
-            HeaderValue::from_str(value).ok()?,
-        ))
+    outcome
+        .headers()
+        .iter()
+        .filter_map(|(name, value)| Some((header_name(name)?, HeaderValue::from_str(value).ok()?)))
+}
+
+/// The front's header names, built at compile time (no allocation per response).
+fn header_name(name: &str) -> Option<HeaderName> {
+    use rate_guard_http::response::{
+        CONTENT_TYPE, RATELIMIT, RATELIMIT_POLICY, RETRY_AFTER, X_RATELIMIT_LIMIT,
+        X_RATELIMIT_REMAINING, X_RATELIMIT_RESET,
+    };
+    Some(match name {
+        X_RATELIMIT_LIMIT => const { HeaderName::from_static(X_RATELIMIT_LIMIT) },
+        X_RATELIMIT_REMAINING => const { HeaderName::from_static(X_RATELIMIT_REMAINING) },
+        X_RATELIMIT_RESET => const { HeaderName::from_static(X_RATELIMIT_RESET) },
+        RATELIMIT => const { HeaderName::from_static(RATELIMIT) },
+        RATELIMIT_POLICY => const { HeaderName::from_static(RATELIMIT_POLICY) },
+        RETRY_AFTER => http::header::RETRY_AFTER,
+        CONTENT_TYPE => http::header::CONTENT_TYPE,
+        other => return HeaderName::from_bytes(other.as_bytes()).ok(),
     })
 }
 
