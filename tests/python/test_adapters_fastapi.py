@@ -8,9 +8,11 @@ import uuid
 from typing import Any
 
 import pytest
-from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Request, Response, WebSocket
 from fastapi.responses import PlainTextResponse
 from fastapi.testclient import TestClient
+from starlette.testclient import WebSocketDenialResponse
+from starlette.websockets import WebSocketDisconnect
 
 from py_rate_guard import ConfigError
 from py_rate_guard.adapters.fastapi import FastAPIRateGuard, RateLimitMiddleware
@@ -605,3 +607,29 @@ def test_denials_are_logged_with_the_route_and_a_hashed_identity(
     record: Any = blocked[0]
     assert (record.route, record.status) == ("/items/{item_id}", 429)
     assert PEER[0] not in str(record.identity)  # hashed by default
+
+
+@pytest.mark.parametrize("middleware", [True, False])
+def test_websocket_endpoints_are_limited_when_they_open(middleware: bool) -> None:
+    guard = make_guard()
+    app = FastAPI()
+    if middleware:
+        app.add_middleware(RateLimitMiddleware, guard=guard)
+
+    @app.websocket("/ws")
+    @guard.limit("1/minute")
+    async def ws(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_text("hi")
+        await websocket.close()
+
+    c = client(app)
+    with c.websocket_connect("/ws") as connection:
+        assert connection.receive_text() == "hi"
+    with pytest.raises(WebSocketDisconnect) as refused, c.websocket_connect("/ws"):
+        pass
+    if middleware:  # before the application: a 429 through the denial response extension
+        assert isinstance(refused.value, WebSocketDenialResponse)
+        assert refused.value.status_code == 429
+    else:  # in the endpoint: the connection is closed
+        assert refused.value.code == 1008
