@@ -5,8 +5,10 @@ call), so `JsonFormatter` below, python-json-logger's `JsonFormatter` and struct
 `ProcessorFormatter` with `ExtraAdder` all render them as JSON keys. Each has `event`:
 
 - `rate_limited` (WARNING): a request denied (429), or (`decision` `shadow_blocked`) one a
-  shadow rule would have denied: `rule`, `route`, `decision` (`blocked`, `shadow_blocked`),
-  `identity`, `status`, `limit`, `remaining`, `retry_after`, `source`, `degraded`, `suppressed`;
+  shadow rule would have denied: `rule` (its id; a route rule's is scoped, as in its storage
+  keys), `rule_name` (as metrics label it), `route` (the request's route template),
+  `decision` (`blocked`, `shadow_blocked`), `identity`, `status`, `limit`, `remaining`,
+  `retry_after`, `source`, `degraded`, `suppressed`;
 - `fail_closed` (WARNING): the same, for a request refused (503) while the store is down;
 - `rate_limited_suppressed` (WARNING): `rule`, `route`, `suppressed` (denials not logged);
 - `store_failed` (WARNING): `error_kind` (`timeout`, `unavailable`, `refused`), `error`;
@@ -170,7 +172,7 @@ class DecisionLog:
         identity = next((item[1] for item in plan.items if item[0] == rule), None)
         fields: dict[str, Any] = {
             "event": "fail_closed" if outcome.status == 503 else "rate_limited",
-            "rule": rule,
+            **_rule_fields(rule),
             "route": route,
             "decision": decision,
             "status": outcome.status if decision == "blocked" else 200,
@@ -186,7 +188,7 @@ class DecisionLog:
         logger.warning(
             "%s: rule %s on route %s (%s)",
             fields["event"],
-            rule,
+            fields["rule_name"],
             route,
             decision,
             extra=fields,
@@ -234,11 +236,23 @@ class DecisionLog:
                 rule,
                 extra={
                     "event": "rate_limited_suppressed",
-                    "rule": rule,
+                    **_rule_fields(rule),
                     "route": route,
                     "suppressed": suppressed,
                 },
             )
+
+
+def _rule_fields(rule_id: Optional[str]) -> dict[str, Any]:
+    """`rule`, the rule's id (a route rule's is scoped: `rt.<16 hex>.<name>`, as in its
+    storage keys), and `rule_name`, the name the metrics label it with (the id without the
+    scope)."""
+    if rule_id is None:
+        return {"rule": None, "rule_name": None}
+    head, _, name = rule_id.partition(".")[2].partition(".")
+    if rule_id.startswith("rt.") and len(head) == 16 and name:
+        return {"rule": rule_id, "rule_name": name}
+    return {"rule": rule_id, "rule_name": rule_id}
 
 
 _decision_logs: weakref.WeakSet[DecisionLog] = weakref.WeakSet()
