@@ -64,9 +64,6 @@ logger = logging.getLogger("py_rate_guard")
 FLUSH_INTERVAL = 5.0
 """Seconds between two writes of a process's counts in multiprocess mode."""
 
-_PLACEHOLDER_RULE = "rate_guard.py.unused"
-"""The rule the native guard builds its limiter with and never decides (not a metric)."""
-
 _FILE_PREFIX = "rate_guard_"
 
 Snapshot = dict[str, Any]
@@ -78,9 +75,7 @@ def snapshot() -> Snapshot:
     algorithm, allowed, blocked, shadow_blocked)` tuples, `latency_buckets` as cumulative
     `(upper bound, count)` pairs, `latency_count`, `latency_sum`, `storage_errors` by kind,
     `deny_cache_hits`, `fallback_active`, `breaker_state`."""
-    snap = _native.metrics_snapshot()
-    snap["requests"] = [r for r in snap["requests"] if r[0] != _PLACEHOLDER_RULE]
-    return snap
+    return _native.metrics_snapshot()
 
 
 def multiprocess_dir() -> Optional[Path]:
