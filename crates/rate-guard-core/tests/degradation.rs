@@ -37,6 +37,11 @@ impl Store for Switch {
     fn reset<'a>(&'a self, keys: &'a [&'a str]) -> BoxFuture<'a, Result<(), StoreError>> {
         self.store.reset(keys)
     }
+
+    // It stands for Redis: the deny cache serves remote stores only.
+    fn is_remote(&self) -> bool {
+        true
+    }
 }
 
 struct Setup {
@@ -268,5 +273,16 @@ fn bad_degradation_settings_are_refused() {
             err.to_string().starts_with("invalid degradation setting"),
             "{err}"
         );
+    }
+}
+
+#[tokio::test]
+async fn a_local_store_is_not_fronted_by_the_deny_cache() {
+    // The memory store answers as fast as the cache would, and the cache would only delay a
+    // reset made through the store.
+    let limiter = Limiter::builder().rule(rule("1/hour")).build().unwrap();
+    assert!(limiter.hit("a").await.unwrap().allowed());
+    for _ in 0..3 {
+        assert_eq!(limiter.hit("a").await.unwrap().source(), Source::Store);
     }
 }

@@ -1,7 +1,17 @@
 //! [`Decision`]: the answer to a request, as Python sees it.
 
 use pyo3::prelude::*;
-use rate_guard_core::Verdict;
+use rate_guard_core::{Source, Verdict};
+
+use crate::errors::Failure;
+
+const SOURCES: [Source; 5] = [
+    Source::Store,
+    Source::DenyCache,
+    Source::Fallback,
+    Source::FailOpen,
+    Source::FailClosed,
+];
 
 /// The answer to a request: the most restrictive rule's decision.
 ///
@@ -21,8 +31,7 @@ pub(crate) struct Decision {
     reset_after: f64,
     #[pyo3(get)]
     retry_after: Option<f64>,
-    #[pyo3(get)]
-    source: String,
+    source: Source,
 }
 
 impl From<&Verdict> for Decision {
@@ -34,7 +43,7 @@ impl From<&Verdict> for Decision {
             remaining: d.remaining,
             reset_after: d.reset_after.as_secs_f64(),
             retry_after: d.retry_after.map(|r| r.as_secs_f64()),
-            source: verdict.source().name().to_owned(),
+            source: verdict.source(),
         }
     }
 }
@@ -43,32 +52,43 @@ impl From<&Verdict> for Decision {
 impl Decision {
     /// A decision made by hand (tests, adapters that answer without a store).
     #[new]
-    #[pyo3(signature = (allowed, limit, remaining, reset_after, retry_after=None, source="store".to_owned()))]
+    #[pyo3(signature = (allowed, limit, remaining, reset_after, retry_after=None, source="store"))]
     fn new(
         allowed: bool,
         limit: u32,
         remaining: u32,
         reset_after: f64,
         retry_after: Option<f64>,
-        source: String,
-    ) -> Self {
-        Self {
+        source: &str,
+    ) -> PyResult<Self> {
+        let source = SOURCES
+            .into_iter()
+            .find(|s| s.name() == source)
+            .ok_or_else(|| {
+                Failure::Config(format!(
+                    "source must be store, deny_cache, fallback, fail_open or fail_closed, not {source:?}"
+                ))
+            })?;
+        Ok(Self {
             allowed,
             limit,
             remaining,
             reset_after,
             retry_after,
             source,
-        }
+        })
+    }
+
+    /// Who decided: `store`, `deny_cache`, `fallback`, `fail_open` or `fail_closed`.
+    #[getter]
+    fn source(&self) -> &'static str {
+        self.source.name()
     }
 
     /// Whether the store was unavailable and this decision is a stand-in.
     #[getter]
     fn degraded(&self) -> bool {
-        matches!(
-            self.source.as_str(),
-            "fallback" | "fail_open" | "fail_closed"
-        )
+        self.source.is_degraded()
     }
 
     fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
@@ -80,14 +100,14 @@ impl Decision {
                 self.remaining,
                 self.reset_after,
                 self.retry_after,
-                &self.source,
+                self.source,
             ) == (
                 o.allowed,
                 o.limit,
                 o.remaining,
                 o.reset_after,
                 o.retry_after,
-                &o.source,
+                o.source,
             )
         })
     }
@@ -102,7 +122,7 @@ impl Decision {
             self.limit,
             self.remaining,
             self.reset_after,
-            self.source
+            self.source.name()
         )
     }
 }

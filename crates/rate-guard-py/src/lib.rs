@@ -48,10 +48,8 @@ create_exception!(
 /// `(count, period_seconds)` pairs, in the order written. Raises `ConfigError` naming the bad
 /// part.
 #[pyfunction]
-fn parse_rate(rate: &Bound<'_, PyAny>) -> PyResult<Vec<(u32, f64)>> {
-    // `&str` cannot be extracted under the Python 3.9 stable ABI; a `str` copy is cheap here.
-    let rate: String = rate.extract()?;
-    let quotas = rate_guard_core::parse_quotas(&rate).map_err(errors::Failure::from)?;
+fn parse_rate(rate: &str) -> PyResult<Vec<(u32, f64)>> {
+    let quotas = rate_guard_core::parse_quotas(rate).map_err(errors::Failure::from)?;
     Ok(quotas
         .iter()
         .map(|q| (q.count().get(), q.period().as_secs_f64()))
