@@ -104,7 +104,7 @@ class Target:
     """What one request is decided against: the global rules, the limits of its route, or both;
     and what their keys need from the request (the user, a `key_func`)."""
 
-    __slots__ = ("key_func", "native", "needs_user", "route_rules", "shadow")
+    __slots__ = ("key_func", "native", "needs_user", "route_rules", "shadow", "simple")
 
     def __init__(
         self,
@@ -126,6 +126,8 @@ class Target:
                 " route's limits use different ones"
             )
         self.key_func: Optional[KeyFunc] = next(iter(key_funcs.values()), None)
+        self.simple = self.key_func is None and not self.needs_user
+        """Whether the request alone (peer, headers) is enough to decide it."""
 
 
 def covered(decided: Any, limit: RouteLimit) -> bool:

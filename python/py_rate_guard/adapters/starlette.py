@@ -286,40 +286,49 @@ class RateLimitMiddleware:
             await self.app(scope, receive, send)
             return
         table = self._table
-        if table is None or not table.current(scope.get("app")):
-            table = self._table = RouteTable(guard, scope.get("app"))
-        target = self._find(table, scope) if table.limited else None
-        if target is None:
+        app = scope.get("app")
+        if table is None or not table.current(app):
+            table = self._table = RouteTable(guard, app)
+        if table.limited:
+            target = self._find(table, scope)
+            if target is None:
+                target = guard.globals_target
+                if target is None:
+                    await self.app(scope, receive, send)
+                    return
+            scope[MARK] = target.route_rules  # what decorators need not decide again
+        else:
             target = guard.globals_target
             if target is None:
                 await self.app(scope, receive, send)
                 return
-        scope[MARK] = target.route_rules
-        if target.key_func is None and not target.needs_user:
+        if target.simple:
             front = guard.front
             client = scope.get("client")
-            outcome: Optional[_native.Outcome] = None
             try:
                 plan = front.plan(client[0] if client else None, scope["headers"], target.native)
-                decided = await front.adecide(guard.native, plan)
+                outcome = await front.adecide(guard.native, plan)
             except Exception:
                 logger.exception("rate limiter failed; the request is let through")
-            else:
-                outcome = decided
-                if target.shadow or not decided.allowed:
-                    guard.log(decided, plan, target)
-        else:
-            outcome = await guard.adecide_scope(scope, target)
-        if outcome is None:
-            await self.app(scope, receive, send)
-        elif not outcome.allowed:
-            await self._deny(scope, receive, send, outcome)
-        else:
-            headers = outcome.headers
-            if headers and kind == "http":
-                await self.app(scope, receive, _with_headers(send, headers))
-            else:
                 await self.app(scope, receive, send)
+                return
+            allowed = outcome.allowed
+            if target.shadow or not allowed:
+                guard.log(outcome, plan, target)
+        else:
+            decided = await guard.adecide_scope(scope, target)
+            if decided is None:
+                await self.app(scope, receive, send)
+                return
+            outcome, allowed = decided, decided.allowed
+        if not allowed:
+            await self._deny(scope, receive, send, outcome)
+            return
+        headers = outcome.headers
+        if headers and kind == "http":
+            await self.app(scope, receive, _with_headers(send, headers))
+        else:
+            await self.app(scope, receive, send)
 
     def _on_startup(self, scope: Scope, receive: Receive) -> Receive:
         """`receive` that reads the application's routes when it starts, so that a limit that
