@@ -10,7 +10,7 @@ use rate_guard_core::BoxFuture;
 use rate_guard_http::Outcome;
 use tower_service::Service;
 
-use crate::response::{add_headers, refusal};
+use crate::response::{refusal, RateHeaders};
 
 pin_project! {
     /// The response future of [`RateGuardService`](crate::RateGuardService).
@@ -39,11 +39,11 @@ pin_project! {
         Calling {
             #[pin]
             future: S::Future,
-            outcome: Option<Outcome>,
+            headers: Option<RateHeaders>,
         },
         // Refused without calling the inner service.
         Refused {
-            outcome: Option<Outcome>,
+            outcome: Option<Box<Outcome>>,
         },
     }
 }
@@ -66,16 +66,16 @@ where
         }
     }
 
-    pub(crate) fn calling(future: S::Future, outcome: Option<Outcome>) -> Self {
+    pub(crate) fn calling(future: S::Future, headers: Option<RateHeaders>) -> Self {
         Self {
-            state: State::Calling { future, outcome },
+            state: State::Calling { future, headers },
         }
     }
 
     pub(crate) fn refused(outcome: Outcome) -> Self {
         Self {
             state: State::Refused {
-                outcome: Some(outcome),
+                outcome: Some(Box::new(outcome)),
             },
         }
     }
@@ -118,7 +118,7 @@ where
                     let outcome = ready!(decision.as_mut().poll(cx));
                     if !outcome.allowed() {
                         this.state.set(State::Refused {
-                            outcome: Some(outcome),
+                            outcome: Some(Box::new(outcome)),
                         });
                         continue;
                     }
@@ -127,13 +127,13 @@ where
                     let future = service.call(request);
                     this.state.set(State::Calling {
                         future,
-                        outcome: Some(outcome),
+                        headers: Some(RateHeaders::of(&outcome)),
                     });
                 }
-                StateProj::Calling { future, outcome } => {
+                StateProj::Calling { future, headers } => {
                     let mut response = ready!(future.poll(cx))?;
-                    if let Some(outcome) = outcome.take() {
-                        add_headers(response.headers_mut(), &outcome);
+                    if let Some(headers) = headers.take() {
+                        headers.apply(response.headers_mut());
                     }
                     return Poll::Ready(Ok(response));
                 }

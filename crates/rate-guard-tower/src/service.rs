@@ -21,6 +21,7 @@ use tower_service::Service;
 
 use crate::future::ResponseFuture;
 use crate::guard::RateGuard;
+use crate::response::RateHeaders;
 
 /// Rate limits requests to `S` with a [`RateGuard`]; made by
 /// [`RateGuardLayer`](crate::RateGuardLayer). Clones share the guard: one limit for all.
@@ -85,7 +86,8 @@ where
             .poll(&mut Context::from_waker(Waker::noop()))
         {
             Poll::Ready(outcome) if outcome.allowed() => {
-                ResponseFuture::calling(self.inner.call(request), Some(outcome))
+                let headers = RateHeaders::of(&outcome);
+                ResponseFuture::calling(self.inner.call(request), Some(headers))
             }
             Poll::Ready(outcome) => ResponseFuture::refused(outcome),
             Poll::Pending => {
