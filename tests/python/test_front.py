@@ -205,6 +205,10 @@ def test_decide_allows_then_limits_with_exact_headers_and_body(native_guard: Gua
         assert header(outcome, b"x-ratelimit-remaining") == remaining
     denied = front.decide(native_guard, front.plan(PEER, [], route))
     assert not denied.allowed and denied.status == 429
+    assert repr(denied) == (
+        f"Outcome(allowed=False, status=429, rule={denied.rule!r}, shadow_denied=[])"
+    )
+    assert denied.rule is not None and denied.rule.endswith(".login")
     names = [name for name, _ in denied.headers]
     assert names == [
         b"x-ratelimit-limit",

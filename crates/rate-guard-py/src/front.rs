@@ -464,14 +464,17 @@ impl Outcome {
 
     fn __repr__(&self) -> String {
         format!(
-            "Outcome(allowed={}, status={}, rule={:?}, shadow_denied={:?})",
+            "Outcome(allowed={}, status={}, rule={}, shadow_denied={:?})",
             if self.inner.allowed() {
                 "True"
             } else {
                 "False"
             },
             self.inner.status(),
-            self.inner.rule(),
+            // Python's spelling: a quoted id or None, never Rust's `Some(..)`.
+            self.inner
+                .rule()
+                .map_or_else(|| "None".to_owned(), |r| format!("'{r}'")),
             self.inner.shadow_denied()
         )
     }
