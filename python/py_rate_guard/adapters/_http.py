@@ -39,12 +39,13 @@ class RouteLimit:
     (equal rules, equal limits), so that a decorator applied again and again (Django's
     `method_decorator` does it on every call) builds nothing new."""
 
-    __slots__ = ("guard", "rule_set", "rules")
+    __slots__ = ("_hash", "guard", "rule_set", "rules")
 
     def __init__(self, guard: Optional[HttpGuard], rules: tuple[RateLimitRule, ...]) -> None:
         self.guard = guard
         self.rules = rules
         self.rule_set = frozenset(rules)
+        self._hash = hash((id(guard), rules))
 
     def plus(self, rule: RateLimitRule) -> RouteLimit:
         """These limits and `rule`, which is written above them (decorators apply bottom-up)."""
@@ -58,7 +59,7 @@ class RouteLimit:
         )
 
     def __hash__(self) -> int:
-        return hash((id(self.guard), self.rules))
+        return self._hash
 
     def __repr__(self) -> str:
         return f"RouteLimit({[rule.limit for rule in self.rules]!r})"

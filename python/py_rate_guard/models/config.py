@@ -99,6 +99,7 @@ class RateLimitRule(BaseModel):
     key_func: Optional[KeyFunc] = None
 
     _native_rules: _native.Rules = PrivateAttr()
+    _hash: int = PrivateAttr()
 
     @model_validator(mode="before")
     @classmethod
@@ -146,7 +147,15 @@ class RateLimitRule(BaseModel):
             self._native_rules = _native.Rules([self.spec()])
         except _native.ConfigError as e:
             raise ValueError(str(e)) from None
+        self._hash = hash(tuple(self.__dict__.values()))
         return self
+
+    def __hash__(self) -> int:
+        # Computed once (adapters look rules up on every request), and read without pydantic's
+        # slower `__getattr__` for private attributes.
+        private = self.__pydantic_private__
+        cached = private.get("_hash") if private else None
+        return cached if cached is not None else hash(tuple(self.__dict__.values()))
 
     def spec(self) -> RuleSpec:
         """The rule as the native module takes it."""
