@@ -4,7 +4,8 @@
 //! variants share the machine's conditions.
 //!
 //! ```text
-//! cargo bench -p rate-guard-tower --bench axum_throughput [-- --connections 64 --seconds 3 --rounds 5]
+//! cargo bench -p rate-guard-tower --bench axum_throughput \
+//!     [-- --connections 64 --seconds 3 --rounds 5 --threads 1 --only bare,memory,redis]
 //! ```
 //!
 //! The guard applies one global rule per client IP (`1000000000/minute`: never limiting, so
@@ -30,6 +31,8 @@ struct Options {
     seconds: f64,
     rounds: usize,
     threads: usize,
+    /// Only these variants (`--only memory`), for profiling one.
+    only: Option<String>,
 }
 
 impl Options {
@@ -39,6 +42,7 @@ impl Options {
             seconds: 3.0,
             rounds: 5,
             threads: 1,
+            only: None,
         };
         let args: Vec<String> = std::env::args().collect();
         for pair in args.windows(2) {
@@ -48,6 +52,7 @@ impl Options {
                 "--seconds" => options.seconds = value.parse().expect("--seconds S"),
                 "--rounds" => options.rounds = value.parse().expect("--rounds N"),
                 "--threads" => options.threads = value.parse().expect("--threads N"),
+                "--only" => options.only = Some(value.clone()),
                 _ => {}
             }
         }
@@ -170,7 +175,7 @@ fn main() {
     let client_rt = runtime(options.threads);
     let redis = RedisServer::start().expect("redis-server starts");
     let url = redis.url();
-    let targets: Vec<(&str, SocketAddr)> = server_rt.block_on(async {
+    let mut targets: Vec<(&str, SocketAddr)> = server_rt.block_on(async {
         let memory = guard().build().await.expect("a memory guard");
         let on_redis = guard()
             .with_config(|c| {
@@ -186,6 +191,9 @@ fn main() {
             ("redis", serve(Some(on_redis)).await),
         ]
     });
+    if let Some(only) = &options.only {
+        targets.retain(|(name, _)| only.split(',').any(|o| o == *name));
+    }
     println!(
         "axum hello-world, {} keep-alive connections, {} s x {} rounds, {} server + {} client threads",
         options.connections, options.seconds, options.rounds, options.threads, options.threads
@@ -201,7 +209,12 @@ fn main() {
             rates[i].push(rate);
         }
     }
-    let bare = median(&mut rates[0].clone());
+    // Ratios to the bare server when it was measured, else to the first variant.
+    let base = targets
+        .iter()
+        .position(|(name, _)| *name == "bare")
+        .unwrap_or(0);
+    let bare = median(&mut rates[base].clone());
     println!("median of {} rounds:", options.rounds);
     for (i, (name, _)) in targets.iter().enumerate() {
         let rate = median(&mut rates[i]);

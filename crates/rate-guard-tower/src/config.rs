@@ -1,38 +1,37 @@
 //! [`RateGuardConfig`]: the guard's settings as data, with the field names and defaults of the
 //! Python package's `RateGuardConfig`, so that one TOML file or one set of `RATE_GUARD_*`
 //! environment variables configures a Rust service and a Python service alike.
-//!
-//! ```
-//! use rate_guard_tower::RateGuardConfig;
-//!
-//! let config: RateGuardConfig = toml::from_str(r#"
-//!     redis_url = "redis://127.0.0.1:6379/0"
-//!     trusted_proxies = ["10.0.0.0/8"]
-//!     global_rules = [{ limit = "100/minute" }]
-//!
-//!     [[routes]]
-//!     path = "/sensitive-data"
-//!     method = "GET"
-//!     rules = [{ limit = "5/minute" }, { limit = "50/day", key = "header:X-Api-Key" }]
-//! "#)?;
-//! assert_eq!(config.global_rules[0].key, "ip");
-//! assert_eq!(config.routes[0].rules[1].limit, "50/day");
-//! assert!(config.fail_open); // the defaults are the Python package's
-//! # Ok::<(), Box<dyn std::error::Error>>(())
-//! ```
-//!
-//! Nothing is checked here: [`RateGuardBuilder::build`](crate::RateGuardBuilder::build) parses
-//! every rate string and key spec once and names the field of the first bad value.
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// Everything a [`RateGuard`](crate::RateGuard) is built from; see the [module docs](self).
+/// Everything a [`RateGuard`](crate::RateGuard) is built from.
+///
+/// ```
+/// use rate_guard_tower::RateGuardConfig;
+///
+/// let config: RateGuardConfig = toml::from_str(r#"
+///     redis_url = "redis://127.0.0.1:6379/0"
+///     trusted_proxies = ["10.0.0.0/8"]
+///     global_rules = [{ limit = "100/minute" }]
+///
+///     [[routes]]
+///     path = "/sensitive-data"
+///     method = "GET"
+///     rules = [{ limit = "5/minute" }, { limit = "50/day", key = "header:X-Api-Key" }]
+/// "#)?;
+/// assert_eq!(config.global_rules[0].key, "ip");
+/// assert_eq!(config.routes[0].rules[1].limit, "50/day");
+/// assert!(config.fail_open); // the defaults are the Python package's
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 ///
 /// Fields and defaults are those of the Python `RateGuardConfig`, plus [`routes`](Self::routes)
 /// (Python declares route limits with decorators) and [`forwarded_header`](Self::forwarded_header).
-/// Durations are seconds, as in Python and its environment variables.
+/// Durations are seconds, as in Python and its environment variables. Nothing is checked until
+/// [`RateGuardBuilder::build`](crate::RateGuardBuilder::build), which parses every rate string
+/// and key spec once and names the field of the first bad value.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
