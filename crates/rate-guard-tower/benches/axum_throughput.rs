@@ -214,7 +214,7 @@ fn main() {
         .iter()
         .position(|(name, _)| *name == "bare")
         .unwrap_or(0);
-    let bare = median(&mut rates[base].clone());
+    let bare = median(&mut rates[reference].clone());
     println!("median of {} rounds:", options.rounds);
     for (i, (name, _)) in targets.iter().enumerate() {
         let rate = median(&mut rates[i]);
