@@ -210,14 +210,17 @@ fn main() {
         }
     }
     // Ratios to the bare server when it was measured, else to the first variant.
-    let base = targets
+    let reference = targets
         .iter()
         .position(|(name, _)| *name == "bare")
         .unwrap_or(0);
-    let bare = median(&mut rates[reference].clone());
+    let reference_rate = median(&mut rates[reference].clone());
     println!("median of {} rounds:", options.rounds);
     for (i, (name, _)) in targets.iter().enumerate() {
         let rate = median(&mut rates[i]);
-        println!("  {name:>6}: {rate:>9.0} req/s  ({:.2}x bare)", rate / bare);
+        println!(
+            "  {name:>6}: {rate:>9.0} req/s  ({:.2}x bare)",
+            rate / reference_rate
+        );
     }
 }
