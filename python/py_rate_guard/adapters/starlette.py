@@ -55,7 +55,7 @@ from py_rate_guard.adapters._http import (
     user_id,
 )
 from py_rate_guard.adapters._routes import RouteTable, route_template
-from py_rate_guard.models.config import Algorithm, KeyFunc
+from py_rate_guard.models.config import Algorithm, KeyFunc, RateGuardConfig
 
 __all__ = ["RateLimitMiddleware", "StarletteRateGuard"]
 
@@ -70,6 +70,10 @@ class StarletteRateGuard(HttpGuard):
     """A guard for Starlette applications: `@guard.limit(...)` on endpoints, and
     `RateLimitMiddleware(app, guard=guard)` for the global rules and one decision per request.
     It is a `RateGuard` too (`guard.hit(...)` decides by hand)."""
+
+    def __init__(self, config: Optional[RateGuardConfig] = None) -> None:
+        super().__init__(config)
+        self._alone_targets: dict[tuple[int, int, RouteLimit], Target] = {}
 
     def limit(
         self,
@@ -139,16 +143,24 @@ class StarletteRateGuard(HttpGuard):
         self, connection: Optional[HTTPConnection], limit: RouteLimit, endpoint: Callable[..., Any]
     ) -> Optional[Target]:
         """The target a decorated endpoint decides itself (None: nothing to decide)."""
-        if connection is None or not self.enabled:
+        if connection is None or not self.config.enabled:
             return None
         scope = connection.scope
         decided = scope.get(MARK)
-        if covered(decided, limit):
+        if decided is not None and covered(decided, limit):
             return None  # the middleware decided this route's limits with the global rules
-        if self.is_exempt(route_path(scope)):
+        if self.exempting and self.is_exempt(route_path(scope)):
             return None
         scope[MARK] = limit.rule_set | decided if isinstance(decided, frozenset) else limit.rule_set
-        return self.target(route_template(scope, endpoint), None, limit.rules, alone=True)
+        # Per route object (routes live as long as the application): no template to rebuild.
+        key = (id(scope.get("route")), id(endpoint), limit)
+        target = self._alone_targets.get(key)
+        if target is None:
+            target = self.target(route_template(scope, endpoint), None, limit.rules, alone=True)
+            if len(self._alone_targets) >= 4096:
+                self._alone_targets.clear()
+            self._alone_targets[key] = target
+        return target
 
     async def endpoint_outcome(
         self, connection: Optional[HTTPConnection], limit: RouteLimit, endpoint: Callable[..., Any]
@@ -158,7 +170,20 @@ class StarletteRateGuard(HttpGuard):
         target = self._alone_target(connection, limit, endpoint)
         if target is None or connection is None:
             return None
-        return await self.adecide_scope(connection.scope, target, connection, alone=True)
+        scope = connection.scope
+        if not target.simple:
+            return await self.adecide_scope(scope, target, connection, alone=True)
+        front = self._route_front
+        client = scope.get("client")
+        try:
+            plan = front.plan(client[0] if client else None, scope["headers"], target.native)
+            outcome = await front.adecide(self._guard, plan)
+        except Exception:
+            logger.exception("rate limiter failed; the request is let through")
+            return None
+        if target.shadow or not outcome.allowed:
+            self.log(outcome, plan, target)
+        return outcome
 
     def endpoint_outcome_sync(
         self, connection: Optional[HTTPConnection], limit: RouteLimit, endpoint: Callable[..., Any]
