@@ -166,17 +166,7 @@ impl RateGuard {
     /// store that is down gives the configured degraded answer.
     pub async fn decide(&self, plan: &Plan) -> Outcome {
         let outcome = self.inner.front.decide(&self.inner.limiter, plan).await;
-        if let Some(error) = outcome.error() {
-            tracing::warn!(target: "rate_guard", %error, "request not decided by the store");
-        }
-        if !outcome.allowed() {
-            tracing::debug!(
-                target: "rate_guard",
-                status = outcome.status(),
-                rule = outcome.rule().unwrap_or(""),
-                "request limited"
-            );
-        }
+        log(&outcome);
         outcome
     }
 
@@ -189,8 +179,13 @@ impl RateGuard {
 
     /// [`decide`](Self::decide) as a future that owns what it needs.
     pub(crate) fn decide_owned(&self, plan: Plan) -> BoxFuture<'static, Outcome> {
-        let guard = self.clone();
-        Box::pin(async move { guard.decide(&plan).await })
+        let inner = Arc::clone(&self.inner);
+        // The front's future directly (not through `decide`): one nesting less to move.
+        Box::pin(async move {
+            let outcome = inner.front.decide(&inner.limiter, &plan).await;
+            log(&outcome);
+            outcome
+        })
     }
 
     fn is_exempt(&self, path: &str) -> bool {
@@ -198,6 +193,22 @@ impl RateGuard {
             .exempt
             .iter()
             .any(|(exact, under)| path == exact || path.starts_with(under.as_str()))
+    }
+}
+
+/// Logs what operators want to know about an outcome: a request the store could not decide,
+/// and (at debug level) a refusal.
+fn log(outcome: &Outcome) {
+    if let Some(error) = outcome.error() {
+        tracing::warn!(target: "rate_guard", %error, "request not decided by the store");
+    }
+    if !outcome.allowed() {
+        tracing::debug!(
+            target: "rate_guard",
+            status = outcome.status(),
+            rule = outcome.rule().unwrap_or(""),
+            "request limited"
+        );
     }
 }
 
