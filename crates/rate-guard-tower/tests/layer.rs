@@ -726,3 +726,39 @@ async fn a_response_future_is_ready_at_once_for_the_memory_store() {
     let response = assert_ready!(refused.poll()).unwrap();
     assert_eq!(response.status(), 429);
 }
+
+#[tokio::test]
+async fn route_limits_are_chosen_by_method_as_in_python() {
+    let guard = RateGuard::builder()
+        .route(RouteConfig::new("/x").method("get").rule("1/minute"))
+        .route(RouteConfig::new("/x").method("POST").rule("2/minute"))
+        .route(RouteConfig::new("/y").rule("3/minute"))
+        .build()
+        .await
+        .unwrap();
+    let ids = |path: &str, method: http::Method| {
+        guard.route_limits(path, &method).map(|r| {
+            format!(
+                "{} {}",
+                r.method().unwrap_or("*"),
+                r.limits()[0].rule().id()
+            )
+        })
+    };
+    let get = ids("/x", http::Method::GET).unwrap();
+    assert!(
+        get.starts_with("GET rt.") && get.ends_with(".sliding_window.1.60s"),
+        "{get}"
+    );
+    // HEAD is answered by the GET route (as axum and Starlette do).
+    assert_eq!(ids("/x", http::Method::HEAD), Some(get.clone()));
+    assert!(ids("/x", http::Method::POST)
+        .unwrap()
+        .starts_with("POST rt."));
+    assert_eq!(ids("/x", http::Method::PUT), None);
+    // A route for every method.
+    assert!(ids("/y", http::Method::DELETE)
+        .unwrap()
+        .starts_with("* rt."));
+    assert_eq!(ids("/z", http::Method::GET), None);
+}
