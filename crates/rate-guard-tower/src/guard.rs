@@ -408,12 +408,7 @@ impl RateGuardBuilder {
             None => store(config, self.clock.clone()).await?,
         };
         let mut limiter = Limiter::builder()
-            // The limiter's own rules are never used: every request brings its rules.
-            .rule(
-                Rule::builder(Quota::per_second(NonZeroU32::MIN))
-                    .name("rate_guard.tower.unused")
-                    .build()?,
-            )
+            // No rules of its own: every request brings its rules.
             .shared_store(store)
             .key_prefix(config.key_prefix.clone())
             .degradation(degradation);
