@@ -357,7 +357,8 @@ def report(results: dict[str, list[dict[str, Any]]]) -> None:
     p99 = {v: statistics.median(r["p99_ms"] for r in runs) for v, runs in results.items()}
     base, base_cpu = median.get("none"), cpu.get("none")
     print(
-        "\n| variant | req/s (median) | vs no limiter | server CPU/req | CPU-bound vs no limiter | p99 (ms) |"
+        "\n| variant | req/s (median) | vs no limiter | server CPU/req"
+        " | CPU-bound vs no limiter | p99 (ms) |"
     )
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for variant, rps in median.items():

@@ -58,8 +58,10 @@ def start_redis(tmp: str) -> tuple[subprocess.Popen[bytes], str]:
         raise SystemExit("redis-server not found: run `make redis`")
     port = free_port()
     proc = subprocess.Popen(
-        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        + ["--dir", tmp, "--logfile", f"{tmp}/redis.log"],
+        [
+            *(server, "--port", str(port), "--bind", "127.0.0.1"),
+            *("--save", "", "--appendonly", "no", "--dir", tmp, "--logfile", f"{tmp}/redis.log"),
+        ],
     )
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:

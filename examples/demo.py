@@ -68,7 +68,9 @@ def main() -> None:
                 response = client.get("/sensitive-data")
                 verdict = "allowed" if response.status_code == 200 else "LIMITED"
                 headers = "  ".join(
-                    f"{name}: {response.headers[name]}" for name in SHOWN if name in response.headers
+                    f"{name}: {response.headers[name]}"
+                    for name in SHOWN
+                    if name in response.headers
                 )
                 print(f"  #{n}  {response.status_code} {verdict:8} {headers}")
                 if response.status_code != 200:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
-from typing import Optional, Union
 
 from py_rate_guard import _native, logs, metrics
 from py_rate_guard._native import Decision
@@ -11,7 +10,7 @@ from py_rate_guard.models.config import RateGuardConfig, RateLimitRule, RuleSpec
 
 __all__ = ["Limit", "RateGuard"]
 
-Limit = Union[str, RateLimitRule, Sequence[Union[str, RateLimitRule]]]
+Limit = str | RateLimitRule | Sequence[str | RateLimitRule]
 """A rate string, a rule, or several of them decided together."""
 
 _CACHE_SIZE = 4096
@@ -31,7 +30,7 @@ class RateGuard:
     exception: it is a `Decision` with `allowed == False`.
     """
 
-    def __init__(self, config: Optional[RateGuardConfig] = None) -> None:
+    def __init__(self, config: RateGuardConfig | None = None) -> None:
         self.config = config if config is not None else RateGuardConfig()
         self._guard = _native.Guard(self.config.redis_url, **self.config.guard_kwargs())
         self._rules: dict[Hashable, _native.Rules] = {}
@@ -109,13 +108,13 @@ class RateGuard:
         return rules
 
 
-def _items(limit: Limit) -> Sequence[Union[str, RateLimitRule]]:
+def _items(limit: Limit) -> Sequence[str | RateLimitRule]:
     if isinstance(limit, (str, RateLimitRule)):
         return [limit]
     return limit
 
 
-def _spec(item: Union[str, RateLimitRule]) -> RuleSpec:
+def _spec(item: str | RateLimitRule) -> RuleSpec:
     if isinstance(item, RateLimitRule):
         return item.spec()
     if isinstance(item, str):

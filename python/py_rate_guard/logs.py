@@ -41,7 +41,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
 
 from py_rate_guard import _native
 
@@ -108,7 +108,7 @@ def _salt(config: Any) -> bytes:
     return hashlib.blake2b(str(value).encode(), digest_size=32).digest()
 
 
-def identity_for_log(identity: Optional[str], mode: str, salt: bytes) -> Optional[str]:
+def identity_for_log(identity: str | None, mode: str, salt: bytes) -> str | None:
     """`identity` as logs show it: itself (`raw`), its keyed digest (`hashed`: 16 hex digits,
     the same for the same identity and salt), or None (`omit`)."""
     if identity is None or mode == "omit":
@@ -144,12 +144,12 @@ class DecisionLog:
         self.salt = _salt(config)
         self.clock = clock
         self._budgets: dict[str, _Budget] = {}
-        self._routes: dict[str, Optional[str]] = {}
+        self._routes: dict[str, str | None] = {}
         self._lock = threading.Lock()
         with _decision_logs_lock:
             _decision_logs.add(self)
 
-    def outcome(self, outcome: Any, plan: Any, route: Optional[str] = None) -> None:
+    def outcome(self, outcome: Any, plan: Any, route: str | None = None) -> None:
         """Logs `outcome` (a `_native.Outcome`) of `plan` (its `_native.Plan`) when it is a
         denial or a shadow rule would have denied; `route` is the route template."""
         if outcome.allowed:
@@ -164,7 +164,7 @@ class DecisionLog:
         self._denial(outcome, plan, route, outcome.rule, "blocked")
 
     def _denial(
-        self, outcome: Any, plan: Any, route: Optional[str], rule: Optional[str], decision: str
+        self, outcome: Any, plan: Any, route: str | None, rule: str | None, decision: str
     ) -> None:
         suppressed = self._admit(rule or "", route)
         if suppressed is None:
@@ -194,7 +194,7 @@ class DecisionLog:
             extra=fields,
         )
 
-    def _admit(self, rule: str, route: Optional[str]) -> Optional[int]:
+    def _admit(self, rule: str, route: str | None) -> int | None:
         """None when this denial of `rule` is left out; else the denials left out since the
         rule's last record (token bucket: `rate` per second, as many at once)."""
         now = self.clock()
@@ -243,7 +243,7 @@ class DecisionLog:
             )
 
 
-def _rule_fields(rule_id: Optional[str]) -> dict[str, Any]:
+def _rule_fields(rule_id: str | None) -> dict[str, Any]:
     """`rule`, the rule's id (a route rule's is scoped: `rt.<16 hex>.<name>`, as in its
     storage keys), and `rule_name`, the name the metrics label it with (the id without the
     scope)."""
@@ -312,7 +312,7 @@ class _Pump:
     logs them; restarted in the child after `fork()`."""
 
     def __init__(self) -> None:
-        self.thread: Optional[threading.Thread] = None
+        self.thread: threading.Thread | None = None
         self.stop = threading.Event()
 
     def start(self) -> None:

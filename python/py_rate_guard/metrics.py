@@ -40,7 +40,7 @@ import tempfile
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
 
 from py_rate_guard import _native
 
@@ -78,7 +78,7 @@ def snapshot() -> Snapshot:
     return _native.metrics_snapshot()
 
 
-def multiprocess_dir() -> Optional[Path]:
+def multiprocess_dir() -> Path | None:
     """The directory of prometheus_client's multiprocess mode (`PROMETHEUS_MULTIPROC_DIR`),
     when set."""
     path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
@@ -90,7 +90,7 @@ class RateGuardCollector:
     multiprocess mode (`directory`, by default `PROMETHEUS_MULTIPROC_DIR`) every process's,
     merged."""
 
-    def __init__(self, directory: Optional[os.PathLike[str]] = None) -> None:
+    def __init__(self, directory: os.PathLike[str] | None = None) -> None:
         self._directory = Path(directory) if directory is not None else None
 
     def collect(self) -> Iterator[Any]:
@@ -106,7 +106,7 @@ class RateGuardCollector:
         return _families(None)
 
 
-def _families(snap: Optional[Snapshot]) -> Iterator[Any]:
+def _families(snap: Snapshot | None) -> Iterator[Any]:
     """The metric families of `snap`; without samples when None."""
     from prometheus_client.core import (
         CounterMetricFamily,
@@ -166,7 +166,7 @@ def _families(snap: Optional[Snapshot]) -> Iterator[Any]:
             yield kind(name, help_text)
         return
     for rule, route, algorithm, *counts in snap["requests"]:
-        for family, count in zip(families, counts):
+        for family, count in zip(families, counts, strict=True):
             family.add_metric([rule, route, algorithm], count)
     yield from families
     buckets: list[tuple[str, float]] = [
@@ -223,7 +223,7 @@ _lock = threading.Lock()
 _token = secrets.token_hex(4)
 """Part of this process's file name, so that a later process with the same pid never
 overwrites the counts of a finished one."""
-_baseline: Optional[Snapshot] = None
+_baseline: Snapshot | None = None
 """The counts inherited from the parent at `fork()`: the parent reports them itself."""
 
 
@@ -234,12 +234,12 @@ def _since_fork(snap: Snapshot) -> Snapshot:
     before = {tuple(r[:3]): r[3:] for r in base["requests"]}
     out = dict(snap)
     out["requests"] = [
-        (*r[:3], *(n - b for n, b in zip(r[3:], before.get(tuple(r[:3]), (0, 0, 0)))))
+        (*r[:3], *(n - b for n, b in zip(r[3:], before.get(tuple(r[:3]), (0, 0, 0)), strict=True)))
         for r in snap["requests"]
     ]
     out["latency_buckets"] = [
         (bound, n - b)
-        for (bound, n), (_, b) in zip(snap["latency_buckets"], base["latency_buckets"])
+        for (bound, n), (_, b) in zip(snap["latency_buckets"], base["latency_buckets"], strict=True)
     ]
     out["latency_count"] = snap["latency_count"] - base["latency_count"]
     out["latency_sum"] = snap["latency_sum"] - base["latency_sum"]
@@ -250,9 +250,7 @@ def _since_fork(snap: Snapshot) -> Snapshot:
     return out
 
 
-def write_process_file(
-    directory: Optional[os.PathLike[str]] = None, *, final: bool = False
-) -> None:
+def write_process_file(directory: os.PathLike[str] | None = None, *, final: bool = False) -> None:
     """Writes this process's counts to its file in `directory` (by default
     `PROMETHEUS_MULTIPROC_DIR`; nothing happens when there is none). `final` (at exit) writes
     the gauges as 0: a process that is gone decides nothing."""
@@ -313,7 +311,7 @@ class _Writer:
     in the child after `fork()`."""
 
     def __init__(self) -> None:
-        self.thread: Optional[threading.Thread] = None
+        self.thread: threading.Thread | None = None
         self.stop = threading.Event()
 
     def start(self) -> None:
@@ -346,7 +344,7 @@ _registered: set[int] = set()
 _attached = False
 
 
-def register(registry: Optional[CollectorRegistry] = None) -> bool:
+def register(registry: CollectorRegistry | None = None) -> bool:
     """Registers a `RateGuardCollector` in `registry` (default: prometheus_client's `REGISTRY`)
     once; False when prometheus_client is not installed."""
     try:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import inspect
 import json
 import logging
-from collections.abc import Iterable, Sequence
-from typing import Any, Callable, Optional, Union
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from py_rate_guard import _native, logs
 from py_rate_guard.exceptions import ConfigError, RateLimitExceeded
@@ -41,7 +41,7 @@ class RouteLimit:
 
     __slots__ = ("_hash", "guard", "rule_set", "rules")
 
-    def __init__(self, guard: Optional[HttpGuard], rules: tuple[RateLimitRule, ...]) -> None:
+    def __init__(self, guard: HttpGuard | None, rules: tuple[RateLimitRule, ...]) -> None:
         self.guard = guard
         self.rules = rules
         self.rule_set = frozenset(rules)
@@ -65,7 +65,7 @@ class RouteLimit:
         return f"RouteLimit({[rule.limit for rule in self.rules]!r})"
 
 
-def limit_of(endpoint: Any, guard: Optional[HttpGuard]) -> Optional[RouteLimit]:
+def limit_of(endpoint: Any, guard: HttpGuard | None) -> RouteLimit | None:
     """The limits `endpoint` carries from `guard`'s decorators (or dependency)."""
     limit = getattr(endpoint, ATTR, None)
     if isinstance(limit, RouteLimit) and limit.guard is guard:
@@ -74,7 +74,7 @@ def limit_of(endpoint: Any, guard: Optional[HttpGuard]) -> Optional[RouteLimit]:
 
 
 def decorated(
-    guard: Optional[HttpGuard],
+    guard: HttpGuard | None,
     endpoint: Callable[..., Any],
     rule: RateLimitRule,
     wrap: Callable[[Callable[..., Any], RouteLimit], Callable[..., Any]],
@@ -109,7 +109,7 @@ class Target:
 
     def __init__(
         self,
-        native: Optional[_native.RouteLimits],
+        native: _native.RouteLimits | None,
         route_rules: Sequence[RateLimitRule],
         rules: Sequence[RateLimitRule],
         *,
@@ -126,7 +126,7 @@ class Target:
                 "one request can be keyed by only one key_func: the global rules and the"
                 " route's limits use different ones"
             )
-        self.key_func: Optional[KeyFunc] = next(iter(key_funcs.values()), None)
+        self.key_func: KeyFunc | None = next(iter(key_funcs.values()), None)
         self.simple = self.key_func is None and not self.needs_user
         """Whether the request alone (peer, headers) is enough to decide it."""
 
@@ -142,7 +142,7 @@ class HttpGuard(RateGuard):
     from decorators, keys from the request, and the answer to send. The framework adapters
     subclass it."""
 
-    def __init__(self, config: Optional[RateGuardConfig] = None) -> None:
+    def __init__(self, config: RateGuardConfig | None = None) -> None:
         super().__init__(config)
         config = self.config
         kwargs = config.front_kwargs()
@@ -161,7 +161,7 @@ class HttpGuard(RateGuard):
         """Whether some paths are exempt (`is_exempt` is worth asking)."""
         self._exempt_prefixes = tuple(path.rstrip("/") + "/" for path in config.exempt_paths)
         self._targets: dict[tuple[Any, ...], Target] = {}
-        self.globals_target: Optional[Target] = (
+        self.globals_target: Target | None = (
             Target(None, (), self._global_rules, shadow_mode=config.shadow_mode)
             if self._global_rules
             else None
@@ -182,12 +182,12 @@ class HttpGuard(RateGuard):
         self,
         limit: str,
         *,
-        key: Optional[str] = None,
-        key_func: Union[KeyFunc, str, None] = None,
+        key: str | None = None,
+        key_func: KeyFunc | str | None = None,
         algorithm: Algorithm = "sliding_window",
         cost: int = 1,
-        burst: Optional[int] = None,
-        name: Optional[str] = None,
+        burst: int | None = None,
+        name: str | None = None,
         shadow: bool = False,
     ) -> RateLimitRule:
         """The rule a decorator describes, validated now (a bad one raises at import time)."""
@@ -206,7 +206,7 @@ class HttpGuard(RateGuard):
     def target(
         self,
         template: str,
-        method: Optional[str],
+        method: str | None,
         rules: Sequence[RateLimitRule],
         *,
         alone: bool = False,
@@ -239,13 +239,13 @@ class HttpGuard(RateGuard):
     def decide(
         self,
         target: Target,
-        peer: Optional[str],
-        headers: Iterable[tuple[Union[bytes, str], Union[bytes, str]]],
+        peer: str | None,
+        headers: Iterable[tuple[bytes | str, bytes | str]],
         *,
-        user: Optional[str] = None,
-        custom: Optional[str] = None,
+        user: str | None = None,
+        custom: str | None = None,
         alone: bool = False,
-    ) -> Optional[_native.Outcome]:
+    ) -> _native.Outcome | None:
         """The outcome of one request (sync, the GIL released); None when the limiter failed
         (logged; the request goes through)."""
         front = self._route_front if alone else self._front
@@ -262,13 +262,13 @@ class HttpGuard(RateGuard):
     async def adecide(
         self,
         target: Target,
-        peer: Optional[str],
-        headers: Iterable[tuple[Union[bytes, str], Union[bytes, str]]],
+        peer: str | None,
+        headers: Iterable[tuple[bytes | str, bytes | str]],
         *,
-        user: Optional[str] = None,
-        custom: Optional[str] = None,
+        user: str | None = None,
+        custom: str | None = None,
         alone: bool = False,
-    ) -> Optional[_native.Outcome]:
+    ) -> _native.Outcome | None:
         """`decide` for the event loop."""
         front = self._route_front if alone else self._front
         try:
@@ -297,7 +297,7 @@ class HttpGuard(RateGuard):
         return RateLimitExceeded(decision, detail(outcome))
 
 
-def make_rule(limit: str, *, key: Optional[str] = None, **fields: Any) -> RateLimitRule:
+def make_rule(limit: str, *, key: str | None = None, **fields: Any) -> RateLimitRule:
     """The rule a decorator describes, validated now: a bad one raises `ConfigError` at import
     time, naming what is wrong."""
     if key is not None:
@@ -317,7 +317,7 @@ def detail(outcome: _native.Outcome) -> str:
     return str(text)
 
 
-def call_key_func(key_func: KeyFunc, request: Any) -> Optional[str]:
+def call_key_func(key_func: KeyFunc, request: Any) -> str | None:
     """What a sync `key_func` returns for `request`, as a string; None (the client address is
     used) when it returns None or fails, which is logged: a broken key function must not
     break the application."""
@@ -329,7 +329,7 @@ def call_key_func(key_func: KeyFunc, request: Any) -> Optional[str]:
     return None if value is None else str(value)
 
 
-async def acall_key_func(key_func: KeyFunc, request: Any) -> Optional[str]:
+async def acall_key_func(key_func: KeyFunc, request: Any) -> str | None:
     """`call_key_func` for a sync or async `key_func`."""
     try:
         value = key_func(request)
@@ -341,7 +341,7 @@ async def acall_key_func(key_func: KeyFunc, request: Any) -> Optional[str]:
     return None if value is None else str(value)
 
 
-def user_id(user: Any) -> Optional[str]:
+def user_id(user: Any) -> str | None:
     """The id of an authenticated user object (Starlette's `BaseUser`, Django's user, a plain
     string or number); None for a missing or anonymous one."""
     if user is None or user is False:

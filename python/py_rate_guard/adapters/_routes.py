@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from starlette.routing import Host, Match, Mount
 
@@ -32,7 +32,7 @@ _UNKNOWN = object()
 _FOUND_MAX = 1024
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
-_iter_route_contexts: Optional[Callable[[list[Any]], Iterable[Any]]]
+_iter_route_contexts: Callable[[list[Any]], Iterable[Any]] | None
 try:  # newer FastAPI keeps included routers unflattened; this iterates them in router order
     from fastapi.routing import (  # type: ignore[attr-defined,unused-ignore]
         iter_route_contexts as _iter_route_contexts,
@@ -47,14 +47,14 @@ class _Node:
     def __init__(
         self,
         matches: Callable[[Scope], tuple[Match, Scope]],
-        targets: dict[Optional[str], Target],
-        children: Optional[list[_Node]] = None,
+        targets: dict[str | None, Target],
+        children: list[_Node] | None = None,
     ) -> None:
         self.matches = matches
         self.targets = targets
         self.children = children
 
-    def target(self, method: Optional[str]) -> Optional[Target]:
+    def target(self, method: str | None) -> Target | None:
         targets = self.targets
         if not targets:
             return None
@@ -77,7 +77,7 @@ class RouteTable:
         self.limited = False
         # Which route a (type, method, path) goes to, when no route depends on anything else
         # (a `Host` route reads the Host header): bounded, cleared when full.
-        self._found: dict[tuple[Any, ...], Optional[Target]] = {}
+        self._found: dict[tuple[Any, ...], Target | None] = {}
         self._cacheable = True
         try:
             self.nodes = self._nodes(self.routes or (), "")
@@ -96,7 +96,7 @@ class RouteTable:
         routes = self.routes
         return app is self.app and (routes is None or len(routes) == self.count)
 
-    def find(self, scope: Scope) -> Optional[Target]:
+    def find(self, scope: Scope) -> Target | None:
         """The target of the route that the router will pick for `scope`; None when it carries
         no limits (or no route matches)."""
         key = (scope["type"], scope.get("method"), scope["path"], scope.get("root_path", ""))
@@ -110,7 +110,7 @@ class RouteTable:
             self._found[key] = target
         return target
 
-    def _match(self, scope: Scope) -> Optional[Target]:
+    def _match(self, scope: Scope) -> Target | None:
         nodes = self.nodes
         while True:
             for node in nodes:
@@ -140,7 +140,7 @@ class RouteTable:
                 nodes.append(_Node(route.matches, targets))
         return nodes
 
-    def _targets(self, route: Any, prefix: str) -> dict[Optional[str], Target]:
+    def _targets(self, route: Any, prefix: str) -> dict[str | None, Target]:
         endpoint = getattr(route, "endpoint", None)
         common = [*self._own(endpoint), *self._own_dependencies(getattr(route, "dependant", None))]
         per_method: dict[str, list[RouteLimit]] = {}
@@ -153,7 +153,7 @@ class RouteTable:
             return {}
         template = prefix + str(getattr(route, "path_format", "") or getattr(route, "path", ""))
         route_method = _single_method(getattr(route, "methods", None))
-        targets: dict[Optional[str], Target] = {}
+        targets: dict[str | None, Target] = {}
         if common:
             targets[None] = self.guard.target(template, route_method, _rules(common))
         for method, own in per_method.items():
@@ -198,7 +198,7 @@ def _candidates(routes: Iterable[Any]) -> Iterator[Any]:
         yield from routes
 
 
-def _single_method(methods: Optional[Iterable[str]]) -> Optional[str]:
+def _single_method(methods: Iterable[str] | None) -> str | None:
     """The method a route serves, when it serves one (HEAD aside): routes of one path
     template and different methods then count apart."""
     if not methods:

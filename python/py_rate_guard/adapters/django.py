@@ -31,8 +31,8 @@ from __future__ import annotations
 import functools
 import inspect
 import threading
-from collections.abc import Awaitable
-from typing import Any, Callable, Optional, TypeVar, Union, cast
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar, cast
 
 from asgiref.sync import async_to_sync, iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.conf import settings
@@ -75,7 +75,7 @@ class DjangoRateGuard(HttpGuard):
 
     def decide_request(
         self, request: HttpRequest, target: Target, *, alone: bool = False
-    ) -> Optional[_native.Outcome]:
+    ) -> _native.Outcome | None:
         custom = None
         if target.key_func is not None:
             if is_async(target.key_func):
@@ -89,7 +89,7 @@ class DjangoRateGuard(HttpGuard):
 
     async def adecide_request(
         self, request: HttpRequest, target: Target, *, alone: bool = False
-    ) -> Optional[_native.Outcome]:
+    ) -> _native.Outcome | None:
         custom = None
         if target.key_func is not None:
             custom = await acall_key_func(target.key_func, request)
@@ -147,8 +147,8 @@ class DjangoRateGuard(HttpGuard):
     # -- decorated views deciding alone -------------------------------------------------
 
     def alone_target(
-        self, request: Optional[HttpRequest], limit: RouteLimit, view: Callable[..., Any]
-    ) -> Optional[Target]:
+        self, request: HttpRequest | None, limit: RouteLimit, view: Callable[..., Any]
+    ) -> Target | None:
         """The target a decorated view decides itself; None when there is nothing to decide
         (the middleware did, the guard is off, the path is exempt)."""
         if request is None or not self.enabled:
@@ -161,7 +161,7 @@ class DjangoRateGuard(HttpGuard):
         return self.target(_template(request, view), None, limit.rules, alone=True)
 
 
-_guard: Optional[DjangoRateGuard] = None
+_guard: DjangoRateGuard | None = None
 _guard_lock = threading.Lock()
 
 
@@ -262,7 +262,7 @@ class RateLimitMiddleware:
 
     def _process_view(
         self, request: HttpRequest, view: Callable[..., Any], args: Any, kwargs: Any
-    ) -> Optional[HttpResponseBase]:
+    ) -> HttpResponseBase | None:
         target = self._start(request, view)
         if target is None:
             return None
@@ -277,7 +277,7 @@ class RateLimitMiddleware:
 
     async def _aprocess_view(
         self, request: HttpRequest, view: Callable[..., Any], args: Any, kwargs: Any
-    ) -> Optional[HttpResponseBase]:
+    ) -> HttpResponseBase | None:
         target = self._start(request, view)
         if target is None:
             return None
@@ -291,7 +291,7 @@ class RateLimitMiddleware:
         return None
 
     @staticmethod
-    def _start(request: HttpRequest, view: Optional[Callable[..., Any]]) -> Optional[Target]:
+    def _start(request: HttpRequest, view: Callable[..., Any] | None) -> Target | None:
         """What `request` (going to `view`, if known) is decided against; marks it decided."""
         guard = get_guard()
         if not guard.enabled or guard.is_exempt(request.path_info):
@@ -314,12 +314,12 @@ class RateLimitMiddleware:
 def rate_limit(
     limit: str,
     *,
-    key: Optional[str] = None,
-    key_func: Union[KeyFunc, str, None] = None,
+    key: str | None = None,
+    key_func: KeyFunc | str | None = None,
     algorithm: Algorithm = "sliding_window",
     cost: int = 1,
-    burst: Optional[int] = None,
-    name: Optional[str] = None,
+    burst: int | None = None,
+    name: str | None = None,
     shadow: bool = False,
 ) -> Callable[[F], F]:
     """Limits the decorated view to `limit` per `key` (default: per client address) on its URL
@@ -401,7 +401,7 @@ async def _adecide_then(
 
 def _view_target(
     guard: DjangoRateGuard, request: HttpRequest, view: Callable[..., Any]
-) -> Optional[Target]:
+) -> Target | None:
     """The target of a request to `view`: its limits (those of a class-based view's method
     for this request's method included) with the global rules; None when it has none."""
     rules: list[RateLimitRule] = []
@@ -449,7 +449,7 @@ def _template(request: HttpRequest, view: Callable[..., Any]) -> str:
     return f"{getattr(view, '__module__', '')}.{getattr(view, '__qualname__', '')}"
 
 
-def _peer(request: HttpRequest) -> Optional[str]:
+def _peer(request: HttpRequest) -> str | None:
     peer = request.META.get("REMOTE_ADDR")
     return str(peer) if peer else None
 
@@ -464,7 +464,7 @@ def _headers(request: HttpRequest) -> list[tuple[str, str]]:
     ]
 
 
-def _request(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Optional[HttpRequest]:
+def _request(args: tuple[Any, ...], kwargs: dict[str, Any]) -> HttpRequest | None:
     for value in args:
         if isinstance(value, HttpRequest):
             return value
@@ -472,7 +472,7 @@ def _request(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Optional[HttpRequ
     return value if isinstance(value, HttpRequest) else None
 
 
-async def _auser(request: HttpRequest) -> Optional[str]:
+async def _auser(request: HttpRequest) -> str | None:
     auser = getattr(request, "auser", None)
     if auser is not None:
         return user_id(await auser())

@@ -32,7 +32,8 @@ from __future__ import annotations
 
 import functools
 import inspect
-from typing import Any, Callable, Optional, TypeVar, Union, cast
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
 from fastapi import HTTPException
 from fastapi.dependencies.utils import get_typed_signature
@@ -70,12 +71,12 @@ class FastAPIRateGuard(StarletteRateGuard):
         self,
         limit: str,
         *,
-        key: Optional[str] = None,
-        key_func: Union[KeyFunc, str, None] = None,
+        key: str | None = None,
+        key_func: KeyFunc | str | None = None,
         algorithm: Algorithm = "sliding_window",
         cost: int = 1,
-        burst: Optional[int] = None,
-        name: Optional[str] = None,
+        burst: int | None = None,
+        name: str | None = None,
         shadow: bool = False,
     ) -> Callable[[F], F]:
         """Limits the decorated endpoint to `limit` per `key` (default: per client address)
@@ -101,12 +102,12 @@ class FastAPIRateGuard(StarletteRateGuard):
         self,
         limit: str,
         *,
-        key: Optional[str] = None,
-        key_func: Union[KeyFunc, str, None] = None,
+        key: str | None = None,
+        key_func: KeyFunc | str | None = None,
         algorithm: Algorithm = "sliding_window",
         cost: int = 1,
-        burst: Optional[int] = None,
-        name: Optional[str] = None,
+        burst: int | None = None,
+        name: str | None = None,
         shadow: bool = False,
     ) -> Callable[..., Any]:
         """A dependency that limits the routes using it: `Depends(guard.dependency("5/minute"))`
@@ -234,7 +235,7 @@ def _signature(endpoint: Callable[..., Any]) -> inspect.Signature:
     return typed.replace(return_annotation=signature.return_annotation)
 
 
-def _parameter_of(parameters: list[inspect.Parameter], kind: type) -> Optional[str]:
+def _parameter_of(parameters: list[inspect.Parameter], kind: type) -> str | None:
     """The name of the parameter FastAPI fills with a `kind` (the request, the response)."""
     for parameter in parameters:
         annotation = parameter.annotation

@@ -32,7 +32,8 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-from typing import Any, Callable, Optional, TypeVar, Union, cast
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
 from anyio import from_thread
 from starlette.requests import HTTPConnection, Request
@@ -71,7 +72,7 @@ class StarletteRateGuard(HttpGuard):
     `RateLimitMiddleware(app, guard=guard)` for the global rules and one decision per request.
     It is a `RateGuard` too (`guard.hit(...)` decides by hand)."""
 
-    def __init__(self, config: Optional[RateGuardConfig] = None) -> None:
+    def __init__(self, config: RateGuardConfig | None = None) -> None:
         super().__init__(config)
         self._alone_targets: dict[tuple[int, int, RouteLimit], Target] = {}
 
@@ -79,12 +80,12 @@ class StarletteRateGuard(HttpGuard):
         self,
         limit: str,
         *,
-        key: Optional[str] = None,
-        key_func: Union[KeyFunc, str, None] = None,
+        key: str | None = None,
+        key_func: KeyFunc | str | None = None,
         algorithm: Algorithm = "sliding_window",
         cost: int = 1,
-        burst: Optional[int] = None,
-        name: Optional[str] = None,
+        burst: int | None = None,
+        name: str | None = None,
         shadow: bool = False,
     ) -> Callable[[F], F]:
         """Limits the decorated endpoint (a function taking the request, or a method of an
@@ -140,8 +141,8 @@ class StarletteRateGuard(HttpGuard):
     # -- one request --------------------------------------------------------------------
 
     def _alone_target(
-        self, connection: Optional[HTTPConnection], limit: RouteLimit, endpoint: Callable[..., Any]
-    ) -> Optional[Target]:
+        self, connection: HTTPConnection | None, limit: RouteLimit, endpoint: Callable[..., Any]
+    ) -> Target | None:
         """The target a decorated endpoint decides itself (None: nothing to decide)."""
         if connection is None or not self.config.enabled:
             return None
@@ -163,8 +164,8 @@ class StarletteRateGuard(HttpGuard):
         return target
 
     async def endpoint_outcome(
-        self, connection: Optional[HTTPConnection], limit: RouteLimit, endpoint: Callable[..., Any]
-    ) -> Optional[_native.Outcome]:
+        self, connection: HTTPConnection | None, limit: RouteLimit, endpoint: Callable[..., Any]
+    ) -> _native.Outcome | None:
         """The outcome of a decorated endpoint deciding its own limits; None when there is
         nothing to decide (the middleware did, the guard is off, the path is exempt)."""
         target = self._alone_target(connection, limit, endpoint)
@@ -186,8 +187,8 @@ class StarletteRateGuard(HttpGuard):
         return outcome
 
     def endpoint_outcome_sync(
-        self, connection: Optional[HTTPConnection], limit: RouteLimit, endpoint: Callable[..., Any]
-    ) -> Optional[_native.Outcome]:
+        self, connection: HTTPConnection | None, limit: RouteLimit, endpoint: Callable[..., Any]
+    ) -> _native.Outcome | None:
         """`endpoint_outcome` for a sync endpoint (running in the thread pool)."""
         target = self._alone_target(connection, limit, endpoint)
         if target is None or connection is None:
@@ -208,10 +209,10 @@ class StarletteRateGuard(HttpGuard):
         self,
         scope: Scope,
         target: Target,
-        connection: Optional[HTTPConnection] = None,
+        connection: HTTPConnection | None = None,
         *,
         alone: bool = False,
-    ) -> Optional[_native.Outcome]:
+    ) -> _native.Outcome | None:
         """Decides the request of `scope` against `target` (None: the limiter failed, which
         is logged, and the request goes through)."""
         custom = None
@@ -246,8 +247,8 @@ class StarletteRateGuard(HttpGuard):
         return response
 
     async def limited_response(
-        self, connection: Optional[HTTPConnection], outcome: _native.Outcome
-    ) -> Optional[Response]:
+        self, connection: HTTPConnection | None, outcome: _native.Outcome
+    ) -> Response | None:
         """What a denied request gets: the `limited_handler`'s response (with the rate-limit
         headers it did not set) or the JSON 429. A WebSocket is closed instead (None)."""
         if isinstance(connection, WebSocket):
@@ -269,8 +270,8 @@ class StarletteRateGuard(HttpGuard):
         return self.default_response(outcome)
 
     def limited_response_sync(
-        self, connection: Optional[HTTPConnection], outcome: _native.Outcome
-    ) -> Optional[Response]:
+        self, connection: HTTPConnection | None, outcome: _native.Outcome
+    ) -> Response | None:
         """`limited_response` from a sync endpoint (a thread of the thread pool)."""
         return from_thread.run(self.limited_response, connection, outcome)
 
@@ -292,7 +293,7 @@ class RateLimitMiddleware:
             )
         self.app = app
         self.guard = guard
-        self._table: Optional[RouteTable] = None
+        self._table: RouteTable | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # Runs on every request: kept flat, with the common case (no key_func, no user key)
@@ -369,7 +370,7 @@ class RateLimitMiddleware:
         return receive_startup
 
     @staticmethod
-    def _find(table: RouteTable, scope: Scope) -> Optional[Target]:
+    def _find(table: RouteTable, scope: Scope) -> Target | None:
         try:
             return table.find(scope)
         except Exception:
@@ -419,7 +420,7 @@ def add_headers(
     raw.extend(headers)
 
 
-def scope_user(scope: Scope) -> Optional[str]:
+def scope_user(scope: Scope) -> str | None:
     """The user of a request: `scope["user"]` (Starlette's `AuthenticationMiddleware`) or
     `request.state.user`."""
     user = scope.get("user")
@@ -439,12 +440,12 @@ def route_path(scope: Scope) -> str:
     return path
 
 
-def _peer(scope: Scope) -> Optional[str]:
+def _peer(scope: Scope) -> str | None:
     client = scope.get("client")
     return str(client[0]) if client else None
 
 
-def _connection(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Optional[HTTPConnection]:
+def _connection(args: tuple[Any, ...], kwargs: dict[str, Any]) -> HTTPConnection | None:
     for value in args:
         if isinstance(value, HTTPConnection):
             return value

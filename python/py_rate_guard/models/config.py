@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import ipaddress
 from collections.abc import Callable
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -38,7 +38,7 @@ sent on every denial whatever the style."""
 KeyFunc = Callable[[Any], Any]
 """`key_func(request) -> str | None`, sync or async; `None` falls back to the client address."""
 
-RuleSpec = tuple[str, str, Optional[int], Optional[str], Optional[bool]]
+RuleSpec = tuple[str, str, int | None, str | None, bool | None]
 """A rule as the native module takes it: (limit, algorithm, burst, name, fail_open)."""
 
 _KEY_WORDS = ("ip", "global", "user")
@@ -91,12 +91,12 @@ class RateLimitRule(BaseModel):
     limit: str
     algorithm: Algorithm = "sliding_window"
     key: str = "ip"
-    burst: Optional[int] = Field(default=None, ge=1)
+    burst: int | None = Field(default=None, ge=1)
     cost: int = Field(default=1, ge=1)
-    name: Optional[str] = None
+    name: str | None = None
     shadow: bool = False
-    fail_open: Optional[bool] = None
-    key_func: Optional[KeyFunc] = None
+    fail_open: bool | None = None
+    key_func: KeyFunc | None = None
 
     _native_rules: _native.Rules = PrivateAttr()
     _hash: int = PrivateAttr()
@@ -119,7 +119,7 @@ class RateLimitRule(BaseModel):
 
     @field_validator("burst")
     @classmethod
-    def _check_burst(cls, value: Optional[int], info: ValidationInfo) -> Optional[int]:
+    def _check_burst(cls, value: int | None, info: ValidationInfo) -> int | None:
         algorithm = info.data.get("algorithm", "token_bucket")
         if value is not None and algorithm != "token_bucket":
             raise ValueError(f"burst is only meaningful for token_bucket, not {algorithm}")
@@ -185,7 +185,7 @@ class RateGuardConfig(BaseSettings):
     """While Redis is unavailable, decide in process with each limit divided by
     `instance_count`."""
     global_rules: list[RateLimitRule] = Field(default_factory=list)
-    redis_url: Optional[str] = None
+    redis_url: str | None = None
     """`redis://`, `rediss://`, `redis+sentinel://h1:p1,h2:p2/<master>`, `redis+cluster://...`;
     None: the in-process memory store."""
     key_prefix: str = "rate_guard"
@@ -207,7 +207,7 @@ class RateGuardConfig(BaseSettings):
     """Paths never limited (adapters): `/health` exempts `/health` and `/health/...`."""
     limit_websockets: bool = True
     """Decide WebSocket connections when they open (ASGI adapters)."""
-    limited_handler: Optional[Callable[..., Any]] = None
+    limited_handler: Callable[..., Any] | None = None
     """`handler(request, exc: RateLimitExceeded) -> response` (sync or async; or its dotted
     path) answers denied requests instead of the JSON 429; the rate-limit headers are added
     to its response unless it sets them."""
@@ -217,8 +217,8 @@ class RateGuardConfig(BaseSettings):
     jwt_algorithms: list[str] = Field(default_factory=lambda: ["HS256"])
     jwt_verify: bool = True
     """False reads claims from unverified tokens: only behind a gateway that verified them."""
-    jwt_audience: Optional[str] = None
-    jwt_issuer: Optional[str] = None
+    jwt_audience: str | None = None
+    jwt_issuer: str | None = None
 
     redis_timeout: float = Field(default=0.1, gt=0)
     """Seconds one Redis call may take, every round trip included."""
@@ -234,7 +234,7 @@ class RateGuardConfig(BaseSettings):
     """Consecutive Redis failures that open the circuit breaker."""
     breaker_cooldown: float = Field(default=1.0, gt=0)
     breaker_max_cooldown: float = Field(default=30.0, gt=0)
-    memory_max_keys: Optional[int] = Field(default=None, ge=1)
+    memory_max_keys: int | None = Field(default=None, ge=1)
     """Bound on the memory store's keys (None: the core's default)."""
 
     metrics_enabled: bool = True
@@ -243,7 +243,7 @@ class RateGuardConfig(BaseSettings):
     log_identities: Literal["hashed", "raw", "omit"] = "hashed"
     """How client identities appear in denial logs: a keyed hash (default), as is, or not at
     all."""
-    log_identity_salt: Optional[SecretStr] = None
+    log_identity_salt: SecretStr | None = None
     """Key of the identity hash; set it to compare hashes across processes and restarts
     (default: random per process)."""
     log_denials_per_second: float = Field(default=10.0, ge=0)
