@@ -34,6 +34,9 @@ class RateGuard:
         self.config = config if config is not None else RateGuardConfig()
         self._guard = _native.Guard(self.config.redis_url, **self.config.guard_kwargs())
         self._rules: dict[Hashable, _native.Rules] = {}
+        # By object identity: the limit object itself (kept alive, and compared with `is`)
+        # and its native rules. A call with a limit seen before costs one dict lookup.
+        self._by_id: dict[int, tuple[Limit, _native.Rules]] = {}
         # Metrics on or off, the collector registered once per process; the effective
         # configuration logged, and the engine's events (store failures, breaker, fallback)
         # drained into `logging` by one thread per process.
@@ -42,11 +45,15 @@ class RateGuard:
 
     def hit(self, identity: str, limit: Limit, *, cost: int = 1) -> Decision:
         """Decides `limit` for `identity` and, if allowed, consumes `cost` from every rule."""
-        return self._guard.hit(identity, self._native_rules(limit), cost)
+        seen = self._by_id.get(id(limit))
+        rules = seen[1] if seen is not None and seen[0] is limit else self._remember(limit)
+        return self._guard.hit(identity, rules, cost)
 
     def peek(self, identity: str, limit: Limit, *, cost: int = 1) -> Decision:
         """What `hit` would answer for `cost`, consuming nothing."""
-        return self._guard.peek(identity, self._native_rules(limit), cost)
+        seen = self._by_id.get(id(limit))
+        rules = seen[1] if seen is not None and seen[0] is limit else self._remember(limit)
+        return self._guard.peek(identity, rules, cost)
 
     def hit_many(self, requests: Sequence[tuple[str, Limit]], *, cost: int = 1) -> Decision:
         """Decides several `(identity, limit)` pairs together, all-or-nothing: one request
@@ -63,11 +70,15 @@ class RateGuard:
         """`hit` for asyncio (and uvloop): the Redis call runs on the engine's I/O thread and
         its result comes back to this loop without blocking it. On the memory store, or when
         the answer needs no I/O (a key already denied, an open breaker), it returns at once."""
-        return await self._guard.ahit(identity, self._native_rules(limit), cost)
+        seen = self._by_id.get(id(limit))
+        rules = seen[1] if seen is not None and seen[0] is limit else self._remember(limit)
+        return await self._guard.ahit(identity, rules, cost)
 
     async def apeek(self, identity: str, limit: Limit, *, cost: int = 1) -> Decision:
         """`peek` for asyncio."""
-        return await self._guard.apeek(identity, self._native_rules(limit), cost)
+        seen = self._by_id.get(id(limit))
+        rules = seen[1] if seen is not None and seen[0] is limit else self._remember(limit)
+        return await self._guard.apeek(identity, rules, cost)
 
     async def ahit_many(self, requests: Sequence[tuple[str, Limit]], *, cost: int = 1) -> Decision:
         """`hit_many` for asyncio."""
@@ -90,6 +101,14 @@ class RateGuard:
 
     def __repr__(self) -> str:
         return f"RateGuard(store={self._guard.store!r}, key_prefix={self.config.key_prefix!r})"
+
+    def _remember(self, limit: Limit) -> _native.Rules:
+        """`limit`'s native rules, remembered by the identity of the limit object."""
+        rules = self._native_rules(limit)
+        if len(self._by_id) >= _CACHE_SIZE:
+            self._by_id.clear()
+        self._by_id[id(limit)] = (limit, rules)
+        return rules
 
     def _native_rules(self, limit: Limit) -> _native.Rules:
         """`limit` built into native rules, once per distinct limit."""

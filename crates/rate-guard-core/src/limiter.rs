@@ -211,6 +211,50 @@ impl Limiter {
         Ok(verdict)
     }
 
+    /// [`decide`](Self::decide) without a future, when the store answers at once (the memory
+    /// store): the same verdict, with no future built, moved or polled. `None` when the store
+    /// may wait (Redis): use [`decide`](Self::decide).
+    pub fn decide_now(&self, hits: &[Hit<'_>], mode: Mode) -> Option<Result<Verdict, Error>> {
+        let inner = &*self.inner;
+        let keys: SmallVec<[String; 4]> = hits
+            .iter()
+            .map(|h| inner.keys.key(h.rule, h.identity))
+            .collect();
+        let checks: SmallVec<[Check<'_>; 4]> = hits
+            .iter()
+            .zip(&keys)
+            .map(|(h, key)| Check {
+                rule: h.rule,
+                key,
+                cost: h.cost,
+            })
+            .collect();
+        let request = Request {
+            checks: &checks,
+            mode,
+            // The store reads its own clock, once, unless the limiter has one.
+            now: inner.clock.as_ref().map(Clock::now),
+        };
+        if let Err(e) = request.validate() {
+            return Some(Err(e.into()));
+        }
+        // A store that answers at once has no breaker, deny cache or fallback to go through:
+        // it cannot be unavailable. Should it fail anyway, the full path decides.
+        let verdict = match inner.store.decide_now(request)? {
+            Ok(verdict) => verdict,
+            Err(StoreError::InvalidRequest(reason)) => {
+                return Some(Err(StoreError::InvalidRequest(reason).into()))
+            }
+            Err(_) => return None,
+        };
+        if mode == Mode::Hit {
+            if let Some(hit) = hits.get(verdict.deciding_rule()) {
+                hit.rule.counters().record(verdict.allowed());
+            }
+        }
+        Some(Ok(verdict))
+    }
+
     /// [`decide`](Self::decide) without counting the request in the metrics: for the shadow
     /// rules of a request, whose caller counts [`Rule::record_shadow_denial`] itself.
     pub async fn decide_uncounted(&self, hits: &[Hit<'_>], mode: Mode) -> Result<Verdict, Error> {

@@ -303,3 +303,40 @@ fn the_builder_refuses_invalid_limiters() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn decide_now_is_decide_without_a_future_on_the_memory_store() {
+    let clock = ManualClock::new(Timestamp::from_secs(1_700_000_000));
+    let twin = |clock: &ManualClock| {
+        Limiter::builder()
+            .store(MemoryStore::builder().clock(clock.clone()).build().unwrap())
+            .build()
+            .unwrap()
+    };
+    let (now, later) = (twin(&clock), twin(&clock));
+    let rules = [
+        rule("3/minute", Algorithm::SlidingWindow),
+        rule("5/hour", Algorithm::TokenBucket),
+    ];
+    let hits: Vec<Hit<'_>> = rules
+        .iter()
+        .map(|rule| Hit {
+            rule,
+            identity: "a",
+            cost: NonZeroU32::MIN,
+        })
+        .collect();
+    for step in 0..8 {
+        let mode = if step % 3 == 2 { Mode::Peek } else { Mode::Hit };
+        let a = now.decide_now(&hits, mode).unwrap().unwrap();
+        let b = later.decide(&hits, mode).await.unwrap();
+        assert_eq!(a, b, "step {step}");
+        clock.advance(Duration::from_secs(7));
+    }
+    // A request no store could decide is the same error both ways.
+    let twice = [hits[0], hits[0]];
+    assert_eq!(
+        now.decide_now(&twice, Mode::Hit).unwrap().unwrap_err(),
+        later.decide(&twice, Mode::Hit).await.unwrap_err()
+    );
+}

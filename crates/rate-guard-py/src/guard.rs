@@ -11,6 +11,7 @@ use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedStr;
 use rate_guard_core::{Degradation, Hit, Limiter, MemoryStore, Mode, Rule, Store, Verdict};
 use rate_guard_redis::{RedisConfig, RedisStore};
+use smallvec::SmallVec;
 use tokio::runtime::Runtime;
 
 use crate::bridge::{self, Ready};
@@ -298,19 +299,26 @@ impl Guard {
         cost: NonZeroU32,
         mode: Mode,
     ) -> PyResult<Decision> {
+        let hits: SmallVec<[Hit<'_>; 4]> = rules
+            .as_slice()
+            .iter()
+            .map(|rule| Hit {
+                rule,
+                identity,
+                cost,
+            })
+            .collect();
+        // The memory store answers at once: no future, no GIL hand-off.
+        if let Some(engine) = self.engine.get().filter(|e| e.runtime.is_none()) {
+            if let Some(result) = engine.limiter.decide_now(&hits, mode) {
+                return Ok(Decision::from(&result.map_err(Failure::from)?));
+            }
+        }
         let verdict = self
-            .run_blocking(py, move |limiter| async move {
-                let hits: Vec<Hit<'_>> = rules
-                    .as_slice()
-                    .iter()
-                    .map(|rule| Hit {
-                        rule,
-                        identity,
-                        cost,
-                    })
-                    .collect();
-                limiter.decide(&hits, mode).await
-            })?
+            .run_blocking(
+                py,
+                |limiter| async move { limiter.decide(&hits, mode).await },
+            )?
             .map_err(Failure::from)?;
         Ok(Decision::from(&verdict))
     }

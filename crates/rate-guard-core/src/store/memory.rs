@@ -450,8 +450,12 @@ fn decide(mode: Mode, check: &Check<'_>, state: Option<&State>, now: Timestamp) 
 
 impl Store for MemoryStore {
     fn decide<'a>(&'a self, request: Request<'a>) -> BoxFuture<'a, Result<Verdict, StoreError>> {
-        let verdict = self.decide_now(request);
+        let verdict = MemoryStore::decide_now(self, request);
         Box::pin(std::future::ready(verdict))
+    }
+
+    fn decide_now(&self, request: Request<'_>) -> Option<Result<Verdict, StoreError>> {
+        Some(MemoryStore::decide_now(self, request))
     }
 
     fn reset<'a>(&'a self, keys: &'a [&'a str]) -> BoxFuture<'a, Result<(), StoreError>> {

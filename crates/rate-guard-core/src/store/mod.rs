@@ -128,6 +128,13 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Forgets the state under `keys`.
     fn reset<'a>(&'a self, keys: &'a [&'a str]) -> BoxFuture<'a, Result<(), StoreError>>;
 
+    /// Decides at once, without a future, when this store never waits (the memory store);
+    /// `None` when it may (then [`decide`](Self::decide) is the way). Default: `None`.
+    fn decide_now(&self, request: Request<'_>) -> Option<Result<Verdict, StoreError>> {
+        let _ = request;
+        None
+    }
+
     /// Whether calls leave the process (their latency is then measured, see
     /// [`metrics`](crate::metrics)). False by default.
     fn is_remote(&self) -> bool {
