@@ -214,7 +214,28 @@ impl Limiter {
     /// [`decide`](Self::decide) without a future, when the store answers at once (the memory
     /// store): the same verdict, with no future built, moved or polled. `None` when the store
     /// may wait (Redis): use [`decide`](Self::decide).
+    #[must_use]
     pub fn decide_now(&self, hits: &[Hit<'_>], mode: Mode) -> Option<Result<Verdict, Error>> {
+        self.decide_now_counted(hits, mode, true)
+    }
+
+    /// [`decide_now`](Self::decide_now) without counting the request in the metrics (see
+    /// [`decide_uncounted`](Self::decide_uncounted)).
+    #[must_use]
+    pub fn decide_now_uncounted(
+        &self,
+        hits: &[Hit<'_>],
+        mode: Mode,
+    ) -> Option<Result<Verdict, Error>> {
+        self.decide_now_counted(hits, mode, false)
+    }
+
+    fn decide_now_counted(
+        &self,
+        hits: &[Hit<'_>],
+        mode: Mode,
+        counted: bool,
+    ) -> Option<Result<Verdict, Error>> {
         let inner = &*self.inner;
         let keys: SmallVec<[String; 4]> = hits
             .iter()
@@ -247,7 +268,7 @@ impl Limiter {
             }
             Err(_) => return None,
         };
-        if mode == Mode::Hit {
+        if counted && mode == Mode::Hit {
             if let Some(hit) = hits.get(verdict.deciding_rule()) {
                 hit.rule.counters().record(verdict.allowed());
             }

@@ -337,6 +337,48 @@ impl Front {
         Plan { items }
     }
 
+    /// [`decide`](Self::decide) without a future when the limiter's store answers at once
+    /// (the memory store, [`Limiter::decide_now`]); `None` when it may wait (Redis).
+    #[must_use]
+    pub fn decide_now(&self, limiter: &Limiter, plan: &Plan) -> Option<Outcome> {
+        let enforced = hits(plan, false);
+        let mut error = None;
+        let verdict = if enforced.is_empty() {
+            None
+        } else {
+            match limiter.decide_now(&enforced, Mode::Hit)? {
+                Ok(verdict) => Some(verdict),
+                Err(e) => {
+                    error = Some(e);
+                    None
+                }
+            }
+        };
+        let failed_closed = error.is_some() && fails_closed(&enforced);
+        let admitted = !failed_closed && verdict.as_ref().is_none_or(Verdict::allowed);
+        let shadow_hits = hits(plan, true);
+        let shadow = if admitted && !shadow_hits.is_empty() {
+            // A store that answered the enforced rules at once answers these at once too.
+            match limiter.decide_now_uncounted(&shadow_hits, Mode::Hit)? {
+                Ok(verdict) => Some(record_shadow_denials(&shadow_hits, verdict)),
+                Err(e) => {
+                    error.get_or_insert(e);
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        Some(Outcome::new(
+            self.inner.header_style,
+            plan,
+            verdict,
+            failed_closed,
+            shadow,
+            error,
+        ))
+    }
+
     /// Decides `plan` on `limiter`.
     ///
     /// **One** [`Limiter::decide`] call in [`Mode::Hit`] covers every enforced rule of the
@@ -357,18 +399,7 @@ impl Front {
     /// [`Outcome::error`] for logging and allowed, unless one of its enforced rules fails
     /// closed (`fail_open = false`): then it is a 503.
     pub async fn decide(&self, limiter: &Limiter, plan: &Plan) -> Outcome {
-        let hits = |shadow: bool| -> SmallVec<[Hit<'_>; 8]> {
-            plan.items
-                .iter()
-                .filter(|item| item.shadow == shadow)
-                .map(|item| Hit {
-                    rule: &item.rule,
-                    identity: &item.identity,
-                    cost: item.cost,
-                })
-                .collect()
-        };
-        let enforced = hits(false);
+        let enforced = hits(plan, false);
         let mut error = None;
         let verdict = if enforced.is_empty() {
             None
@@ -381,23 +412,13 @@ impl Front {
                 }
             }
         };
-        let failed_closed = error.is_some()
-            && enforced
-                .iter()
-                .any(|hit| hit.rule.fail_open() == Some(false));
+        let failed_closed = error.is_some() && fails_closed(&enforced);
         let admitted = !failed_closed && verdict.as_ref().is_none_or(Verdict::allowed);
-        let shadow_hits = hits(true);
+        let shadow_hits = hits(plan, true);
         let shadow = if admitted && !shadow_hits.is_empty() {
             // Not a request of its own in the metrics: only its would-be denials count.
             match limiter.decide_uncounted(&shadow_hits, Mode::Hit).await {
-                Ok(verdict) => {
-                    for (hit, decision) in shadow_hits.iter().zip(verdict.rules()) {
-                        if !decision.allowed {
-                            hit.rule.record_shadow_denial();
-                        }
-                    }
-                    Some(verdict)
-                }
+                Ok(verdict) => Some(record_shadow_denials(&shadow_hits, verdict)),
                 Err(e) => {
                     error.get_or_insert(e);
                     None
@@ -415,6 +436,36 @@ impl Front {
             error,
         )
     }
+}
+
+/// The hits of `plan`'s enforced (or shadow) rules.
+fn hits(plan: &Plan, shadow: bool) -> SmallVec<[Hit<'_>; 8]> {
+    plan.items
+        .iter()
+        .filter(|item| item.shadow == shadow)
+        .map(|item| Hit {
+            rule: &item.rule,
+            identity: &item.identity,
+            cost: item.cost,
+        })
+        .collect()
+}
+
+/// Whether a request that no store could decide is refused: one of its rules fails closed.
+fn fails_closed(enforced: &[Hit<'_>]) -> bool {
+    enforced
+        .iter()
+        .any(|hit| hit.rule.fail_open() == Some(false))
+}
+
+/// Counts, in the metrics, each shadow rule that would have denied.
+fn record_shadow_denials(shadow_hits: &[Hit<'_>], verdict: Verdict) -> Verdict {
+    for (hit, decision) in shadow_hits.iter().zip(verdict.rules()) {
+        if !decision.allowed {
+            hit.rule.record_shadow_denial();
+        }
+    }
+    verdict
 }
 
 /// Resolves identities for one request, computing the client address and the token's claims

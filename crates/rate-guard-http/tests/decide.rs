@@ -534,3 +534,40 @@ fn metrics_count_requests_once_with_route_labels_and_shadow_denials_apart() {
     // (the second admitted request; the third was blocked before the shadow call).
     assert_eq!(counted("m-observed", ""), (0, 0, 1));
 }
+
+#[test]
+fn decide_now_answers_like_decide_on_the_memory_store_and_defers_otherwise() {
+    let clock = ManualClock::new(Timestamp::from_secs(1_700_000_040));
+    let limiter = |clock: &ManualClock| {
+        Limiter::builder()
+            .store(MemoryStore::builder().clock(clock.clone()).build().unwrap())
+            .build()
+            .unwrap()
+    };
+    let (now, later) = (limiter(&clock), limiter(&clock));
+    let front = front(
+        Front::builder()
+            .global(Limit::new(named("3/minute", "g")))
+            .global(Limit::new(named("1/minute", "s")).shadow(true)),
+    );
+    let route = front
+        .route("/x/{id}", None, [Limit::new(named("2/minute", "r"))])
+        .unwrap();
+    for _ in 0..4 {
+        let p = plan(&front, Some(&route), PEER);
+        let a = front
+            .decide_now(&now, &p)
+            .expect("the memory store answers at once");
+        let b = block_on(front.decide(&later, &p));
+        assert_eq!(
+            (a.allowed(), a.status(), a.headers(), a.shadow_denied()),
+            (b.allowed(), b.status(), b.headers(), b.shadow_denied())
+        );
+    }
+    // A store that may wait (here, one without `decide_now`) leaves it to `decide`.
+    let h = Harness::new();
+    assert!(front
+        .decide_now(&h.limiter, &plan(&front, None, PEER))
+        .is_none());
+    assert_eq!(h.calls(), 0);
+}

@@ -293,6 +293,14 @@ impl Ready {
     pub(crate) fn new(value: PyResult<Py<PyAny>>) -> Self {
         Self { value: Some(value) }
     }
+
+    /// `value` as an awaitable that is ready at once.
+    pub(crate) fn awaitable(
+        py: Python<'_>,
+        value: PyResult<Py<PyAny>>,
+    ) -> PyResult<Bound<'_, PyAny>> {
+        Ok(Bound::new(py, Self::new(value))?.into_any())
+    }
 }
 
 #[pymethods]

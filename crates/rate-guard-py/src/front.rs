@@ -264,6 +264,13 @@ impl Front {
     ) -> PyResult<Outcome> {
         let front = &self.inner;
         let plan = &plan.get().inner;
+        if let Some(outcome) = guard
+            .get()
+            .local_limiter()
+            .and_then(|limiter| front.decide_now(limiter, plan))
+        {
+            return Ok(Outcome::from(outcome));
+        }
         let outcome = guard.get().run_blocking(py, move |limiter| async move {
             front.decide(&limiter, plan).await
         })?;
@@ -277,6 +284,17 @@ impl Front {
         guard: &Bound<'py, Guard>,
         plan: &Bound<'py, Plan>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        // The memory store answers at once: an awaitable that is ready, no future built.
+        if let Some(outcome) = guard
+            .get()
+            .local_limiter()
+            .and_then(|limiter| self.inner.decide_now(limiter, &plan.get().inner))
+        {
+            return crate::bridge::Ready::awaitable(
+                py,
+                Py::new(py, Outcome::from(outcome)).map(Py::into_any),
+            );
+        }
         let front = self.inner.clone();
         let plan = Arc::clone(&plan.get().inner);
         guard.get().run_async(

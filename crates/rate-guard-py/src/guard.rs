@@ -215,6 +215,15 @@ impl Guard {
         }
     }
 
+    /// The limiter, when this process's store answers at once (the memory store): calls can
+    /// then use [`Limiter::decide_now`] with the GIL held and no future.
+    pub(crate) fn local_limiter(&self) -> Option<&Limiter> {
+        self.engine
+            .get()
+            .filter(|e| e.runtime.is_none())
+            .map(|e| &*e.limiter)
+    }
+
     /// Runs `make(limiter)` to completion with the GIL released (the sync API): inline for
     /// the memory store, with the Redis I/O on the calling thread otherwise.
     pub(crate) fn run_blocking<T, F>(
@@ -309,8 +318,8 @@ impl Guard {
             })
             .collect();
         // The memory store answers at once: no future, no GIL hand-off.
-        if let Some(engine) = self.engine.get().filter(|e| e.runtime.is_none()) {
-            if let Some(result) = engine.limiter.decide_now(&hits, mode) {
+        if let Some(limiter) = self.local_limiter() {
+            if let Some(result) = limiter.decide_now(&hits, mode) {
                 return Ok(Decision::from(&result.map_err(Failure::from)?));
             }
         }

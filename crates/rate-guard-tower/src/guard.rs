@@ -177,6 +177,14 @@ impl RateGuard {
         Some(self.decide(&plan).await)
     }
 
+    /// [`decide`](Self::decide) at once, without a future, when the store answers at once
+    /// (the memory store); `None` when it may wait (Redis).
+    pub(crate) fn decide_now(&self, plan: &Plan) -> Option<Outcome> {
+        let outcome = self.inner.front.decide_now(&self.inner.limiter, plan)?;
+        log(&outcome);
+        Some(outcome)
+    }
+
     /// [`decide`](Self::decide) as a future that owns what it needs.
     pub(crate) fn decide_owned(&self, plan: Plan) -> BoxFuture<'static, Outcome> {
         let inner = Arc::clone(&self.inner);

@@ -78,6 +78,15 @@ where
         let Some(plan) = plan else {
             return ResponseFuture::calling(self.inner.call(request), None);
         };
+        // The memory store answers at once: no future to build, box or poll.
+        if let Some(outcome) = self.guard.decide_now(&plan) {
+            return if outcome.allowed() {
+                let headers = RateHeaders::of(&outcome);
+                ResponseFuture::calling(self.inner.call(request), Some(headers))
+            } else {
+                ResponseFuture::refused(outcome)
+            };
+        }
         let mut decision = self.guard.decide_owned(plan);
         // One poll tells whether the answer needs I/O; a later poll with the task's waker
         // takes over if it does.
