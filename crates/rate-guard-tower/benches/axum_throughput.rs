@@ -177,6 +177,12 @@ fn main() {
     let url = redis.url();
     let mut targets: Vec<(&str, SocketAddr)> = server_rt.block_on(async {
         let memory = guard().build().await.expect("a memory guard");
+        // The same, without rate-limit headers: what the larger responses cost.
+        let quiet = guard()
+            .with_config(|c| c.headers = "none".to_owned())
+            .build()
+            .await
+            .expect("a memory guard without headers");
         let on_redis = guard()
             .with_config(|c| {
                 c.redis_url = Some(url);
@@ -188,6 +194,7 @@ fn main() {
         vec![
             ("bare", serve(None).await),
             ("memory", serve(Some(memory)).await),
+            ("memory-no-headers", serve(Some(quiet)).await),
             ("redis", serve(Some(on_redis)).await),
         ]
     });
@@ -219,7 +226,7 @@ fn main() {
     for (i, (name, _)) in targets.iter().enumerate() {
         let rate = median(&mut rates[i]);
         println!(
-            "  {name:>6}: {rate:>9.0} req/s  ({:.2}x bare)",
+            "  {name:>17}: {rate:>9.0} req/s  ({:.2}x bare)",
             rate / reference_rate
         );
     }
