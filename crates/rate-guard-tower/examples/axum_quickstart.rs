@@ -31,7 +31,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let app = Router::new()
         .route("/sensitive-data", get(get_data))
         // `Router::layer`: the layer sees each route's template (`MatchedPath`).
-        .layer(guard.layer());
+        .layer(guard.layer())
+        // Added after the layer, so scrapes are not limited.
+        .route("/metrics", get(rate_guard_tower::metrics::handler));
 
     let (host, port) = address()?;
     let listener = tokio::net::TcpListener::bind((host.as_str(), port)).await?;

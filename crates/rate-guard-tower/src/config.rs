@@ -96,6 +96,9 @@ pub struct RateGuardConfig {
     pub breaker_max_cooldown: f64,
     /// Bound on the memory store's keys (`None`: the core's default).
     pub memory_max_keys: Option<usize>,
+    /// Count the Prometheus metrics ([`crate::metrics`]); process-wide, the last guard built
+    /// decides.
+    pub metrics_enabled: bool,
 }
 
 impl Default for RateGuardConfig {
@@ -129,6 +132,7 @@ impl Default for RateGuardConfig {
             breaker_cooldown: 1.0,
             breaker_max_cooldown: 30.0,
             memory_max_keys: None,
+            metrics_enabled: true,
         }
     }
 }
@@ -168,6 +172,7 @@ impl fmt::Debug for RateGuardConfig {
             .field("breaker_cooldown", &self.breaker_cooldown)
             .field("breaker_max_cooldown", &self.breaker_max_cooldown)
             .field("memory_max_keys", &self.memory_max_keys)
+            .field("metrics_enabled", &self.metrics_enabled)
             .finish()
     }
 }

@@ -32,7 +32,7 @@ enum Kind {
 
 /// Every field of [`RateGuardConfig`] and how its variable is read (a test checks the list
 /// against the struct).
-const FIELDS: [(&str, Kind); 28] = [
+const FIELDS: [(&str, Kind); 29] = [
     ("enabled", Kind::Bool),
     ("fail_open", Kind::Bool),
     ("in_memory_fallback", Kind::Bool),
@@ -61,6 +61,7 @@ const FIELDS: [(&str, Kind); 28] = [
     ("breaker_cooldown", Kind::Number),
     ("breaker_max_cooldown", Kind::Number),
     ("memory_max_keys", Kind::OptionalNumber),
+    ("metrics_enabled", Kind::Bool),
 ];
 
 impl RateGuardConfig {

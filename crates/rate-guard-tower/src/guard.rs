@@ -560,6 +560,7 @@ fn degradation(config: &RateGuardConfig) -> Result<Degradation, Error> {
         .fail_open(config.fail_open)
         .deny_cache_size(config.deny_cache_size)
         .deny_cache_ttl(seconds("deny_cache_ttl", config.deny_cache_ttl)?);
+    rate_guard_core::metrics::set_enabled(config.metrics_enabled);
     if config.in_memory_fallback {
         let instances = NonZeroU32::new(config.instance_count)
             .ok_or_else(|| Error::setting("instance_count", "must be at least 1"))?;

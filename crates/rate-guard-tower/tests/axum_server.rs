@@ -230,3 +230,49 @@ async fn a_paused_redis_gives_the_degraded_answers() {
     server.resume().unwrap();
     server.ping(Duration::from_secs(5)).unwrap();
 }
+
+#[tokio::test]
+async fn the_metrics_route_shows_requests_per_rule_and_route_template() {
+    let guard = RateGuard::builder()
+        .route(RouteConfig::new("/metrics-test/{id}").rule("2/minute"))
+        .clock(frozen())
+        .build()
+        .await
+        .unwrap();
+    let app = Router::new()
+        .route("/metrics-test/{id}", get(|| async { "m" }))
+        .layer(guard.layer())
+        // After the layer: the scrape itself is not limited.
+        .route("/metrics", get(rate_guard_tower::metrics::handler));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    for id in 1..=3 {
+        get_on_new_connection(addr, &format!("/metrics-test/{id}")).await;
+    }
+    let scrape = get_on_new_connection(addr, "/metrics").await;
+    assert_eq!(scrape.status, 200);
+    assert_eq!(
+        scrape.header("content-type"),
+        Some(rate_guard_tower::metrics::CONTENT_TYPE)
+    );
+    let labels =
+        r#"{rule="sliding_window.2.60s",route="/metrics-test/{id}",algorithm="sliding_window"}"#;
+    assert!(
+        scrape
+            .body
+            .contains(&format!("rate_guard_requests_allowed_total{labels} 2")),
+        "{}",
+        scrape.body
+    );
+    assert!(scrape
+        .body
+        .contains(&format!("rate_guard_requests_blocked_total{labels} 1")));
+}
