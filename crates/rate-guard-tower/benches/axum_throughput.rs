@@ -179,7 +179,7 @@ fn main() {
         let memory = guard().build().await.expect("a memory guard");
         // The same, without rate-limit headers: what the larger responses cost.
         let quiet = guard()
-            .with_config(|c| c.headers = "none".to_owned())
+            .with_config(|c| "none".clone_into(&mut c.headers))
             .build()
             .await
             .expect("a memory guard without headers");
