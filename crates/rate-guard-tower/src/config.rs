@@ -99,6 +99,10 @@ pub struct RateGuardConfig {
     /// Count the Prometheus metrics ([`crate::metrics`]); process-wide, the last guard built
     /// decides.
     pub metrics_enabled: bool,
+    /// How client identities appear in denial logs: `hashed` (default), `raw` or `omit`.
+    pub log_identities: String,
+    /// Denial log events per second at most (0: none); the others are counted.
+    pub log_denials_per_second: u32,
 }
 
 impl Default for RateGuardConfig {
@@ -133,6 +137,8 @@ impl Default for RateGuardConfig {
             breaker_max_cooldown: 30.0,
             memory_max_keys: None,
             metrics_enabled: true,
+            log_identities: "hashed".to_owned(),
+            log_denials_per_second: 10,
         }
     }
 }
@@ -173,6 +179,8 @@ impl fmt::Debug for RateGuardConfig {
             .field("breaker_max_cooldown", &self.breaker_max_cooldown)
             .field("memory_max_keys", &self.memory_max_keys)
             .field("metrics_enabled", &self.metrics_enabled)
+            .field("log_identities", &self.log_identities)
+            .field("log_denials_per_second", &self.log_denials_per_second)
             .finish()
     }
 }

@@ -32,7 +32,7 @@ enum Kind {
 
 /// Every field of [`RateGuardConfig`] and how its variable is read (a test checks the list
 /// against the struct).
-const FIELDS: [(&str, Kind); 29] = [
+const FIELDS: [(&str, Kind); 31] = [
     ("enabled", Kind::Bool),
     ("fail_open", Kind::Bool),
     ("in_memory_fallback", Kind::Bool),
@@ -62,6 +62,8 @@ const FIELDS: [(&str, Kind); 29] = [
     ("breaker_max_cooldown", Kind::Number),
     ("memory_max_keys", Kind::OptionalNumber),
     ("metrics_enabled", Kind::Bool),
+    ("log_identities", Kind::Text),
+    ("log_denials_per_second", Kind::Number),
 ];
 
 impl RateGuardConfig {

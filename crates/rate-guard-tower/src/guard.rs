@@ -21,6 +21,7 @@ use rate_guard_http::{
 use crate::config::{redact_url, RateGuardConfig, RouteConfig, RuleConfig};
 use crate::error::Error;
 use crate::extract::{self, HeaderMapHeaders};
+use crate::log::{DecisionLog, Identities};
 
 /// A value read from a request for key resolution: a user id, a custom key, a route template.
 pub type RequestFn = Arc<dyn Fn(&Parts) -> Option<String> + Send + Sync>;
@@ -65,6 +66,7 @@ struct Inner {
     key_fn: Option<RequestFn>,
     route_fn: Option<RequestFn>,
     has_global: bool,
+    log: DecisionLog,
 }
 
 impl fmt::Debug for RateGuard {
@@ -166,7 +168,7 @@ impl RateGuard {
     /// store that is down gives the configured degraded answer.
     pub async fn decide(&self, plan: &Plan) -> Outcome {
         let outcome = self.inner.front.decide(&self.inner.limiter, plan).await;
-        log(&outcome);
+        self.inner.log.outcome(&outcome, plan);
         outcome
     }
 
@@ -181,7 +183,7 @@ impl RateGuard {
     /// (the memory store); `None` when it may wait (Redis).
     pub(crate) fn decide_now(&self, plan: &Plan) -> Option<Outcome> {
         let outcome = self.inner.front.decide_now(&self.inner.limiter, plan)?;
-        log(&outcome);
+        self.inner.log.outcome(&outcome, plan);
         Some(outcome)
     }
 
@@ -191,7 +193,7 @@ impl RateGuard {
         // The front's future directly (not through `decide`): one nesting less to move.
         Box::pin(async move {
             let outcome = inner.front.decide(&inner.limiter, &plan).await;
-            log(&outcome);
+            inner.log.outcome(&outcome, &plan);
             outcome
         })
     }
@@ -201,22 +203,6 @@ impl RateGuard {
             .exempt
             .iter()
             .any(|(exact, under)| path == exact || path.starts_with(under.as_str()))
-    }
-}
-
-/// Logs what operators want to know about an outcome: a request the store could not decide,
-/// and (at debug level) a refusal.
-fn log(outcome: &Outcome) {
-    if let Some(error) = outcome.error() {
-        tracing::warn!(target: "rate_guard", %error, "request not decided by the store");
-    }
-    if !outcome.allowed() {
-        tracing::debug!(
-            target: "rate_guard",
-            status = outcome.status(),
-            rule = outcome.rule().unwrap_or(""),
-            "request limited"
-        );
     }
 }
 
@@ -427,6 +413,10 @@ impl RateGuardBuilder {
             limiter = limiter.on_event(move |event| hook(event));
         }
         let has_global = !front.global_limits().is_empty();
+        let log = DecisionLog::new(
+            Identities::parse(&config.log_identities)?,
+            u64::from(config.log_denials_per_second),
+        );
         Ok(RateGuard {
             inner: Arc::new(Inner {
                 enabled: config.enabled,
@@ -438,6 +428,7 @@ impl RateGuardBuilder {
                 key_fn: self.key_fn,
                 route_fn: self.route_fn,
                 has_global,
+                log,
             }),
         })
     }

@@ -54,6 +54,7 @@ mod extract;
 mod future;
 mod guard;
 mod layer;
+mod log;
 pub mod metrics;
 mod response;
 pub mod service;
