@@ -68,7 +68,10 @@ fmt: ## Format the code
 	$(CARGO) fmt --all
 
 .PHONY: bench
-bench: setup redis ## Benchmarks: keyed check vs governor, bytes per key, Redis vs redis-benchmark
+bench: setup redis python ## Benchmarks: keyed check vs governor, bytes per key, Redis vs redis-benchmark
 	$(CARGO) bench -p rate-guard-core --bench keyed_check
 	$(CARGO) bench -p rate-guard-core --bench memory_per_key
 	$(CARGO) bench -p rate-guard-redis --bench redis_throughput
+	$(CARGO) bench -p rate-guard-tower --bench axum_throughput
+	$(PY) bench/python_bench.py
+	$(PY) bench/http_bench.py
