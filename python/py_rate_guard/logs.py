@@ -58,6 +58,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger("py_rate_guard")
+# A library's etiquette: records go to the handlers the application configures; with none,
+# nothing is printed (no last-resort output on stderr).
+logger.addHandler(logging.NullHandler())
 
 DEFAULT_DENIALS_PER_SECOND = 10.0
 """Denial records per second and rule when the configuration does not say."""
