@@ -178,19 +178,8 @@ impl Limiter {
         counted: bool,
     ) -> Result<Verdict, Error> {
         let inner = &*self.inner;
-        let keys: SmallVec<[String; 4]> = hits
-            .iter()
-            .map(|h| inner.keys.key(h.rule, h.identity))
-            .collect();
-        let checks: SmallVec<[Check<'_>; 4]> = hits
-            .iter()
-            .zip(&keys)
-            .map(|(h, key)| Check {
-                rule: h.rule,
-                key,
-                cost: h.cost,
-            })
-            .collect();
+        let keys = self.keys_of(hits);
+        let checks = checks(hits, &keys);
         let key_list: SmallVec<[(&str, u32); 4]> =
             checks.iter().map(|c| (c.key, c.cost.get())).collect();
         let explicit_now = inner.clock.as_ref().map(Clock::now);
@@ -209,6 +198,13 @@ impl Limiter {
             }
         }
         Ok(verdict)
+    }
+
+    /// The storage key of each hit, in order.
+    fn keys_of(&self, hits: &[Hit<'_>]) -> SmallVec<[String; 4]> {
+        hits.iter()
+            .map(|h| self.inner.keys.key(h.rule, h.identity))
+            .collect()
     }
 
     /// [`decide`](Self::decide) without a future, when the store answers at once (the memory
@@ -237,19 +233,8 @@ impl Limiter {
         counted: bool,
     ) -> Option<Result<Verdict, Error>> {
         let inner = &*self.inner;
-        let keys: SmallVec<[String; 4]> = hits
-            .iter()
-            .map(|h| inner.keys.key(h.rule, h.identity))
-            .collect();
-        let checks: SmallVec<[Check<'_>; 4]> = hits
-            .iter()
-            .zip(&keys)
-            .map(|(h, key)| Check {
-                rule: h.rule,
-                key,
-                cost: h.cost,
-            })
-            .collect();
+        let keys = self.keys_of(hits);
+        let checks = checks(hits, &keys);
         let request = Request {
             checks: &checks,
             mode,
@@ -455,6 +440,18 @@ impl Limiter {
             })
             .collect()
     }
+}
+
+/// The store's checks of `hits`, whose keys are `keys` (same order).
+fn checks<'a>(hits: &[Hit<'a>], keys: &'a [String]) -> SmallVec<[Check<'a>; 4]> {
+    hits.iter()
+        .zip(keys)
+        .map(|(h, key)| Check {
+            rule: h.rule,
+            key,
+            cost: h.cost,
+        })
+        .collect()
 }
 
 /// `rule` with its count and burst divided among `instances` (at least 1 each): one
