@@ -33,7 +33,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from typing import Any
 
 from fastapi import HTTPException
 from fastapi.dependencies.utils import get_typed_signature
@@ -46,7 +46,6 @@ from py_rate_guard.adapters._http import (
     MARK,
     RouteLimit,
     covered,
-    decorated,
     detail,
     is_async,
     mark_wrapper,
@@ -56,7 +55,6 @@ from py_rate_guard.models.config import Algorithm, KeyFunc
 
 __all__ = ["FastAPIRateGuard", "RateLimitMiddleware"]
 
-F = TypeVar("F", bound=Callable[..., Any])
 
 # Parameters added to an endpoint's signature, so that FastAPI passes the connection and the
 # response whose headers it merges into the answer, when the endpoint does not take them.
@@ -65,38 +63,10 @@ _RESPONSE = "rate_guard_response_"
 
 
 class FastAPIRateGuard(StarletteRateGuard):
-    """A guard for FastAPI applications. See the module's documentation."""
+    """A guard for FastAPI applications. See the module's documentation.
 
-    def limit(
-        self,
-        limit: str,
-        *,
-        key: str | None = None,
-        key_func: KeyFunc | str | None = None,
-        algorithm: Algorithm = "sliding_window",
-        cost: int = 1,
-        burst: int | None = None,
-        name: str | None = None,
-        shadow: bool = False,
-    ) -> Callable[[F], F]:
-        """Limits the decorated endpoint to `limit` per `key` (default: per client address)
-        on its route (the path template, never the raw URL). Put it below `@app.get(...)`.
-        Stacked decorators add limits that are decided together."""
-        rule = self.rule(
-            limit,
-            key=key,
-            key_func=key_func,
-            algorithm=algorithm,
-            cost=cost,
-            burst=burst,
-            name=name,
-            shadow=shadow,
-        )
-
-        def decorate(endpoint: F) -> F:
-            return cast(F, decorated(self, endpoint, rule, self._wrap))
-
-        return decorate
+    `limit(...)` is the Starlette guard's decorator (put it below `@app.get(...)`); its wrapper
+    keeps the endpoint's signature, so FastAPI's dependency injection sees the original."""
 
     def dependency(
         self,
