@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use crate::algorithm::Algorithm;
+use crate::bounds::RangeError;
 use crate::quota::QuotaError;
 use crate::rate_str::ParseError;
 
@@ -59,6 +60,9 @@ pub enum ConfigError {
     /// A memory store limit that cannot work.
     #[error("invalid memory store setting: {0}")]
     MemoryStore(&'static str),
+    /// A number outside its documented range ([`bounds`](crate::bounds)).
+    #[error(transparent)]
+    Range(#[from] RangeError),
 }
 
 /// A store that could not decide a request.

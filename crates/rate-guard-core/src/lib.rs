@@ -29,6 +29,7 @@
 //! ```
 
 pub mod algorithm;
+pub mod bounds;
 mod clock;
 mod decision;
 pub mod degrade;

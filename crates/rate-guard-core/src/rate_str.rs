@@ -25,7 +25,7 @@ use crate::quota::{Quota, Unit};
 
 mod error;
 
-pub use error::{ParseError, ParseErrorKind};
+pub use error::{ParseError, ParseErrorKind, MAX_QUOTED_CHARS};
 
 /// Parses one or more limits joined by `;`, `,` or `|`, in the order written.
 ///

@@ -4,9 +4,11 @@ use std::fmt;
 
 /// A rate string that does not parse: the input, where, and what is wrong.
 ///
-/// Displays as `"10/fortnight": unknown unit "fortnight" at column 4`.
+/// Displays as `"10/fortnight": unknown unit "fortnight" at column 4`. Every quoted part is
+/// cut to [`MAX_QUOTED_CHARS`] characters (and marked `…`), so that a message stays short
+/// whatever the input.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{input:?}: {kind} at column {column}")]
+#[error("{}: {kind} at column {column}", Quoted(input))]
 pub struct ParseError {
     input: String,
     column: usize,
@@ -112,7 +114,7 @@ impl fmt::Display for ParseErrorKind {
             Self::ExpectedCount { found } => write!(f, "expected a count, found {}", Found(found)),
             Self::CountZero => f.write_str("count must be at least 1"),
             Self::CountTooLarge { count } => {
-                write!(f, "count {count:?} is too large (max {})", u32::MAX)
+                write!(f, "count {} is too large (max {})", Quoted(count), u32::MAX)
             }
             Self::ExpectedSeparator { found } => {
                 write!(
@@ -126,13 +128,15 @@ impl fmt::Display for ParseErrorKind {
                 "expected a unit (second, minute, hour, day or millisecond), found {}",
                 Found(found)
             ),
-            Self::UnknownUnit { unit } => write!(f, "unknown unit {unit:?}"),
+            Self::UnknownUnit { unit } => write!(f, "unknown unit {}", Quoted(unit)),
             Self::MultiplierZero => f.write_str("period multiplier must be at least 1"),
             Self::PeriodTooLarge { period } => {
-                write!(f, "period {period:?} is too long (max 10000 days)")
+                write!(f, "period {} is too long (max 10000 days)", Quoted(period))
             }
             Self::EmptyLimit { separator } => write!(f, "empty limit after {separator:?}"),
-            Self::TrailingInput { rest } => write!(f, "unexpected {rest:?} after the limit"),
+            Self::TrailingInput { rest } => {
+                write!(f, "unexpected {} after the limit", Quoted(rest))
+            }
             Self::ExpectedSingle { separator } => {
                 write!(f, "expected a single limit, found {separator:?}")
             }
@@ -145,8 +149,23 @@ struct Found<'a>(&'a Option<String>);
 impl fmt::Display for Found<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0 {
-            Some(found) => write!(f, "{found:?}"),
+            Some(found) => Quoted(found).fmt(f),
             None => f.write_str("end of input"),
+        }
+    }
+}
+
+/// The most characters of the input an error message quotes.
+pub const MAX_QUOTED_CHARS: usize = 80;
+
+/// A part of the input in quotes (`Debug` escapes), cut to [`MAX_QUOTED_CHARS`] characters.
+struct Quoted<'a>(&'a str);
+
+impl fmt::Display for Quoted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.char_indices().nth(MAX_QUOTED_CHARS) {
+            None => write!(f, "{:?}", self.0),
+            Some((end, _)) => write!(f, "{:?}…", &self.0[..end]),
         }
     }
 }
@@ -186,6 +205,22 @@ mod tests {
         let too_large =
             r#""99999999999/s": count "99999999999" is too large (max 4294967295) at column 1"#;
         assert_eq!(shown("99999999999/s"), too_large);
+    }
+
+    #[test]
+    fn messages_quote_at_most_80_characters() {
+        let long = format!("10/{}", "x".repeat(100_000));
+        let shown = parse_quotas(&long).unwrap_err().to_string();
+        let cut = format!("10/{}", "x".repeat(77));
+        assert_eq!(
+            shown,
+            format!("{cut:?}…: unknown unit {:?}… at column 4", "x".repeat(80))
+        );
+        let exactly = "1".repeat(80);
+        assert!(parse_quotas(&exactly)
+            .unwrap_err()
+            .to_string()
+            .starts_with(&format!("{exactly:?}: count")));
     }
 
     #[test]
