@@ -10,8 +10,8 @@ use std::time::Duration;
 use http::request::Parts;
 use http::Method;
 use rate_guard_core::{
-    parse_quotas, Algorithm, BoxFuture, Clock, Degradation, Event, EventHook, Limiter, MemoryStore,
-    Quota, Rule, Store,
+    bounds, parse_quotas, Algorithm, BoxFuture, Clock, Degradation, Event, EventHook, Limiter,
+    MemoryStore, Quota, Rule, Store,
 };
 use rate_guard_http::{
     ClientIp, ForwardedHeader, Front, HeaderStyle, Jwt, KeySpec, Limit, Outcome, Plan, RequestInfo,
@@ -334,6 +334,7 @@ impl RateGuardBuilder {
     /// `redis_url` is set and no store was given, so an unreachable server fails here.
     pub async fn build(self) -> Result<RateGuard, Error> {
         let config = &self.config;
+        check_ranges(config)?;
         let front = front(config)?;
         let uses = |spec: &KeySpec| {
             config
@@ -530,15 +531,41 @@ fn rate_id(name: &str, quota: Quota) -> String {
     }
 }
 
-/// Seconds from the configuration as a [`Duration`], longer than zero.
+/// Seconds from the configuration as a [`Duration`], within the setting's documented range.
 fn seconds(field: &str, value: f64) -> Result<Duration, Error> {
-    match Duration::try_from_secs_f64(value) {
-        Ok(d) if !d.is_zero() => Ok(d),
-        _ => Err(Error::setting(
-            field,
-            format!("expected a number of seconds greater than 0, not {value}"),
-        )),
+    bounds::check_seconds(field, value).map_err(|e| Error::setting(field, e))
+}
+
+/// Every integer setting against its documented range ([`bounds`]), before anything is built.
+fn check_ranges(config: &RateGuardConfig) -> Result<(), Error> {
+    let ints = [
+        ("redis_pool_size", Some(config.redis_pool_size as u64)),
+        ("instance_count", Some(u64::from(config.instance_count))),
+        ("deny_cache_size", Some(config.deny_cache_size as u64)),
+        (
+            "breaker_threshold",
+            Some(u64::from(config.breaker_threshold)),
+        ),
+        ("memory_max_keys", config.memory_max_keys.map(|n| n as u64)),
+        ("ipv6_prefix", Some(u64::from(config.ipv6_prefix))),
+    ];
+    for (field, value) in ints {
+        if let Some(value) = value {
+            bounds::check_int(field, i128::from(value)).map_err(|e| Error::setting(field, e))?;
+        }
     }
+    // Checked whatever the store, so that a bad value never waits for the day Redis is set.
+    let durations = [
+        ("redis_timeout", config.redis_timeout),
+        ("redis_connect_timeout", config.redis_connect_timeout),
+        ("deny_cache_ttl", config.deny_cache_ttl),
+        ("breaker_cooldown", config.breaker_cooldown),
+        ("breaker_max_cooldown", config.breaker_max_cooldown),
+    ];
+    for (field, value) in durations {
+        seconds(field, value)?;
+    }
+    Ok(())
 }
 
 fn degradation(config: &RateGuardConfig) -> Result<Degradation, Error> {

@@ -672,6 +672,26 @@ async fn configuration_errors_name_the_field() {
             "deny_cache_ttl",
         ),
         (
+            RateGuard::builder().with_config(|c| c.redis_timeout = 1e300),
+            "redis_timeout must be from 0.001 to 60 seconds, not 1e300",
+        ),
+        (
+            RateGuard::builder().with_config(|c| c.redis_pool_size = 1_000_000_000),
+            "redis_pool_size must be from 1 to 256, not 1000000000",
+        ),
+        (
+            RateGuard::builder().with_config(|c| c.breaker_threshold = 1 << 31),
+            "breaker_threshold must be from 1 to 1000000, not 2147483648",
+        ),
+        (
+            RateGuard::builder().with_config(|c| c.memory_max_keys = Some(usize::MAX)),
+            "memory_max_keys must be from 1 to 100000000",
+        ),
+        (
+            RateGuard::builder().with_config(|c| c.instance_count = 0),
+            "instance_count must be from 1 to 10000, not 0",
+        ),
+        (
             RateGuard::builder().with_config(|c| c.key_prefix = "bad prefix".to_owned()),
             "prefix",
         ),
