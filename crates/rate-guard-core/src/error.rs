@@ -75,9 +75,16 @@ pub enum StoreError {
     /// The store cannot be reached (connection refused, reset, closed).
     #[error("store unavailable: {0}")]
     Unavailable(String),
-    /// The store answered with an error (a script error, an unexpected reply, a refusal).
+    /// The store refuses every request for now (out of memory, busy, loading, read-only, a
+    /// missing permission): counts toward the circuit breaker like an outage.
     #[error("store refused the request: {0}")]
     Refused(String),
+    /// The store could not decide this one request because of its own data or arguments (a
+    /// script error, a key holding another type, an unexpected reply), while it serves others:
+    /// the request is decided by its rules' failure policy and the circuit breaker is not
+    /// touched.
+    #[error("store rejected the request: {0}")]
+    Rejected(String),
     /// A request that no store could decide (no rules, a bad cost).
     #[error("invalid request: {0}")]
     InvalidRequest(&'static str),
@@ -96,14 +103,15 @@ impl StoreError {
         matches!(self, StoreError::Timeout(_))
     }
 
-    /// The kind, as logs and metrics name it: `timeout`, `unavailable`, `refused` or
-    /// `invalid_request`.
+    /// The kind, as logs and metrics name it: `timeout`, `unavailable`, `refused`, `rejected`
+    /// or `invalid_request`.
     #[must_use]
     pub fn kind(&self) -> &'static str {
         match self {
             StoreError::Timeout(_) => "timeout",
             StoreError::Unavailable(_) => "unavailable",
             StoreError::Refused(_) => "refused",
+            StoreError::Rejected(_) => "rejected",
             StoreError::InvalidRequest(_) => "invalid_request",
         }
     }

@@ -14,6 +14,7 @@ use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::decision::{Decision, Source, Verdict};
 use crate::degrade::breaker::{Breaker, Permit, Transition};
 use crate::degrade::deny_cache::DenyCache;
+use crate::degrade::log_budget::LogBudget;
 use crate::degrade::{BreakerState, Degradation, Event};
 use crate::error::{ConfigError, Error, StoreError};
 use crate::key::KeyBuilder;
@@ -75,6 +76,8 @@ struct Inner {
     fallback: Option<MemoryStore>,
     /// Whether the last decision was degraded (for the fallback events).
     degraded: AtomicBool,
+    /// Bounds the events of rejected requests, which the breaker does not bound.
+    rejection_log: LogBudget,
     hooks: Vec<EventHook>,
 }
 
@@ -308,6 +311,16 @@ impl Limiter {
             Err(StoreError::InvalidRequest(reason)) => {
                 Err(StoreError::InvalidRequest(reason).into())
             }
+            Err(error @ StoreError::Rejected(_)) => {
+                // The store answered, about this request only: no outage, so the breaker keeps
+                // its count (a probe's slot is given back) and no fallback starts.
+                inner.breaker.release_probe(permit);
+                metrics::count_store_error(&error);
+                if inner.rejection_log.admit(now) {
+                    self.emit(&Event::StoreFailed { error });
+                }
+                Ok(self.policy(checks, mode, now))
+            }
             Err(error) => {
                 metrics::count_store_error(&error);
                 self.emit(&Event::StoreFailed { error });
@@ -324,6 +337,13 @@ impl Limiter {
             metrics::degraded_changed(1);
             self.emit(&Event::FallbackStarted);
         }
+        self.policy(checks, mode, now)
+    }
+
+    /// The verdict of the failure policy: the fallback's when there is one, else each rule's
+    /// fail open / closed.
+    fn policy(&self, checks: &[Check<'_>], mode: Mode, now: Timestamp) -> Verdict {
+        let inner = &*self.inner;
         if let Some(fallback) = &inner.fallback {
             let instances = inner.degradation.instance_count.get();
             let scaled: SmallVec<[Rule; 4]> =
@@ -587,9 +607,101 @@ impl LimiterBuilder {
                 deny_cache: DenyCache::new(d.deny_cache_size, d.deny_cache_ttl),
                 fallback,
                 degraded: AtomicBool::new(false),
+                rejection_log: LogBudget::default(),
                 hooks: self.hooks,
                 degradation: self.degradation,
             }),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicU8;
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::store::BoxFuture;
+
+    /// Answers as its mode says: 0 decides on memory, 1 is unavailable, 2 rejects the request.
+    #[derive(Debug, Default)]
+    struct Scripted {
+        store: MemoryStore,
+        mode: AtomicU8,
+    }
+
+    impl Store for Scripted {
+        fn decide<'a>(
+            &'a self,
+            request: Request<'a>,
+        ) -> BoxFuture<'a, Result<Verdict, StoreError>> {
+            let result = match self.mode.load(Ordering::Relaxed) {
+                0 => self.store.decide_now(request),
+                1 => Err(StoreError::Unavailable("down".into())),
+                _ => Err(StoreError::Rejected("WRONGTYPE".into())),
+            };
+            Box::pin(std::future::ready(result))
+        }
+
+        fn reset<'a>(&'a self, keys: &'a [&'a str]) -> BoxFuture<'a, Result<(), StoreError>> {
+            self.store.reset(keys)
+        }
+
+        fn is_remote(&self) -> bool {
+            true
+        }
+    }
+
+    #[test]
+    fn rejections_leave_the_breaker_alone_and_free_a_probe() {
+        let store = Arc::new(Scripted::default());
+        let clock = Arc::new(ManualClock::new(Timestamp::from_secs(1_700_000_000)));
+        let limiter = Limiter::builder()
+            .rule(
+                Rule::builder("5/hour".parse::<Quota>().unwrap())
+                    .fail_open(false)
+                    .build()
+                    .unwrap(),
+            )
+            .shared_store(store.clone())
+            .clock(clock.clone())
+            .degradation(
+                Degradation::default()
+                    .failure_threshold(2)
+                    .cooldown(Duration::from_secs(1), Duration::from_secs(4)),
+            )
+            .build()
+            .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            store.mode.store(2, Ordering::Relaxed);
+            for _ in 0..10 {
+                let v = limiter.hit("a").await.unwrap();
+                assert_eq!(v.source(), Source::FailClosed);
+            }
+            assert_eq!(limiter.breaker_state(), BreakerState::Closed);
+            assert!(!limiter.is_degraded());
+
+            // Consecutive failures are not reset by a rejection in between.
+            store.mode.store(1, Ordering::Relaxed);
+            limiter.hit("a").await.unwrap();
+            store.mode.store(2, Ordering::Relaxed);
+            limiter.hit("a").await.unwrap();
+            store.mode.store(1, Ordering::Relaxed);
+            limiter.hit("a").await.unwrap();
+            assert_eq!(limiter.breaker_state(), BreakerState::Open);
+
+            // A probe that is rejected gives its slot back: the next request probes again.
+            clock.advance(Duration::from_secs(2));
+            store.mode.store(2, Ordering::Relaxed);
+            limiter.hit("a").await.unwrap();
+            assert_eq!(limiter.breaker_state(), BreakerState::HalfOpen);
+            store.mode.store(0, Ordering::Relaxed);
+            let v = limiter.hit("a").await.unwrap();
+            assert_eq!(v.source(), Source::Store);
+            assert_eq!(limiter.breaker_state(), BreakerState::Closed);
+        });
     }
 }

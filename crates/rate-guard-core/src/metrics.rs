@@ -35,7 +35,7 @@ pub const LATENCY_BUCKETS: [f64; 14] = [
 ];
 
 /// The store failure kinds counted, in order.
-pub const ERROR_KINDS: [&str; 3] = ["timeout", "unavailable", "refused"];
+pub const ERROR_KINDS: [&str; 4] = ["timeout", "unavailable", "refused", "rejected"];
 
 static ENABLED: AtomicBool = AtomicBool::new(true);
 
@@ -175,6 +175,7 @@ pub(crate) fn count_store_error(error: &StoreError) {
         StoreError::Timeout(_) => 0,
         StoreError::Unavailable(_) => 1,
         StoreError::Refused(_) => 2,
+        StoreError::Rejected(_) => 3,
         StoreError::InvalidRequest(_) => return,
     };
     if enabled() {

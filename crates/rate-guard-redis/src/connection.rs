@@ -145,8 +145,10 @@ impl Connection {
     /// `EVALSHA` once more. On a cluster the call goes to the master owning the slot of
     /// `keys[0]` (the caller makes every key share it; without keys, to any master, after
     /// loading on all of them). The whole call, reload included, is bounded by the command
-    /// timeout. Error replies (a script error included) are [`ConnectionError::Refused`], and
-    /// so is a `body` whose SHA1 is not `sha`.
+    /// timeout. A script error or another reply about this call's keys or arguments is
+    /// [`ConnectionError::Rejected`]; a server-wide refusal (`OOM`, `BUSY`, `NOPERM`, a
+    /// `NOSCRIPT` that outlives the reload…) and a `body` whose SHA1 is not `sha` are
+    /// [`ConnectionError::Refused`].
     pub async fn eval_script<A: AsRef<[u8]>>(
         &self,
         sha: &str,

@@ -193,7 +193,16 @@ fn verdict(rules: impl Into<SmallVec<[Decision; 4]>>) -> Result<Verdict, StoreEr
 
 /// `{now, then per rule: allowed, limit, remaining, reset_after_us, retry_after_us | -1}`.
 fn parse_reply(reply: &Value, rules: usize) -> Result<(u64, Vec<Decision>), StoreError> {
-    let bad = || StoreError::Refused(format!("unexpected script reply: {reply:?}"));
+    // Whatever made this reply (a corrupt key, a script of another version), it concerns this
+    // request: `Rejected`, which leaves the breaker alone.
+    let bad = || {
+        let mut shown = format!("{reply:?}");
+        if let Some((cut, _)) = shown.char_indices().nth(200) {
+            shown.truncate(cut);
+            shown.push('…');
+        }
+        StoreError::Rejected(format!("unexpected script reply: {shown}"))
+    };
     let Value::Array(items) = reply else {
         return Err(bad());
     };

@@ -259,13 +259,13 @@ async fn standalone_scripts_reload_after_script_flush() {
         "{err}"
     );
 
-    // A script error is a refusal, not a transient failure.
+    // A script error concerns that call: rejected, not a transient failure.
     let boom = "return redis.call('NOSUCHCOMMAND')";
     let err = conn
         .eval_script(&sha1(boom), boom, &[], &[] as &[&str])
         .await
         .unwrap_err();
-    assert!(matches!(err, ConnectionError::Refused(_)), "{err}");
+    assert!(matches!(err, ConnectionError::Rejected(_)), "{err}");
     assert!(!err.is_transient());
 
     conn.del(&["hits"]).await.unwrap();

@@ -143,6 +143,14 @@ impl Breaker {
         })
     }
 
+    /// The store answered without deciding (it rejected one request): neither a success nor
+    /// a failure, but a probe's slot is free again.
+    pub(crate) fn release_probe(&self, permit: Permit) {
+        if permit == Permit::Probe {
+            self.inner.lock().probe_in_flight = false;
+        }
+    }
+
     pub(crate) fn on_failure(&self, now: Timestamp) -> Option<Transition> {
         let mut inner = self.inner.lock();
         inner.failures = inner.failures.saturating_add(1);

@@ -16,6 +16,11 @@
 //!   the store; the store keeps what it had before the outage (its keys expire on their own), so
 //!   right after an outage a client may get up to its store quota again on top of what the
 //!   fallback admitted. That is the price of not blocking on a dead store.
+//! - **A request the store rejects** (a script error or a wrong type caused by one key's data,
+//!   an unexpected reply: [`StoreError::Rejected`]) is decided like a request during an outage
+//!   (the fallback, else fail open / closed per rule), but the store is not unavailable: the
+//!   breaker does not count it, no fallback period starts, and at most 10 such events per
+//!   second are emitted.
 //! - **Deny cache**: a request denied with a retry time is answered locally until then, without
 //!   a round trip (bounded: `deny_cache_size` entries, default 10,000; 0 turns it off).
 //! - **Events**: every breaker and fallback transition is an [`Event`] for hooks (metrics) and a
@@ -23,6 +28,7 @@
 
 pub(crate) mod breaker;
 pub(crate) mod deny_cache;
+pub(crate) mod log_budget;
 
 use std::fmt;
 use std::num::NonZeroU32;
@@ -140,7 +146,8 @@ impl Degradation {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Event {
-    /// A store call failed or timed out.
+    /// A store call failed or timed out, or the store rejected one request
+    /// ([`StoreError::Rejected`]).
     StoreFailed {
         /// What went wrong.
         error: StoreError,

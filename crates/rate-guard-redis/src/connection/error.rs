@@ -27,9 +27,14 @@ pub enum ConnectionError {
     /// Nothing to talk to: connection refused, reset or closed, no master known.
     #[error("Redis unavailable: {0}")]
     Unavailable(String),
-    /// Redis answered with an error: a script error, a refused password, a wrong type.
+    /// Redis refuses every call for now (out of memory, busy, read-only, a password or a
+    /// permission refused, a command renamed away): as bad as an outage.
     #[error("Redis refused the request: {0}")]
     Refused(String),
+    /// Redis could not run this one call because of its own keys or arguments (a script error,
+    /// a key holding another type) while it serves others.
+    #[error("Redis rejected the request: {0}")]
+    Rejected(String),
 }
 
 impl ConnectionError {
@@ -52,6 +57,7 @@ impl From<ConnectionError> for rate_guard_core::StoreError {
             ConnectionError::Timeout(d) => Self::Timeout(d),
             ConnectionError::Unavailable(m) => Self::Unavailable(m),
             ConnectionError::Refused(m) => Self::Refused(m),
+            ConnectionError::Rejected(m) => Self::Rejected(m),
             e @ ConnectionError::InvalidUrl { .. } => Self::Refused(e.to_string()),
         }
     }
@@ -96,6 +102,15 @@ pub(crate) fn aftermath(e: &RedisError) -> Aftermath {
 /// Classifies `e`, which `server` (an address, or a description) produced; `timeout` is the
 /// bound that was in force. `secret` is scrubbed from the message, in case a server or the
 /// driver ever quotes it.
+///
+/// Only what affects every call is [`Unavailable`](ConnectionError::Unavailable) or
+/// [`Refused`](ConnectionError::Refused): transport failures, a server that is loading,
+/// busy, out of memory, read-only, failing over or refusing our credentials, permissions or
+/// commands. Any other error reply (a script error, `WRONGTYPE`, a bad argument) concerns this
+/// call only and is [`Rejected`](ConnectionError::Rejected).
+///
+/// A server's message is reduced to its code and its words ([`reduce`]): Redis echoes the
+/// arguments of a refused command, and the keys among them carry client identities.
 pub(crate) fn classify(
     e: &RedisError,
     server: &str,
@@ -105,7 +120,14 @@ pub(crate) fn classify(
     if e.is_timeout() {
         return ConnectionError::Timeout(timeout);
     }
-    let message = scrub(format!("{server}: {e}"), secret);
+    let reply = e.code().map(|code| reduce(code, e.detail().unwrap_or("")));
+    let message = scrub(
+        match &reply {
+            Some(reply) => format!("{server}: {reply}"),
+            None => format!("{server}: {e}"),
+        },
+        secret,
+    );
     let unavailable = e.is_io_error()
         || e.is_connection_refusal()
         || e.is_connection_dropped()
@@ -126,9 +148,121 @@ pub(crate) fn classify(
         );
     if unavailable {
         ConnectionError::Unavailable(message)
+    } else if e
+        .code()
+        .is_some_and(|code| !is_server_wide(code, e.detail().unwrap_or("")))
+    {
+        ConnectionError::Rejected(message)
     } else {
         ConnectionError::Refused(message)
     }
+}
+
+/// Whether an error reply with this `code` and `detail` means that the server refuses every
+/// call, not just this one. A `NOSCRIPT` gets here only when it outlived the reload.
+fn is_server_wide(code: &str, detail: &str) -> bool {
+    match code {
+        "LOADING" | "BUSY" | "OOM" | "READONLY" | "NOPERM" | "MASTERDOWN" | "CLUSTERDOWN"
+        | "TRYAGAIN" | "NOAUTH" | "WRONGPASS" | "NOSCRIPT" | "MISCONF" | "NOREPLICAS" | "MOVED"
+        | "ASK" => true,
+        "ERR" => {
+            detail.starts_with("unknown command")
+                || detail.starts_with("max number of clients")
+                || detail.starts_with("Protocol error")
+        }
+        _ => false,
+    }
+}
+
+/// The most characters of a server's message kept.
+const MAX_REPLY_CHARS: usize = 200;
+
+/// An error reply reduced to its code and the words of its message: the arguments Redis
+/// echoes after `with args beginning with:` are cut, a quoted span is kept only when it is a
+/// plain word (a command name such as `'EVALSHA'`), and so is an unquoted one (a storage key
+/// `prefix:rule:identity` has two colons and goes, a script's location `user_script:1:` stays).
+/// What is dropped shows as `…`.
+///
+/// ```text
+/// ERR unknown command 'EVALSHA', with args beginning with: '<sha>' '1' 'rate_guard:r:alice'
+///   -> ERR unknown command 'EVALSHA'
+/// ERR user_script:1: boom rate_guard:r:alice script: <sha>, on @user_script:1.
+///   -> ERR user_script:1: boom … script: <sha>, on @user_script:1.
+/// ```
+pub(crate) fn reduce(code: &str, detail: &str) -> String {
+    let detail = match detail.find("with args beginning with") {
+        Some(i) => detail[..i].trim_end().trim_end_matches(','),
+        None => detail,
+    };
+    let mut out = String::with_capacity(detail.len().min(MAX_REPLY_CHARS) + 8);
+    out.push_str(if is_word(code) { code } else { "…" });
+    let mut rest = detail.trim();
+    if !rest.is_empty() {
+        out.push(' ');
+    }
+    while !rest.is_empty() && out.chars().count() < MAX_REPLY_CHARS {
+        let start = rest.len() - rest.trim_start().len();
+        if start > 0 {
+            out.push(' ');
+            rest = &rest[start..];
+            continue;
+        }
+        let (token, after) =
+            if let Some(quote) = rest.chars().next().filter(|c| *c == '\'' || *c == '"') {
+                // A quoted span, up to its closing quote (or the end).
+                match rest[1..].find(quote) {
+                    Some(end) => {
+                        let inner = &rest[1..=end];
+                        let tail = &rest[end + 2..];
+                        let kept = if is_name(inner) { inner } else { "…" };
+                        out.push(quote);
+                        out.push_str(kept);
+                        out.push(quote);
+                        rest = tail;
+                        continue;
+                    }
+                    None => (rest, ""),
+                }
+            } else {
+                let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+                (&rest[..end], &rest[end..])
+            };
+        out.push_str(if is_word(token) { token } else { "…" });
+        rest = after;
+    }
+    if !rest.is_empty() {
+        out.push('…');
+    }
+    out.trim_end().to_owned()
+}
+
+/// A command or ACL category name: letters, `|`, `_`, `-`, at most 32 of them. A storage key
+/// always has colons, so it is never one.
+fn is_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 32
+        && s.chars()
+            .all(|c| c.is_ascii_alphabetic() || matches!(c, '|' | '_' | '-'))
+}
+
+/// A word of a message: letters, digits and punctuation, at most one colon, and that one at
+/// the end (`script:`, `rate_guard:`), or a script's location (`user_script:12:`,
+/// `@user_script:12.`).
+fn is_word(s: &str) -> bool {
+    let plain = |s: &str| {
+        s.chars().all(|c| {
+            c.is_ascii_alphanumeric()
+                || matches!(c, '_' | '-' | '.' | ',' | '(' | ')' | '#' | '=' | '>' | '<')
+        })
+    };
+    if let Some(location) = s
+        .trim_start_matches('@')
+        .strip_prefix("user_script:")
+        .map(|l| l.trim_end_matches([':', '.', ',']))
+    {
+        return location.bytes().all(|b| b.is_ascii_digit());
+    }
+    !s.is_empty() && s.len() <= 64 && plain(s.strip_suffix(':').unwrap_or(s))
 }
 
 /// Replaces every occurrence of a non-empty `secret` in `message` with `***`.
@@ -142,6 +276,7 @@ pub(crate) fn scrub(message: String, secret: Option<&str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use redis::Value;
 
     #[test]
     fn io_errors_are_unavailable_and_replace_the_connection() {
@@ -160,6 +295,109 @@ mod tests {
             classify(&e, "h:1", Duration::from_millis(5), None),
             ConnectionError::Timeout(Duration::from_millis(5))
         );
+    }
+
+    /// The error `line` (without its `-`) as the redis crate reads it off the wire.
+    fn reply(line: &str) -> RedisError {
+        let wire = format!("-{line}\r\n");
+        redis::parse_redis_value(wire.as_bytes())
+            .and_then(Value::extract_error)
+            .expect_err("an error reply")
+    }
+
+    fn classified(line: &str) -> ConnectionError {
+        classify(&reply(line), "h:1", Duration::from_millis(5), None)
+    }
+
+    const KEY: &str = "rate_guard:api:alice@example.com";
+
+    /// Messages as Redis 7.0 writes them (collected from redis-server 7.0.15).
+    #[test]
+    fn script_errors_and_wrong_types_concern_the_request() {
+        for line in [
+            "WRONGTYPE Operation against a key holding the wrong kind of value script: \
+             61636018f4e6b5817b89791bbed242f93fa089e3, on @user_script:1.",
+            "ERR user_script:1: attempt to perform arithmetic on local 'x' (a nil value) \
+             script: 42dd61424422d70c4a7f3ebd77a75954394eff97, on @user_script:1.",
+            &format!(
+                "ERR user_script:1: boom {KEY} script: c30b8d9f79efdb56f614875d25b2efa2986a40ef, \
+                 on @user_script:1."
+            ),
+            "ERR Error running script (call to f_1234): @user_script:1: oops",
+            "rate_guard: expected 5 arguments per key",
+            "ERR value is not an integer or out of range",
+        ] {
+            let e = classified(line);
+            assert!(matches!(e, ConnectionError::Rejected(_)), "{line}: {e:?}");
+            assert!(!e.to_string().contains("alice"), "{e}");
+        }
+    }
+
+    #[test]
+    fn server_wide_refusals_count_as_outages() {
+        for line in [
+            "OOM command not allowed when used memory > 'maxmemory'.",
+            "OOM command not allowed when used memory > 'maxmemory'. script: \
+             219bb33e7c6773035c720850383aa2ebb63d9904, on @user_script:1.",
+            "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.",
+            "NOPERM this user has no permissions to access one of the keys used as arguments",
+            "NOPERM this user has no permissions to run the 'evalsha' command",
+            "NOSCRIPT No matching script. Please use EVAL.",
+            "NOAUTH Authentication required.",
+            "WRONGPASS invalid username-password pair or user is disabled.",
+            "MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist to disk.",
+            &format!("ERR unknown command 'EVALSHA', with args beginning with: \
+                      '61636018f4e6b5817b89791bbed242f93fa089e3' '1' '{KEY}' "),
+            "ERR max number of clients reached",
+        ] {
+            let e = classified(line);
+            assert!(matches!(e, ConnectionError::Refused(_)), "{line}: {e:?}");
+        }
+        for line in [
+            "LOADING Redis is loading the dataset in memory",
+            "READONLY You can't write against a read only replica.",
+            "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.",
+            "CLUSTERDOWN The cluster is down",
+            "TRYAGAIN Multiple keys request during rehashing of slot",
+        ] {
+            let e = classified(line);
+            assert!(
+                matches!(e, ConnectionError::Unavailable(_)),
+                "{line}: {e:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn messages_keep_the_code_and_drop_arguments_and_keys() {
+        let unknown = format!(
+            "ERR unknown command 'EVALSHA', with args beginning with: \
+             '61636018f4e6b5817b89791bbed242f93fa089e3' '1' '{KEY}' "
+        );
+        assert_eq!(
+            classified(&unknown).to_string(),
+            "Redis refused the request: h:1: ERR unknown command 'EVALSHA'"
+        );
+        assert_eq!(
+            classified("NOPERM this user has no permissions to run the 'evalsha' command")
+                .to_string(),
+            "Redis refused the request: h:1: NOPERM this user has no permissions to run the \
+             'evalsha' command"
+        );
+        assert_eq!(
+            classified(&format!(
+                "ERR user_script:1: boom {KEY} script: c30b, on @user_script:1."
+            ))
+            .to_string(),
+            "Redis rejected the request: h:1: ERR user_script:1: boom … script: c30b, on \
+             @user_script:1."
+        );
+        assert_eq!(
+            reduce("ERR", &format!("attempt to index '{KEY}' \"{KEY}\" {KEY}")),
+            "ERR attempt to index '…' \"…\" …"
+        );
+        assert_eq!(reduce(KEY, "x"), "… x");
+        assert!(reduce("ERR", &"word ".repeat(100)).chars().count() <= MAX_REPLY_CHARS + 6);
     }
 
     #[test]
