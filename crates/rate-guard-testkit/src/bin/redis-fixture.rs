@@ -1,6 +1,7 @@
 //! `redis-fixture server|cluster|sentinel`: starts a real Redis deployment on free ports for
 //! tests outside Rust (the Python suite), prints its URL on one line, and stops it when its
-//! standard input closes (the test process ended or closed the pipe).
+//! standard input closes (the test process ended or closed the pipe). `server` passes any
+//! further arguments to `redis-server` (`server --rename-command EVALSHA ""`).
 //!
 //! The URL is `redis://…`, `redis+cluster://h:p,…` or `redis+sentinel://h:p,…/<master>`.
 
@@ -11,13 +12,17 @@ use rate_guard_testkit::{RedisCluster, RedisSentinel, RedisServer};
 
 fn main() -> ExitCode {
     let kind = std::env::args().nth(1).unwrap_or_default();
+    let rest: Vec<String> = std::env::args().skip(2).collect();
     // Each arm keeps its deployment alive until stdin closes, then drops (kills) it.
     let result = match kind.as_str() {
-        "server" => RedisServer::start().and_then(|s| serve(&s.url())),
+        "server" => RedisServer::builder()
+            .args(rest)
+            .start()
+            .and_then(|s| serve(&s.url())),
         "cluster" => RedisCluster::start().and_then(|c| serve(&c.url())),
         "sentinel" => RedisSentinel::start().and_then(|s| serve(&s.url())),
         _ => {
-            eprintln!("usage: redis-fixture server|cluster|sentinel");
+            eprintln!("usage: redis-fixture server [redis-server args...]|cluster|sentinel");
             return ExitCode::from(2);
         }
     };
