@@ -1,6 +1,6 @@
 """Stubs of the native module `py_rate_guard._native` (crates/rate-guard-py)."""
 
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Iterable, Sequence
 from typing import Any, Final, final
 
 from typing_extensions import Self
@@ -21,20 +21,32 @@ __all__ = [
     "StorageError",
     "__version__",
     "_bridges",
+    "check_int",
+    "check_seconds",
+    "check_trusted_proxy",
     "drain_events",
+    "int_ranges",
     "metrics_enabled",
     "metrics_snapshot",
     "metrics_text",
+    "parse_key_spec",
     "parse_rate",
+    "seconds_ranges",
     "set_metrics_enabled",
     "wait_events",
 ]
 
 class RateGuardError(Exception): ...
-class ConfigError(RateGuardError): ...
+class ConfigError(RateGuardError, ValueError): ...
 class StorageError(RateGuardError): ...
 
 def parse_rate(rate: str) -> list[tuple[int, float]]: ...
+def parse_key_spec(spec: str) -> str: ...
+def check_trusted_proxy(entry: str) -> None: ...
+def check_int(field: str, value: object) -> int: ...
+def check_seconds(field: str, value: float) -> float: ...
+def int_ranges() -> list[tuple[str, int, int]]: ...
+def seconds_ranges() -> list[tuple[str, float, float]]: ...
 
 # Observability (crates/rate-guard-py/src/observe.rs)
 def metrics_snapshot() -> dict[str, Any]: ...
@@ -72,9 +84,19 @@ class Decision:
 
 @final
 class Rules:
-    def __new__(cls, specs: list[tuple[str, str, int | None, str | None, bool | None]]) -> Self: ...
+    def __new__(
+        cls,
+        specs: list[
+            tuple[str, str, int | None, str | None, bool | None]
+            | tuple[str, str, int | None, str | None, bool | None, int]
+        ],
+    ) -> Self: ...
     @property
     def ids(self) -> list[str]: ...
+    @property
+    def costs(self) -> list[int]: ...
+    @property
+    def definitions(self) -> list[str]: ...
     def __len__(self) -> int: ...
 
 @final
@@ -97,15 +119,17 @@ class Guard:
         breaker_max_cooldown: float = 30.0,
         memory_max_keys: int | None = None,
     ) -> Self: ...
-    def hit(self, identity: str, rules: Rules, cost: int = 1) -> Decision: ...
-    def peek(self, identity: str, rules: Rules, cost: int = 1) -> Decision: ...
+    def hit(self, identity: str, rules: Rules, cost: int | None = None) -> Decision: ...
+    def peek(self, identity: str, rules: Rules, cost: int | None = None) -> Decision: ...
     def decide_many(
-        self, requests: list[tuple[str, Rules]], cost: int = 1, peek: bool = False
+        self, requests: list[tuple[str, Rules]], cost: int | None = None, peek: bool = False
     ) -> Decision: ...
-    def ahit(self, identity: str, rules: Rules, cost: int = 1) -> Awaitable[Decision]: ...
-    def apeek(self, identity: str, rules: Rules, cost: int = 1) -> Awaitable[Decision]: ...
+    def ahit(self, identity: str, rules: Rules, cost: int | None = None) -> Awaitable[Decision]: ...
+    def apeek(
+        self, identity: str, rules: Rules, cost: int | None = None
+    ) -> Awaitable[Decision]: ...
     def adecide_many(
-        self, requests: list[tuple[str, Rules]], cost: int = 1, peek: bool = False
+        self, requests: list[tuple[str, Rules]], cost: int | None = None, peek: bool = False
     ) -> Awaitable[Decision]: ...
     def reset(self, identity: str, rules: Rules) -> None: ...
     @property
@@ -139,7 +163,9 @@ class Front:
     def __new__(
         cls,
         *,
-        global_rules: list[tuple[Rules, str, int, bool]] = ...,
+        global_rules: Sequence[
+            tuple[Rules, str, int, bool] | tuple[Rules, str, int, bool, int]
+        ] = ...,
         trusted_proxies: list[str] = ...,
         ipv6_prefix: int = 64,
         forwarded_header: str = ...,
@@ -152,7 +178,10 @@ class Front:
         jwt_issuer: str | None = None,
     ) -> Self: ...
     def route(
-        self, template: str, rules: list[tuple[Rules, str, int, bool]], method: str | None = None
+        self,
+        template: str,
+        rules: Sequence[tuple[Rules, str, int, bool] | tuple[Rules, str, int, bool, int]],
+        method: str | None = None,
     ) -> RouteLimits: ...
     def plan(
         self,
@@ -161,7 +190,7 @@ class Front:
         route: RouteLimits | None = None,
         *,
         user: str | None = None,
-        custom: str | None = None,
+        custom: str | Sequence[str | None] | None = None,
     ) -> Plan: ...
     def decide(self, guard: Guard, plan: Plan) -> Outcome: ...
     def adecide(self, guard: Guard, plan: Plan) -> Awaitable[Outcome]: ...

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Sequence
 
 from py_rate_guard import _native, logs, metrics
-from py_rate_guard._native import Decision
+from py_rate_guard._native import ConfigError, Decision
 from py_rate_guard.models.config import RateGuardConfig, RateLimitRule, RuleSpec
 
 __all__ = ["Limit", "RateGuard"]
@@ -14,6 +14,7 @@ Limit = str | RateLimitRule | Sequence[str | RateLimitRule]
 """A rate string, a rule, or several of them decided together."""
 
 _CACHE_SIZE = 4096
+_MAX_NAMES = 65_536
 
 
 class RateGuard:
@@ -28,6 +29,13 @@ class RateGuard:
     Construction connects to Redis when `config.redis_url` is set, so a wrong URL raises
     `ConfigError` and an unreachable server `StorageError` here. Being limited is never an
     exception: it is a `Decision` with `allowed == False`.
+
+    A call weighs `cost` against every rule when given; otherwise each rule weighs its own
+    `RateLimitRule.cost` (1 for a rate string), so a list of rules with different costs
+    charges each rule its own, all-or-nothing still. Rules of one name (or id) share their
+    state, so two different rules under one name are refused (`ConfigError` naming both),
+    whether among the global rules or first seen by a call. The identity must be a non-empty
+    string.
     """
 
     def __init__(self, config: RateGuardConfig | None = None) -> None:
@@ -37,36 +45,46 @@ class RateGuard:
         # By object identity: the limit object itself (kept alive, and compared with `is`)
         # and its native rules. A call with a limit seen before costs one dict lookup.
         self._by_id: dict[int, tuple[Limit, _native.Rules]] = {}
+        # Each rule id seen, with its definition: two different rules under one id would share
+        # their keys. Bounded: past `_MAX_NAMES` ids, new ones are no longer recorded.
+        self._defined: dict[str, str] = {}
+        for rule in self.config.global_rules:
+            self._define(rule.native_rules)
         # Metrics on or off, the collector registered once per process; the effective
         # configuration logged, and the engine's events (store failures, breaker, fallback)
         # drained into `logging` by one thread per process.
         metrics.attach(self.config)
         logs.attach(self)
 
-    def hit(self, identity: str, limit: Limit, *, cost: int = 1) -> Decision:
-        """Decides `limit` for `identity` and, if allowed, consumes `cost` from every rule."""
+    def hit(self, identity: str, limit: Limit, *, cost: int | None = None) -> Decision:
+        """Decides `limit` for `identity` and, if allowed, consumes `cost` (default: each
+        rule's own cost) from every rule."""
         seen = self._by_id.get(id(limit))
         rules = seen[1] if seen is not None and seen[0] is limit else self._remember(limit)
         return self._guard.hit(identity, rules, cost)
 
-    def peek(self, identity: str, limit: Limit, *, cost: int = 1) -> Decision:
+    def peek(self, identity: str, limit: Limit, *, cost: int | None = None) -> Decision:
         """What `hit` would answer for `cost`, consuming nothing."""
         seen = self._by_id.get(id(limit))
         rules = seen[1] if seen is not None and seen[0] is limit else self._remember(limit)
         return self._guard.peek(identity, rules, cost)
 
-    def hit_many(self, requests: Sequence[tuple[str, Limit]], *, cost: int = 1) -> Decision:
+    def hit_many(
+        self, requests: Sequence[tuple[str, Limit]], *, cost: int | None = None
+    ) -> Decision:
         """Decides several `(identity, limit)` pairs together, all-or-nothing: one request
         whose rules count for different identities (`"global"`, a client address, a user)."""
-        pairs = [(identity, self._native_rules(limit)) for identity, limit in requests]
+        pairs = [(identity, self._rules_of(limit)) for identity, limit in requests]
         return self._guard.decide_many(pairs, cost)
 
-    def peek_many(self, requests: Sequence[tuple[str, Limit]], *, cost: int = 1) -> Decision:
+    def peek_many(
+        self, requests: Sequence[tuple[str, Limit]], *, cost: int | None = None
+    ) -> Decision:
         """What `hit_many` would answer, consuming nothing."""
-        pairs = [(identity, self._native_rules(limit)) for identity, limit in requests]
+        pairs = [(identity, self._rules_of(limit)) for identity, limit in requests]
         return self._guard.decide_many(pairs, cost, peek=True)
 
-    async def ahit(self, identity: str, limit: Limit, *, cost: int = 1) -> Decision:
+    async def ahit(self, identity: str, limit: Limit, *, cost: int | None = None) -> Decision:
         """`hit` for asyncio (and uvloop): the Redis call runs on the engine's I/O thread and
         its result comes back to this loop without blocking it. On the memory store, or when
         the answer needs no I/O (a key already denied, an open breaker), it returns at once."""
@@ -74,25 +92,29 @@ class RateGuard:
         rules = seen[1] if seen is not None and seen[0] is limit else self._remember(limit)
         return await self._guard.ahit(identity, rules, cost)
 
-    async def apeek(self, identity: str, limit: Limit, *, cost: int = 1) -> Decision:
+    async def apeek(self, identity: str, limit: Limit, *, cost: int | None = None) -> Decision:
         """`peek` for asyncio."""
         seen = self._by_id.get(id(limit))
         rules = seen[1] if seen is not None and seen[0] is limit else self._remember(limit)
         return await self._guard.apeek(identity, rules, cost)
 
-    async def ahit_many(self, requests: Sequence[tuple[str, Limit]], *, cost: int = 1) -> Decision:
+    async def ahit_many(
+        self, requests: Sequence[tuple[str, Limit]], *, cost: int | None = None
+    ) -> Decision:
         """`hit_many` for asyncio."""
-        pairs = [(identity, self._native_rules(limit)) for identity, limit in requests]
+        pairs = [(identity, self._rules_of(limit)) for identity, limit in requests]
         return await self._guard.adecide_many(pairs, cost)
 
-    async def apeek_many(self, requests: Sequence[tuple[str, Limit]], *, cost: int = 1) -> Decision:
+    async def apeek_many(
+        self, requests: Sequence[tuple[str, Limit]], *, cost: int | None = None
+    ) -> Decision:
         """`peek_many` for asyncio."""
-        pairs = [(identity, self._native_rules(limit)) for identity, limit in requests]
+        pairs = [(identity, self._rules_of(limit)) for identity, limit in requests]
         return await self._guard.adecide_many(pairs, cost, peek=True)
 
     def reset(self, identity: str, limit: Limit) -> None:
         """Forgets what `identity` consumed from `limit`."""
-        self._guard.reset(identity, self._native_rules(limit))
+        self._guard.reset(identity, self._rules_of(limit))
 
     @property
     def breaker_state(self) -> str:
@@ -102,13 +124,33 @@ class RateGuard:
     def __repr__(self) -> str:
         return f"RateGuard(store={self._guard.store!r}, key_prefix={self.config.key_prefix!r})"
 
+    def _rules_of(self, limit: Limit) -> _native.Rules:
+        seen = self._by_id.get(id(limit))
+        return seen[1] if seen is not None and seen[0] is limit else self._remember(limit)
+
     def _remember(self, limit: Limit) -> _native.Rules:
         """`limit`'s native rules, remembered by the identity of the limit object."""
         rules = self._native_rules(limit)
+        self._define(rules)
         if len(self._by_id) >= _CACHE_SIZE:
             self._by_id.clear()
         self._by_id[id(limit)] = (limit, rules)
         return rules
+
+    def _define(self, rules: _native.Rules) -> None:
+        """Records the definition of each rule of `rules` under its id; `ConfigError` when
+        the id already names another rule."""
+        defined = self._defined
+        for rule_id, definition in zip(rules.ids, rules.definitions, strict=True):
+            known = defined.get(rule_id)
+            if known is None:
+                if len(defined) < _MAX_NAMES:
+                    defined[rule_id] = definition
+            elif known != definition:
+                raise ConfigError(
+                    f"two different rules are named {rule_id!r}: {known} and {definition};"
+                    " rules of one name share their state, so give one of them another name"
+                )
 
     def _native_rules(self, limit: Limit) -> _native.Rules:
         """`limit` built into native rules, once per distinct limit."""
@@ -137,5 +179,5 @@ def _spec(item: str | RateLimitRule) -> RuleSpec:
     if isinstance(item, RateLimitRule):
         return item.spec()
     if isinstance(item, str):
-        return (item, "sliding_window", None, None, None)
+        return (item, "sliding_window", None, None, None, 1)
     raise TypeError(f"expected a rate string or a RateLimitRule, not {type(item).__name__}")

@@ -544,18 +544,25 @@ def test_bad_limits_fail_at_decoration_and_name_what_is_wrong() -> None:
         guard.dependency("10/minute", burst=5)
 
 
-def test_two_key_funcs_on_one_request_fail_the_start_up() -> None:
-    guard = make_guard(global_rules=[RateLimitRule(limit="9/minute", key_func=lambda r: "a")])
+def test_a_global_key_func_and_a_route_key_func_each_key_their_own_rule() -> None:
+    guard = make_guard(
+        global_rules=[RateLimitRule(limit="3/minute", key_func=lambda r: "a", name="g")]
+    )
     app = FastAPI()
     app.add_middleware(RateLimitMiddleware, guard=guard)
 
     @app.get("/x")
-    @guard.limit("1/minute", key_func=lambda r: "b")
+    @guard.limit("1/minute", key_func=lambda r: r.headers.get("x-tenant"))
     async def x() -> dict[str, int]:
         return {}
 
-    with pytest.raises(ConfigError, match="one key_func"), client(app):
-        pass
+    with client(app) as c:
+        # The route rule counts per tenant, the global rule for everyone ("a").
+        assert c.get("/x", headers={"x-tenant": "t1"}).status_code == 200
+        assert c.get("/x", headers={"x-tenant": "t1"}).status_code == 429
+        assert c.get("/x", headers={"x-tenant": "t2"}).status_code == 200
+        assert c.get("/x", headers={"x-tenant": "t3"}).status_code == 200
+        assert c.get("/x", headers={"x-tenant": "t4"}).status_code == 429
 
 
 def test_the_middleware_refuses_a_guard_of_another_kind() -> None:

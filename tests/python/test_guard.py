@@ -107,7 +107,7 @@ def test_cost(guard: RateGuard) -> None:
 def test_invalid_limits_raise_config_error(guard: RateGuard) -> None:
     with pytest.raises(ConfigError, match="fortnight"):
         guard.hit("k", "10/fortnight")
-    with pytest.raises(ConfigError, match="share the id"):
+    with pytest.raises(ConfigError, match="two different rules are named"):
         guard.hit(
             "k",
             [RateLimitRule(limit="1/minute", name="a"), RateLimitRule(limit="2/minute", name="a")],

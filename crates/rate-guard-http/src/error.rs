@@ -48,11 +48,18 @@ pub enum Error {
     /// A cost of zero.
     #[error("cost must be at least 1")]
     ZeroCost,
-    /// Two rules of one request would share their keys.
-    #[error("two rules share the id {id:?}; give one of them another name")]
+    /// Two different rules under one id: they would share their keys.
+    #[error(
+        "two different rules share the id {id:?}: {first} and {second}; give one of them \
+             another name"
+    )]
     DuplicateRule {
         /// The shared id.
         id: String,
+        /// The first rule's definition (`2/minute (sliding_window, id api)`).
+        first: String,
+        /// The second rule's definition.
+        second: String,
     },
     /// A global rule whose name is reserved for route-scoped rules.
     #[error("rule name {id:?} starts with \"rt.\", which is reserved for route-scoped rules")]
@@ -74,6 +81,19 @@ pub enum Error {
 }
 
 impl Error {
+    /// Two different rules of one id, both described.
+    pub(crate) fn duplicate(first: &rate_guard_core::Rule, second: &rate_guard_core::Rule) -> Self {
+        let describe = |rule: &rate_guard_core::Rule| match rule.fail_open() {
+            None => rule.to_string(),
+            Some(open) => format!("{rule} failing {}", if open { "open" } else { "closed" }),
+        };
+        Error::DuplicateRule {
+            id: first.id().to_owned(),
+            first: describe(first),
+            second: describe(second),
+        }
+    }
+
     /// Always false: configuration does not heal by waiting. Kept for symmetry with the other
     /// crates' errors.
     #[must_use]

@@ -28,6 +28,8 @@ pub struct Limit {
     pub(crate) key: KeySpec,
     pub(crate) cost: NonZeroU32,
     pub(crate) shadow: bool,
+    /// Which of the request's custom keys a `custom` spec reads (0: [`RequestInfo::custom`]).
+    pub(crate) custom_slot: usize,
 }
 
 impl Limit {
@@ -39,6 +41,7 @@ impl Limit {
             key: KeySpec::Ip,
             cost: NonZeroU32::MIN,
             shadow: false,
+            custom_slot: 0,
         }
     }
 
@@ -60,6 +63,16 @@ impl Limit {
     #[must_use]
     pub fn shadow(mut self, shadow: bool) -> Self {
         self.shadow = shadow;
+        self
+    }
+
+    /// For a `custom` key spec: which of the request's custom keys the rule counts by, when
+    /// rules of one request are keyed by different functions (Python's stacked `key_func`s).
+    /// Slot 0 (the default) is [`RequestInfo::custom`]; slot `n` is the `n`-th of the extra
+    /// keys given to [`Front::plan_with_keys`].
+    #[must_use]
+    pub fn custom_slot(mut self, slot: usize) -> Self {
+        self.custom_slot = slot;
         self
     }
 
@@ -216,11 +229,11 @@ impl FrontBuilder {
                 return Err(Error::ReservedRuleName { id: id.to_owned() });
             }
             // One id, one definition: equal rules are one bucket (counted once per identity).
-            if self.global[..i]
+            if let Some(first) = self.global[..i]
                 .iter()
-                .any(|l| l.rule.id() == id && l.rule != limit.rule)
+                .find(|l| l.rule.id() == id && l.rule != limit.rule)
             {
-                return Err(Error::DuplicateRule { id: id.to_owned() });
+                return Err(Error::duplicate(&first.rule, &limit.rule));
             }
         }
         check_count(self.global.len())?;
@@ -299,15 +312,30 @@ impl Front {
     /// Resolves every applicable rule's identity for `request`: the global limits, then the
     /// route's. Never fails: a missing or unusable identity falls back to the client address.
     /// Limits of one rule that resolve to one identity are one bucket, planned once.
+    #[must_use]
     pub fn plan<H: Headers + ?Sized>(
         &self,
         request: &RequestInfo<'_, H>,
         route: Option<&RouteLimits>,
     ) -> Plan {
+        self.plan_with_keys(request, route, &[])
+    }
+
+    /// [`plan`](Self::plan) for a request whose `custom` rules are keyed by several functions:
+    /// a limit of custom slot `n >= 1` ([`Limit::custom_slot`]) counts by `extra_keys[n - 1]`
+    /// (missing, `None` or empty: the client address), slot 0 by [`RequestInfo::custom`].
+    #[must_use]
+    pub fn plan_with_keys<H: Headers + ?Sized>(
+        &self,
+        request: &RequestInfo<'_, H>,
+        route: Option<&RouteLimits>,
+        extra_keys: &[Option<&str>],
+    ) -> Plan {
         let inner = &*self.inner;
         let resolver = Resolver {
             front: inner,
             request,
+            extra_keys,
             ip: OnceCell::new(),
             claims: OnceCell::new(),
         };
@@ -316,7 +344,7 @@ impl Front {
         for limit in inner.global.iter().chain(route_limits) {
             let item = PlanItem {
                 rule: limit.rule.clone(),
-                identity: resolver.identity(&limit.key),
+                identity: resolver.identity(&limit.key, limit.custom_slot),
                 cost: limit.cost,
                 shadow: limit.shadow || inner.shadow_mode,
             };
@@ -473,17 +501,22 @@ fn record_shadow_denials(shadow_hits: &[Hit<'_>], verdict: Verdict) -> Verdict {
 struct Resolver<'r, 'a, H: ?Sized> {
     front: &'r FrontInner,
     request: &'r RequestInfo<'a, H>,
+    extra_keys: &'r [Option<&'r str>],
     ip: OnceCell<String>,
     claims: OnceCell<Option<Claims>>,
 }
 
 impl<H: Headers + ?Sized> Resolver<'_, '_, H> {
-    fn identity(&self, key: &KeySpec) -> String {
+    fn identity(&self, key: &KeySpec, custom_slot: usize) -> String {
         let resolved = match key {
             KeySpec::Ip => None,
             KeySpec::Global => Some(identity::GLOBAL.to_owned()),
             KeySpec::User => non_empty(self.request.user).map(identity::user),
-            KeySpec::Custom => non_empty(self.request.custom).map(identity::custom),
+            KeySpec::Custom => non_empty(match custom_slot {
+                0 => self.request.custom,
+                n => self.extra_keys.get(n - 1).copied().flatten(),
+            })
+            .map(identity::custom),
             KeySpec::Header(name) => self
                 .request
                 .headers

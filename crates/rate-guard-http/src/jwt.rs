@@ -13,12 +13,16 @@
 //!   has verified the token already) must be asked for; `exp`, `nbf`, audience and issuer are
 //!   still checked when present.
 //! - Any failure yields `None`, and the caller counts the request by client address.
+//! - Claims are kept as the JSON text the token carries, so that a numeric claim keeps its
+//!   exact value in keys: `2^64` and `2^64 + 1` are two identities, not one rounded double.
 
+use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::str::FromStr;
 
 use jsonwebtoken::{decode, decode_header, Algorithm, AlgorithmFamily, DecodingKey, Validation};
-use serde_json::{Map, Value};
+use serde_json::value::RawValue;
+use serde_json::Value;
 
 use crate::error::Error;
 use crate::headers::{trim_ows, Headers};
@@ -29,8 +33,9 @@ pub const MAX_TOKEN_LEN: usize = 8 * 1024;
 /// Clock skew allowed on `exp` and `nbf`, in seconds.
 const LEEWAY_SECS: u64 = 60;
 
-/// The claims of a token that passed every check.
-pub type Claims = Map<String, Value>;
+/// The claims of a token that passed every check: each claim's JSON text, as the token
+/// carries it (see [`claim_value`]).
+pub type Claims = BTreeMap<String, Box<RawValue>>;
 
 /// How bearer tokens are checked; see the module docs. Built once, shared by every request.
 ///
@@ -225,7 +230,12 @@ impl Jwt {
     /// `exp`, `nbf`, `aud` and `iss` of an unverified token, checked when present.
     fn unverified_checks(&self, claims: &Claims) -> bool {
         let now = jsonwebtoken::get_current_timestamp();
-        let number = |name: &str| claims.get(name).map(Value::as_u64);
+        let value = |name: &str| {
+            claims
+                .get(name)
+                .map(|raw| serde_json::from_str::<Value>(raw.get()).unwrap_or(Value::Null))
+        };
+        let number = |name: &str| value(name).map(|v| v.as_u64());
         let exp_ok = match number("exp") {
             None => true,
             Some(Some(exp)) => exp.saturating_add(LEEWAY_SECS) >= now,
@@ -239,7 +249,7 @@ impl Jwt {
         let aud_ok = self
             .audience
             .as_deref()
-            .is_none_or(|want| match claims.get("aud") {
+            .is_none_or(|want| match value("aud") {
                 Some(Value::String(aud)) => aud == want,
                 Some(Value::Array(auds)) => auds.iter().any(|a| a.as_str() == Some(want)),
                 _ => false,
@@ -247,7 +257,7 @@ impl Jwt {
         let iss_ok = self
             .issuer
             .as_deref()
-            .is_none_or(|want| claims.get("iss").and_then(Value::as_str) == Some(want));
+            .is_none_or(|want| value("iss").as_ref().and_then(Value::as_str) == Some(want));
         exp_ok && nbf_ok && aud_ok && iss_ok
     }
 }
@@ -273,13 +283,27 @@ fn validation(alg: Algorithm, audience: Option<&str>, issuer: Option<&str>) -> V
 
 /// A claim as an identity value: strings as they are (empty ones are missing), numbers in
 /// JSON form; anything else (objects, arrays, booleans, null) is missing.
+///
+/// An integer is written exactly as the token writes it, however large (`-0` as `0`): two
+/// different numbers are never one identity. A number with a fraction or an exponent is
+/// written as its double prints (`1.5`, `100.0` for `1e2`).
 #[must_use]
 pub fn claim_value(claims: &Claims, claim: &str) -> Option<String> {
-    match claims.get(claim)? {
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
+    let raw = claims.get(claim)?.get();
+    if is_integer(raw) {
+        return Some(if raw == "-0" { "0" } else { raw }.to_owned());
+    }
+    match serde_json::from_str::<Value>(raw).ok()? {
+        Value::String(s) if !s.is_empty() => Some(s),
         Value::Number(n) => Some(n.to_string()),
         _ => None,
     }
+}
+
+/// Whether `raw` (JSON text the parser accepted) is an integer literal: `-?[0-9]+`.
+fn is_integer(raw: &str) -> bool {
+    let digits = raw.strip_prefix('-').unwrap_or(raw);
+    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// The token of `Bearer <token>`, when it is one and not too long.
@@ -331,14 +355,39 @@ mod tests {
     }
 
     #[test]
+    fn integer_claims_keep_their_exact_value() {
+        // 2^64 and 2^64 + 1 are one double: read as doubles, they would share a bucket.
+        let two_64: Claims = serde_json::from_str(r#"{"sub":18446744073709551616}"#).unwrap();
+        let next: Claims = serde_json::from_str(r#"{"sub":18446744073709551617}"#).unwrap();
+        let huge: Claims =
+            serde_json::from_str(&format!(r#"{{"sub":-{}}}"#, "9".repeat(40))).unwrap();
+        assert_eq!(
+            claim_value(&two_64, "sub").as_deref(),
+            Some("18446744073709551616")
+        );
+        assert_eq!(
+            claim_value(&next, "sub").as_deref(),
+            Some("18446744073709551617")
+        );
+        assert_eq!(
+            claim_value(&huge, "sub"),
+            Some(format!("-{}", "9".repeat(40)))
+        );
+    }
+
+    #[test]
     fn claim_values_are_strings_or_numbers() {
         let claims: Claims = serde_json::from_str(
-            r#"{"sub":"alice","uid":42,"f":1.5,"admin":true,"o":{},"e":"","n":null}"#,
+            r#"{"sub":"alice","uid":42,"f":1.5,"admin":true,"o":{},"e":"","n":null,
+                "esc":"a\u0062","z":-0,"x":1e2}"#,
         )
         .unwrap();
         assert_eq!(claim_value(&claims, "sub").as_deref(), Some("alice"));
         assert_eq!(claim_value(&claims, "uid").as_deref(), Some("42"));
         assert_eq!(claim_value(&claims, "f").as_deref(), Some("1.5"));
+        assert_eq!(claim_value(&claims, "esc").as_deref(), Some("ab"));
+        assert_eq!(claim_value(&claims, "z").as_deref(), Some("0"));
+        assert_eq!(claim_value(&claims, "x").as_deref(), Some("100.0"));
         for missing in ["admin", "o", "e", "n", "absent"] {
             assert_eq!(claim_value(&claims, missing), None, "{missing}");
         }

@@ -121,18 +121,19 @@ impl RouteLimits {
             }
         }
         let mut scoped: Vec<Limit> = Vec::new();
+        // The rules as declared, for error messages.
+        let mut declared: Vec<Rule> = Vec::new();
         for limit in limits {
             let id = scoped_rule_id(&limit.rule, template, method);
             let rule = rename(&limit.rule, &id, template)?;
             // One id, one definition (scoped ids are equal exactly when the ids are).
-            if scoped
+            if let Some(i) = scoped
                 .iter()
-                .any(|l| l.rule.id() == rule.id() && l.rule != rule)
+                .position(|l| l.rule.id() == rule.id() && l.rule != rule)
             {
-                return Err(Error::DuplicateRule {
-                    id: limit.rule.id().to_owned(),
-                });
+                return Err(Error::duplicate(&declared[i], &limit.rule));
             }
+            declared.push(limit.rule.clone());
             scoped.push(Limit { rule, ..limit });
         }
         Ok(Self {
@@ -273,7 +274,11 @@ mod tests {
             [Limit::new(named("1/s")), Limit::new(named("2/s"))],
         )
         .unwrap_err();
-        assert_eq!(err, Error::DuplicateRule { id: "same".into() });
+        assert_eq!(
+            err.to_string(),
+            "two different rules share the id \"same\": 1/second (sliding_window, id same) \
+             and 2/second (sliding_window, id same); give one of them another name"
+        );
         // The same rule twice is one bucket, not a mistake.
         assert!(RouteLimits::new(
             "/a",

@@ -251,3 +251,32 @@ fn missing_odd_and_huge_tokens_fall_back() {
     let object_sub = hs256(&claims(&json!({"sub": {"id": 1}})), SECRET);
     assert_eq!(identity(&front, &bearer(&object_sub)), FALLBACK);
 }
+
+#[test]
+fn numeric_subjects_keep_their_exact_value() {
+    let front = hmac_front();
+    // Integers past 2^53 (and past u64) as the token writes them: never rounded into one.
+    let token = |sub: &str| {
+        let text = format!(r#"{{"sub":{sub},"exp":{}}}"#, get_current_timestamp() + 600);
+        let raw = serde_json::value::RawValue::from_string(text).unwrap();
+        encode(
+            &Header::new(Algorithm::HS256),
+            &raw,
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap()
+    };
+    let ids: Vec<String> = [
+        "18446744073709551616",
+        "18446744073709551617",
+        "9007199254740993",
+        "9007199254740992",
+    ]
+    .iter()
+    .map(|sub| identity(&front, &bearer(&token(sub))))
+    .collect();
+    assert_eq!(ids[0], "jwt:sub:18446744073709551616");
+    assert_eq!(ids[1], "jwt:sub:18446744073709551617");
+    assert_eq!(ids[2], "jwt:sub:9007199254740993");
+    assert_eq!(ids[3], "jwt:sub:9007199254740992");
+}

@@ -1,11 +1,12 @@
 //! The one place where Rust errors become Python exceptions: everything that can fail converts
 //! into a [`Failure`], and `From<Failure> for PyErr` picks the exception class.
 
-use pyo3::PyErr;
+use pyo3::{PyErr, Python};
+use rate_guard_core::bounds::RangeError;
 use rate_guard_core::{ConfigError as CoreConfigError, Error, ParseError, StoreError};
 use rate_guard_redis::ConnectionError;
 
-use crate::{ConfigError, StorageError};
+use crate::StorageError;
 
 /// Why a call into the module failed, by the Python exception it raises.
 #[derive(Debug)]
@@ -19,7 +20,9 @@ pub(crate) enum Failure {
 impl From<Failure> for PyErr {
     fn from(failure: Failure) -> Self {
         match failure {
-            Failure::Config(message) => ConfigError::new_err(message),
+            Failure::Config(message) => {
+                Python::attach(|py| PyErr::from_type(crate::config_error(py).clone(), message))
+            }
             Failure::Storage(message) => StorageError::new_err(message),
         }
     }
@@ -27,6 +30,12 @@ impl From<Failure> for PyErr {
 
 impl From<CoreConfigError> for Failure {
     fn from(e: CoreConfigError) -> Self {
+        Failure::Config(e.to_string())
+    }
+}
+
+impl From<RangeError> for Failure {
+    fn from(e: RangeError) -> Self {
         Failure::Config(e.to_string())
     }
 }

@@ -15,38 +15,110 @@ use pyo3::pybacked::{PyBackedBytes, PyBackedStr};
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 use rate_guard_core::{KeyBuilder, Source};
 use rate_guard_http as http;
+use smallvec::SmallVec;
 
 use crate::decision::Decision;
 use crate::errors::Failure;
 use crate::guard::Guard;
 use crate::rules::Rules;
 
-/// One limit as Python passes it: `(rules, key spec, cost, shadow)`.
-type LimitSpec = (Py<Rules>, String, i64, bool);
+/// One limit as Python passes it: `(rules, key spec, cost, shadow[, custom slot])`.
+type LimitSpec = (Py<Rules>, String, Py<PyAny>, bool, Option<usize>);
+
+/// The most custom keys (stacked `key_func`s) one request may carry.
+const MAX_CUSTOM_KEYS: usize = rate_guard_core::MAX_CHECKS;
 
 fn config(e: impl std::fmt::Display) -> Failure {
     Failure::Config(e.to_string())
 }
 
+/// The limit specs of a Python list of 4- or 5-tuples.
+fn limit_specs(specs: &[Bound<'_, PyAny>]) -> Result<Vec<LimitSpec>, Failure> {
+    let bad = || {
+        Failure::Config(
+            "a limit is a tuple (rules, key spec, cost, shadow[, custom slot])".to_owned(),
+        )
+    };
+    let mut out = Vec::new();
+    for spec in specs {
+        let tuple = spec.cast::<PyTuple>().map_err(|_| bad())?;
+        let slot = match tuple.len() {
+            4 => None,
+            5 => Some(
+                tuple
+                    .get_item(4)
+                    .and_then(|s| s.extract())
+                    .map_err(|_| bad())?,
+            ),
+            _ => return Err(bad()),
+        };
+        let (rules, key, cost, shadow): (Py<Rules>, String, Py<PyAny>, bool) = (
+            tuple
+                .get_item(0)
+                .ok()
+                .and_then(|r| r.cast_into::<Rules>().ok())
+                .ok_or_else(bad)?
+                .unbind(),
+            tuple
+                .get_item(1)
+                .and_then(|k| k.extract())
+                .map_err(|_| bad())?,
+            tuple.get_item(2).map_err(|_| bad())?.unbind(),
+            tuple
+                .get_item(3)
+                .and_then(|s| s.extract())
+                .map_err(|_| bad())?,
+        );
+        out.push((rules, key, cost, shadow, slot));
+    }
+    Ok(out)
+}
+
 /// The limits of `specs`: one per rule (a `Rules` of several rates gives several limits).
 fn limits(py: Python<'_>, specs: &[LimitSpec]) -> Result<Vec<http::Limit>, Failure> {
     let mut out = Vec::new();
-    for (rules, key, cost, shadow) in specs {
+    for (rules, key, cost, shadow, slot) in specs {
         let key: http::KeySpec = key.parse().map_err(config)?;
-        let cost = u32::try_from(*cost)
-            .ok()
-            .and_then(NonZeroU32::new)
-            .ok_or_else(|| {
-                Failure::Config(format!("cost must be from 1 to {}, not {cost}", u32::MAX))
-            })?;
+        let cost = crate::args::cost(Some(cost.bind(py)))?.unwrap_or(NonZeroU32::MIN);
+        let slot = slot.unwrap_or(0);
+        if slot >= MAX_CUSTOM_KEYS {
+            return Err(Failure::Config(format!(
+                "custom key slot {slot} is out of range: a request has at most \
+                 {MAX_CUSTOM_KEYS} key functions"
+            )));
+        }
         for rule in rules.bind(py).get().as_slice() {
             out.push(
                 http::Limit::new(rule.clone())
                     .key(key.clone())
                     .cost(cost)
-                    .shadow(*shadow),
+                    .shadow(*shadow)
+                    .custom_slot(slot),
             );
         }
+    }
+    Ok(out)
+}
+
+/// The custom keys of a request: one `str` (or None), or a sequence of them, one per custom
+/// slot (stacked `key_func`s).
+fn custom_keys(value: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<Option<Text>>> {
+    let Some(value) = value.filter(|v| !v.is_none()) else {
+        return Ok(Vec::new());
+    };
+    if value.is_instance_of::<PyString>() {
+        return Ok(vec![text(Some(value), "custom")?]);
+    }
+    let mut out = Vec::new();
+    for item in value.try_iter().map_err(|_| {
+        PyTypeError::new_err("custom must be a str, None, or a list of them (one per key slot)")
+    })? {
+        if out.len() >= MAX_CUSTOM_KEYS {
+            return Err(PyTypeError::new_err(format!(
+                "custom holds more than {MAX_CUSTOM_KEYS} keys"
+            )));
+        }
+        out.push(text(Some(&item?), "custom")?);
     }
     Ok(out)
 }
@@ -164,7 +236,7 @@ impl Front {
     #[allow(clippy::too_many_arguments, clippy::fn_params_excessive_bools)]
     fn new(
         py: Python<'_>,
-        global_rules: Vec<LimitSpec>,
+        global_rules: Vec<Bound<'_, PyAny>>,
         trusted_proxies: Vec<String>,
         ipv6_prefix: u32,
         forwarded_header: String,
@@ -199,7 +271,7 @@ impl Front {
             }
             builder = builder.jwt(jwt.build().map_err(config)?);
         }
-        for limit in limits(py, &global_rules)? {
+        for limit in limits(py, &limit_specs(&global_rules)?)? {
             builder = builder.global(limit);
         }
         Ok(Self {
@@ -214,10 +286,10 @@ impl Front {
         &self,
         py: Python<'_>,
         template: &str,
-        rules: Vec<LimitSpec>,
+        rules: Vec<Bound<'_, PyAny>>,
         method: Option<&str>,
     ) -> PyResult<RouteLimits> {
-        let limits = limits(py, &rules)?;
+        let limits = limits(py, &limit_specs(&rules)?)?;
         let inner = self.inner.route(template, method, limits).map_err(config)?;
         Ok(RouteLimits { inner })
     }
@@ -236,18 +308,22 @@ impl Front {
     ) -> PyResult<Plan> {
         let peer = text(peer, "peer")?;
         let user = text(user, "user")?;
-        let custom = text(custom, "custom")?;
+        let customs = custom_keys(custom)?;
         let headers = raw_headers(headers)?;
         let route = route.map(|r| r.get().inner.clone());
         let front = &self.inner;
         let plan = py.detach(|| {
+            let keys: SmallVec<[Option<&str>; 4]> = customs
+                .iter()
+                .map(|c| c.as_ref().map(Text::as_str))
+                .collect();
             let request = http::RequestInfo {
                 peer: http::Peer::parse(peer.as_ref().map(Text::as_str)),
                 headers: &headers[..],
                 user: user.as_ref().map(Text::as_str),
-                custom: custom.as_ref().map(Text::as_str),
+                custom: keys.first().copied().flatten(),
             };
-            front.plan(&request, route.as_ref())
+            front.plan_with_keys(&request, route.as_ref(), keys.get(1..).unwrap_or_default())
         });
         Ok(Plan {
             inner: Arc::new(plan),

@@ -14,6 +14,7 @@ use rate_guard_redis::{RedisConfig, RedisStore};
 use smallvec::SmallVec;
 use tokio::runtime::Runtime;
 
+use crate::args;
 use crate::bridge::{self, Ready};
 use crate::decision::Decision;
 use crate::errors::Failure;
@@ -134,22 +135,17 @@ impl Engine {
         Ok(awaitable)
     }
 
-    /// Decides every `(identity, rules)` pair together, all-or-nothing.
+    /// Decides every `(identity, rules)` pair together, all-or-nothing, each rule at `cost` or
+    /// else its own.
     fn decide<'a>(
         &self,
-        requests: impl IntoIterator<Item = (&'a str, &'a [Rule])>,
-        cost: NonZeroU32,
+        requests: impl IntoIterator<Item = (&'a str, &'a Rules)>,
+        cost: Option<NonZeroU32>,
         mode: Mode,
     ) -> Result<Verdict, Failure> {
         let hits: Vec<Hit<'_>> = requests
             .into_iter()
-            .flat_map(|(identity, rules)| {
-                rules.iter().map(move |rule| Hit {
-                    rule,
-                    identity,
-                    cost,
-                })
-            })
+            .flat_map(|(identity, rules)| hits(identity, rules, cost))
             .collect();
         Ok(self.run(self.limiter.decide(&hits, mode))??)
     }
@@ -169,21 +165,27 @@ impl Engine {
     }
 }
 
-/// Seconds from Python as a [`Duration`], longer than zero.
+/// Seconds from Python as a [`Duration`], in the setting's range ([`bounds::SECONDS`]).
 fn seconds(name: &str, value: f64) -> Result<Duration, Failure> {
-    match Duration::try_from_secs_f64(value) {
-        Ok(d) if !d.is_zero() => Ok(d),
-        _ => Err(Failure::Config(format!(
-            "{name} must be a number of seconds greater than 0, not {value}"
-        ))),
-    }
+    Ok(rate_guard_core::bounds::check_seconds(name, value)?)
 }
 
-fn cost(cost: u64) -> Result<NonZeroU32, Failure> {
-    u32::try_from(cost)
-        .ok()
-        .and_then(NonZeroU32::new)
-        .ok_or_else(|| Failure::Config(format!("cost must be from 1 to {}, not {cost}", u32::MAX)))
+/// The hits of `rules` for `identity`: each rule at `cost`, or at its own cost when the call
+/// gives none.
+fn hits<'a>(
+    identity: &'a str,
+    rules: &'a Rules,
+    cost: Option<NonZeroU32>,
+) -> impl Iterator<Item = Hit<'a>> + 'a {
+    rules
+        .as_slice()
+        .iter()
+        .zip(rules.costs())
+        .map(move |(rule, &own)| Hit {
+            rule,
+            identity,
+            cost: cost.unwrap_or(own),
+        })
 }
 
 /// A rate limiter over the memory store (`redis_url=None`) or Redis.
@@ -200,6 +202,20 @@ pub(crate) struct Guard {
 
 /// One `(identity, rules)` pair of an async call, owned by its task.
 type Owned = (PyBackedStr, Py<Rules>);
+
+/// The `(identity, rules)` pairs of a `decide_many` call, identities checked.
+fn pairs(requests: &Bound<'_, PyAny>) -> Result<Vec<Owned>, Failure> {
+    let bad = || Failure::Config("requests must be a list of (identity, Rules) pairs".to_owned());
+    let mut out = Vec::new();
+    for item in requests.try_iter().map_err(|_| bad())? {
+        let item = item.map_err(|_| bad())?;
+        let (identity, rules): (Bound<'_, PyAny>, Bound<'_, PyAny>) =
+            item.extract().map_err(|_| bad())?;
+        let rules = rules.cast_into::<Rules>().map_err(|_| bad())?.unbind();
+        out.push((args::identity(&identity)?, rules));
+    }
+    Ok(out)
+}
 
 impl Guard {
     fn engine(&self) -> Result<&Engine, Failure> {
@@ -270,7 +286,7 @@ impl Guard {
         &self,
         py: Python<'py>,
         requests: Vec<Owned>,
-        cost: NonZeroU32,
+        cost: Option<NonZeroU32>,
         mode: Mode,
     ) -> PyResult<Bound<'py, PyAny>> {
         self.run_async(
@@ -279,14 +295,7 @@ impl Guard {
                 let verdict = {
                     let hits: Vec<Hit<'_>> = requests
                         .iter()
-                        .flat_map(|(identity, rules)| {
-                            let identity: &str = identity;
-                            rules.get().as_slice().iter().map(move |rule| Hit {
-                                rule,
-                                identity,
-                                cost,
-                            })
-                        })
+                        .flat_map(|(identity, rules)| hits(identity, rules.get(), cost))
                         .collect();
                     limiter.decide(&hits, mode).await
                 };
@@ -305,18 +314,10 @@ impl Guard {
         py: Python<'_>,
         identity: &str,
         rules: &Rules,
-        cost: NonZeroU32,
+        cost: Option<NonZeroU32>,
         mode: Mode,
     ) -> PyResult<Decision> {
-        let hits: SmallVec<[Hit<'_>; 4]> = rules
-            .as_slice()
-            .iter()
-            .map(|rule| Hit {
-                rule,
-                identity,
-                cost,
-            })
-            .collect();
+        let hits: SmallVec<[Hit<'_>; 4]> = hits(identity, rules, cost).collect();
         // The memory store answers at once: no future, no GIL hand-off.
         if let Some(limiter) = self.local_limiter() {
             if let Some(result) = limiter.decide_now(&hits, mode) {
@@ -419,89 +420,95 @@ impl Guard {
 
     /// Decides `rules` together for `identity` and, when every rule allows, consumes `cost`
     /// from each.
-    #[pyo3(signature = (identity, rules, cost=1))]
+    #[pyo3(signature = (identity, rules, cost=None))]
     fn hit(
         &self,
         py: Python<'_>,
-        identity: PyBackedStr,
+        identity: &Bound<'_, PyAny>,
         rules: &Bound<'_, Rules>,
-        cost: u64,
+        cost: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Decision> {
-        let cost = self::cost(cost)?;
+        let identity = args::identity(identity)?;
+        let cost = args::cost(cost)?;
         self.decide(py, &identity, rules.get(), cost, Mode::Hit)
     }
 
     /// What [`hit`](Self::hit) would answer, consuming nothing.
-    #[pyo3(signature = (identity, rules, cost=1))]
+    #[pyo3(signature = (identity, rules, cost=None))]
     fn peek(
         &self,
         py: Python<'_>,
-        identity: PyBackedStr,
+        identity: &Bound<'_, PyAny>,
         rules: &Bound<'_, Rules>,
-        cost: u64,
+        cost: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Decision> {
-        let cost = self::cost(cost)?;
+        let identity = args::identity(identity)?;
+        let cost = args::cost(cost)?;
         self.decide(py, &identity, rules.get(), cost, Mode::Peek)
     }
 
     /// Decides several `(identity, rules)` pairs together, all-or-nothing: a request whose
     /// rules count for different identities (`global`, a client address, a user). With
     /// `peek`, consumes nothing.
-    #[pyo3(signature = (requests, cost=1, peek=false))]
+    #[pyo3(signature = (requests, cost=None, peek=false))]
     fn decide_many(
         &self,
         py: Python<'_>,
-        requests: Vec<(PyBackedStr, Py<Rules>)>,
-        cost: u64,
+        requests: &Bound<'_, PyAny>,
+        cost: Option<&Bound<'_, PyAny>>,
         peek: bool,
     ) -> PyResult<Decision> {
-        let cost = self::cost(cost)?;
+        let requests = pairs(requests)?;
+        let cost = args::cost(cost)?;
         let mode = if peek { Mode::Peek } else { Mode::Hit };
         let verdict = py.detach(|| {
             let pairs = requests
                 .iter()
-                .map(|(identity, rules)| (&**identity, rules.get().as_slice()));
+                .map(|(identity, rules)| (&**identity, rules.get()));
             self.engine()?.decide(pairs, cost, mode)
         })?;
         Ok(Decision::from(&verdict))
     }
 
     /// The async [`hit`](Self::hit): an awaitable of the `Decision`.
-    #[pyo3(signature = (identity, rules, cost=1))]
+    #[pyo3(signature = (identity, rules, cost=None))]
     fn ahit<'py>(
         &self,
         py: Python<'py>,
-        identity: PyBackedStr,
+        identity: &Bound<'py, PyAny>,
         rules: Py<Rules>,
-        cost: u64,
+        cost: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let cost = self::cost(cost)?;
+        let identity = args::identity(identity)?;
+        let cost = args::cost(cost)?;
         self.start(py, vec![(identity, rules)], cost, Mode::Hit)
     }
 
     /// The async [`peek`](Self::peek).
-    #[pyo3(signature = (identity, rules, cost=1))]
+    #[pyo3(signature = (identity, rules, cost=None))]
     fn apeek<'py>(
         &self,
         py: Python<'py>,
-        identity: PyBackedStr,
+        identity: &Bound<'py, PyAny>,
         rules: Py<Rules>,
-        cost: u64,
+        cost: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let cost = self::cost(cost)?;
+        let identity = args::identity(identity)?;
+        let cost = args::cost(cost)?;
         self.start(py, vec![(identity, rules)], cost, Mode::Peek)
     }
 
     /// The async [`decide_many`](Self::decide_many).
-    #[pyo3(signature = (requests, cost=1, peek=false))]
+    #[pyo3(signature = (requests, cost=None, peek=false))]
     fn adecide_many<'py>(
         &self,
         py: Python<'py>,
-        requests: Vec<Owned>,
-        cost: u64,
+        requests: &Bound<'py, PyAny>,
+        cost: Option<&Bound<'py, PyAny>>,
         peek: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let cost = self::cost(cost)?;
+        let requests = pairs(requests)?;
+        let cost = args::cost(cost)?;
         let mode = if peek { Mode::Peek } else { Mode::Hit };
         self.start(py, requests, cost, mode)
     }
@@ -510,9 +517,10 @@ impl Guard {
     fn reset(
         &self,
         py: Python<'_>,
-        identity: PyBackedStr,
+        identity: &Bound<'_, PyAny>,
         rules: &Bound<'_, Rules>,
     ) -> PyResult<()> {
+        let identity = args::identity(identity)?;
         let rules = rules.get().as_slice();
         let identity: &str = &identity;
         py.detach(|| self.engine()?.reset(identity, rules))?;

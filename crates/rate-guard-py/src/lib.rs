@@ -3,7 +3,9 @@
 //! It only converts values and maps errors; every rule of rate limiting lives in
 //! `rate-guard-core` and `rate-guard-redis`. Python-facing pieces:
 //!
-//! - `parse_rate(s)`: the core's rate string parser, for Pydantic validators;
+//! - `parse_rate(s)`, `parse_key_spec(s)`, `check_trusted_proxy(s)`, `check_int(field, n)` and
+//!   `check_seconds(field, s)`: the engine's own validators, for Pydantic validators, so that
+//!   whatever the model accepts the engine accepts ([`args`] checks call arguments alike);
 //! - `Rules`: rules built once from `(limit, algorithm, burst, name, fail_open)` tuples;
 //! - `Guard`: a limiter over the memory store or Redis whose sync calls release the GIL, with
 //!   a runtime and connections rebuilt in each process after `fork()` ([`fork`]);
@@ -11,9 +13,15 @@
 //!   from one place ([`errors`]).
 
 use pyo3::create_exception;
-use pyo3::exceptions::PyException;
+use pyo3::exceptions::{PyException, PyValueError};
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{IntoPyDict, PyTuple, PyType};
+use pyo3::PyTypeInfo;
+use rate_guard_core::bounds;
+use rate_guard_http as http;
 
+mod args;
 mod bridge;
 mod decision;
 mod errors;
@@ -31,12 +39,36 @@ create_exception!(
     PyException,
     "Base class of py-rate-guard's errors (never raised for being rate limited)."
 );
-create_exception!(
-    py_rate_guard,
-    ConfigError,
-    RateGuardError,
-    "Invalid configuration: a bad rate string, rule, URL or setting."
-);
+/// `ConfigError(RateGuardError, ValueError)`: invalid configuration, or an argument out of
+/// range. A `ValueError` too, so that code catching bad values (pydantic validators among
+/// them) catches it. `create_exception!` takes one base, so the class is made here.
+pub(crate) fn config_error(py: Python<'_>) -> &Bound<'_, PyType> {
+    static TYPE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+    TYPE.get_or_init(py, || {
+        let bases = PyTuple::new(
+            py,
+            [
+                py.get_type::<RateGuardError>(),
+                py.get_type::<PyValueError>(),
+            ],
+        )
+        .expect("a tuple of two types");
+        let doc = "Invalid configuration: a bad rate string, rule, URL or setting, or a call \
+                   argument out of range (also a ValueError).";
+        PyType::type_object(py)
+            .call1((
+                "ConfigError",
+                bases,
+                [("__module__", "py_rate_guard"), ("__doc__", doc)]
+                    .into_py_dict(py)
+                    .expect("a dict of strings"),
+            ))
+            .and_then(|t| Ok(t.cast_into::<PyType>()?))
+            .expect("the ConfigError class")
+            .unbind()
+    })
+    .bind(py)
+}
 create_exception!(
     py_rate_guard,
     StorageError,
@@ -56,11 +88,98 @@ fn parse_rate(rate: &str) -> PyResult<Vec<(u32, f64)>> {
         .collect())
 }
 
+/// Checks the integer setting `field` (`cost`, `redis_pool_size`, ...; see `int_ranges`) and
+/// returns it. `value` is any Python int, however large; out of range is a `ConfigError`
+/// naming the field, the value and the range.
+#[pyfunction]
+fn check_int(field: &str, value: &Bound<'_, PyAny>) -> PyResult<u64> {
+    Ok(args::int(field, value)?)
+}
+
+/// Checks the duration setting `field` (`redis_timeout`, ...; see `seconds_ranges`), in seconds,
+/// and returns it.
+#[pyfunction]
+fn check_seconds(field: &str, value: f64) -> PyResult<f64> {
+    match bounds::check_seconds(field, value) {
+        Ok(_) => Ok(value),
+        // Written as Python writes floats (`1e+300`, `inf`), not as sixty digits.
+        Err(bounds::RangeError::Seconds { .. }) => {
+            let range = bounds::seconds_range(field).expect("a range was found");
+            Err(errors::Failure::Config(format!(
+                "{field} must be from {} to {} seconds, not {}",
+                range.min_seconds(),
+                range.max_seconds(),
+                python_float(value)
+            ))
+            .into())
+        }
+        Err(e) => Err(errors::Failure::from(e).into()),
+    }
+}
+
+/// `value` as Python's `repr` writes it: `1e+300`, `inf`, `nan`, `0.5`.
+fn python_float(value: f64) -> String {
+    if value.is_nan() {
+        "nan".to_owned()
+    } else if value.is_infinite() {
+        if value > 0.0 { "inf" } else { "-inf" }.to_owned()
+    } else if value != 0.0 && !(1e-4..1e16).contains(&value.abs()) {
+        let text = format!("{value:e}");
+        // Rust writes `1e300`; Python `1e+300`.
+        match text.split_once('e') {
+            Some((m, e)) if !e.starts_with('-') => format!("{m}e+{e}"),
+            _ => text,
+        }
+    } else {
+        format!("{value:?}")
+    }
+}
+
+/// The range of every integer setting: `(field, min, max)`, both ends included.
+#[pyfunction]
+fn int_ranges() -> Vec<(&'static str, u64, u64)> {
+    bounds::INTS
+        .iter()
+        .map(|r| (r.field, r.min, r.max))
+        .collect()
+}
+
+/// The range of every duration setting: `(field, min_seconds, max_seconds)`.
+#[pyfunction]
+fn seconds_ranges() -> Vec<(&'static str, f64, f64)> {
+    bounds::SECONDS
+        .iter()
+        .map(|r| (r.field, r.min_seconds(), r.max_seconds()))
+        .collect()
+}
+
+/// Parses a rule's key spec (`"ip"`, `"header:X-Api-Key"`, `"jwt:sub"`, ...) as the HTTP front
+/// does and returns it as the front prints it (header names lowercased). Raises `ConfigError`.
+#[pyfunction]
+fn parse_key_spec(spec: &str) -> PyResult<String> {
+    let spec: http::KeySpec = spec
+        .parse()
+        .map_err(|e: http::Error| errors::Failure::Config(e.to_string()))?;
+    Ok(spec.to_string())
+}
+
+/// Checks one `trusted_proxies` entry (an address, a CIDR block or `unix`) as the HTTP front
+/// reads it. Raises `ConfigError`.
+#[pyfunction]
+fn check_trusted_proxy(entry: &str) -> PyResult<()> {
+    http::ClientIp::new([entry], http::ForwardedHeader::default(), 64)
+        .map_err(|e| errors::Failure::Config(e.to_string()))?;
+    Ok(())
+}
+
 /// The native core of py-rate-guard (private: import from `py_rate_guard`).
 #[pymodule]
 mod _native {
     #[pymodule_export]
-    use super::{parse_rate, ConfigError, RateGuardError, StorageError};
+    use super::{
+        check_int, check_seconds, check_trusted_proxy, int_ranges, parse_key_spec, parse_rate,
+        seconds_ranges, RateGuardError, StorageError,
+    };
 
     #[pymodule_export]
     use crate::bridge::{Drainer, Ready};
@@ -92,6 +211,7 @@ mod _native {
         crate::fork::register_handler().map_err(|rc| {
             PyRuntimeError::new_err(format!("pthread_atfork failed with error {rc}"))
         })?;
+        m.add("ConfigError", crate::config_error(m.py()))?;
         m.add("__version__", env!("CARGO_PKG_VERSION"))
     }
 }

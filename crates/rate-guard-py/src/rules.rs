@@ -1,22 +1,72 @@
 //! [`Rules`]: rules built once from Python specs, then passed to every call.
 
 use std::hash::{Hash, Hasher};
+use std::num::NonZeroU32;
 use std::str::FromStr;
 
 use pyo3::prelude::*;
+use pyo3::types::PyTuple;
 use rate_guard_core::{parse_quotas, Algorithm, ConfigError, Quota, Rule};
 
+use crate::args;
 use crate::errors::Failure;
 
-/// One rule as Python passes it: `(limit, algorithm, burst, name, fail_open)`.
-pub(crate) type RuleSpec = (String, String, Option<i64>, Option<String>, Option<bool>);
+/// One rule as Python passes it: `(limit, algorithm, burst, name, fail_open[, cost])`.
+struct RuleSpec {
+    limit: String,
+    algorithm: String,
+    burst: Option<u32>,
+    name: Option<String>,
+    fail_open: Option<bool>,
+    cost: NonZeroU32,
+}
+
+impl RuleSpec {
+    fn extract(spec: &Bound<'_, PyAny>) -> Result<Self, Failure> {
+        let bad = || {
+            Failure::Config(
+                "a rule spec is a tuple (limit, algorithm, burst, name, fail_open[, cost])"
+                    .to_owned(),
+            )
+        };
+        let tuple = spec.cast::<PyTuple>().map_err(|_| bad())?;
+        if !(5..=6).contains(&tuple.len()) {
+            return Err(bad());
+        }
+        let item = |i| tuple.get_item(i).map_err(|_| bad());
+        let burst = item(2)?;
+        let burst = if burst.is_none() {
+            None
+        } else {
+            // In range: from 1 to u32::MAX.
+            u32::try_from(args::int("burst", &burst)?).ok()
+        };
+        let cost = if tuple.len() == 6 {
+            args::cost(Some(&item(5)?))?
+        } else {
+            None
+        };
+        Ok(Self {
+            limit: item(0)?.extract().map_err(|_| bad())?,
+            algorithm: item(1)?.extract().map_err(|_| bad())?,
+            burst,
+            name: item(3)?.extract().map_err(|_| bad())?,
+            fail_open: item(4)?.extract().map_err(|_| bad())?,
+            cost: cost.unwrap_or(NonZeroU32::MIN),
+        })
+    }
+}
 
 /// Rules decided together (all-or-nothing), built from `(limit, algorithm, burst, name,
-/// fail_open)` tuples. A limit with several rates (`"10/second; 100/minute"`) makes one rule per
-/// rate. Build once and reuse: calls never parse again.
+/// fail_open[, cost])` tuples. A limit with several rates (`"10/second; 100/minute"`) makes one
+/// rule per rate. Build once and reuse: calls never parse again.
+///
+/// Each rule keeps its own cost (default 1): what a call weighs against it when the call does
+/// not say.
 #[pyclass(frozen, module = "py_rate_guard._native", name = "Rules")]
 pub(crate) struct Rules {
     rules: Box<[Rule]>,
+    costs: Box<[NonZeroU32]>,
 }
 
 impl Rules {
@@ -25,24 +75,31 @@ impl Rules {
         &self.rules
     }
 
+    /// What a call weighs against each rule (in order) when it gives no cost.
+    pub(crate) fn costs(&self) -> &[NonZeroU32] {
+        &self.costs
+    }
+
     fn build(specs: &[RuleSpec]) -> Result<Self, Failure> {
         let mut rules: Vec<Rule> = Vec::with_capacity(specs.len());
-        for (limit, algorithm, burst, name, fail_open) in specs {
+        let mut costs: Vec<NonZeroU32> = Vec::with_capacity(specs.len());
+        for spec in specs {
+            let RuleSpec {
+                limit,
+                algorithm,
+                burst,
+                name,
+                fail_open,
+                cost,
+            } = spec;
             let algorithm =
                 Algorithm::from_str(algorithm).map_err(|e| Failure::Config(e.to_string()))?;
-            let burst = burst
-                .map(|b| {
-                    u32::try_from(b).map_err(|_| {
-                        Failure::Config(format!("burst must be from 1 to {}, not {b}", u32::MAX))
-                    })
-                })
-                .transpose()?;
             let quotas = parse_quotas(limit)?;
             let several = quotas.len() > 1;
             for quota in quotas {
                 let mut builder = Rule::builder(quota).algorithm(algorithm);
                 if let Some(burst) = burst {
-                    builder = builder.burst(burst);
+                    builder = builder.burst(*burst);
                 }
                 if let Some(name) = name {
                     builder = builder.name(if several {
@@ -54,7 +111,16 @@ impl Rules {
                 if let Some(fail_open) = fail_open {
                     builder = builder.fail_open(*fail_open);
                 }
-                push_unique(&mut rules, builder.build()?)?;
+                let rule = builder.build()?;
+                match rules.iter().position(|r| r.id() == rule.id()) {
+                    None => {
+                        rules.push(rule);
+                        costs.push(*cost);
+                    }
+                    // One bucket, counted once, at the larger cost.
+                    Some(i) if rules[i] == rule => costs[i] = costs[i].max(*cost),
+                    Some(i) => return Err(conflict(&rules[i], &rule)),
+                }
             }
         }
         if rules.is_empty() {
@@ -62,6 +128,7 @@ impl Rules {
         }
         Ok(Self {
             rules: rules.into_boxed_slice(),
+            costs: costs.into_boxed_slice(),
         })
     }
 }
@@ -76,20 +143,25 @@ fn rate_id(name: &str, quota: Quota) -> String {
     }
 }
 
-/// Adds `rule` unless an equal rule is there already (one bucket, counted once); two different
-/// rules with one id would share a key, so that is an error.
-fn push_unique(rules: &mut Vec<Rule>, rule: Rule) -> Result<(), Failure> {
-    match rules.iter().find(|r| r.id() == rule.id()) {
-        None => rules.push(rule),
-        Some(same) if *same == rule => {}
-        Some(_) => {
-            return Err(ConfigError::DuplicateRuleId {
-                id: rule.id().to_owned(),
-            }
-            .into())
-        }
+/// Two different rules under one id would share their keys (and one algorithm would read the
+/// other's state): the error names both definitions.
+fn conflict(first: &Rule, second: &Rule) -> Failure {
+    Failure::Config(format!(
+        "two different rules are named {:?}: {} and {}; rules of one name share their state, \
+         so give one of them another name",
+        first.id(),
+        describe(first),
+        describe(second)
+    ))
+}
+
+/// `rule` as one line: `2 per 1 minute (sliding_window, id api)`, and its failure policy when
+/// it has its own.
+fn describe(rule: &Rule) -> String {
+    match rule.fail_open() {
+        None => rule.to_string(),
+        Some(open) => format!("{rule} failing {}", if open { "open" } else { "closed" }),
     }
-    Ok(())
 }
 
 #[pymethods]
@@ -97,8 +169,25 @@ impl Rules {
     // PyO3 extracts a list into a `Vec`.
     #[allow(clippy::needless_pass_by_value)]
     #[new]
-    fn new(specs: Vec<RuleSpec>) -> PyResult<Self> {
+    fn new(specs: Vec<Bound<'_, PyAny>>) -> PyResult<Self> {
+        let specs = specs
+            .iter()
+            .map(RuleSpec::extract)
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Self::build(&specs)?)
+    }
+
+    /// Each rule's own cost, in order: what a call weighs when it does not say.
+    #[getter(costs)]
+    fn py_costs(&self) -> Vec<u32> {
+        self.costs.iter().map(|c| c.get()).collect()
+    }
+
+    /// Each rule as one line (`2 per 1 minute (sliding_window, id api)`), in order: what two
+    /// rules of one id are compared by.
+    #[getter]
+    fn definitions(&self) -> Vec<String> {
+        self.rules.iter().map(describe).collect()
     }
 
     /// The rules' ids, which name their keys.
@@ -110,12 +199,13 @@ impl Rules {
     fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
         other
             .cast::<Self>()
-            .is_ok_and(|o| o.get().rules == self.rules)
+            .is_ok_and(|o| o.get().rules == self.rules && o.get().costs == self.costs)
     }
 
     fn __hash__(&self) -> u64 {
         let mut hasher = std::hash::DefaultHasher::new();
         self.rules.hash(&mut hasher);
+        self.costs.hash(&mut hasher);
         hasher.finish()
     }
 

@@ -48,7 +48,18 @@ class RouteLimit:
         self._hash = hash((id(guard), rules))
 
     def plus(self, rule: RateLimitRule) -> RouteLimit:
-        """These limits and `rule`, which is written above them (decorators apply bottom-up)."""
+        """These limits and `rule`, which is written above them (decorators apply bottom-up).
+        Two different rules of one name would share their state: `ConfigError` naming both."""
+        new = rule.native_rules
+        for other in self.rules:
+            known = dict(zip(other.native_rules.ids, other.native_rules.definitions, strict=True))
+            for rule_id, definition in zip(new.ids, new.definitions, strict=True):
+                if known.get(rule_id, definition) != definition:
+                    raise ConfigError(
+                        f"two different rules are named {rule_id!r} on one endpoint:"
+                        f" {known[rule_id]} and {definition}; rules of one name share their"
+                        " state, so give one of them another name"
+                    )
         return RouteLimit(self.guard, (rule, *self.rules))
 
     def __eq__(self, other: object) -> bool:
@@ -103,9 +114,9 @@ _ORIGINAL = "__rate_guard_wrapped__"
 
 class Target:
     """What one request is decided against: the global rules, the limits of its route, or both;
-    and what their keys need from the request (the user, a `key_func`)."""
+    and what their keys need from the request (the user, its `key_func`s)."""
 
-    __slots__ = ("key_func", "native", "needs_user", "route_rules", "shadow", "simple")
+    __slots__ = ("key_funcs", "native", "needs_user", "route_rules", "shadow", "simple")
 
     def __init__(
         self,
@@ -114,21 +125,61 @@ class Target:
         rules: Sequence[RateLimitRule],
         *,
         shadow_mode: bool = False,
+        key_funcs: Sequence[KeyFunc] = (),
     ) -> None:
         self.native = native
         self.route_rules = frozenset(route_rules)
         self.needs_user = any(rule.key == _USER for rule in rules)
         self.shadow = shadow_mode or any(rule.shadow for rule in rules)
         """Whether some rule only observes (the outcome may list shadow denials to log)."""
-        key_funcs = {id(r.key_func): r.key_func for r in rules if r.key_func is not None}
-        if len(key_funcs) > 1:
-            raise ConfigError(
-                "one request can be keyed by only one key_func: the global rules and the"
-                " route's limits use different ones"
-            )
-        self.key_func: KeyFunc | None = next(iter(key_funcs.values()), None)
-        self.simple = self.key_func is None and not self.needs_user
+        self.key_funcs = tuple(key_funcs)
+        """The key functions of the rules, by custom key slot: each rule counts by the value
+        of its own function."""
+        self.simple = not self.key_funcs and not self.needs_user
         """Whether the request alone (peer, headers) is enough to decide it."""
+
+    def custom_keys(
+        self, request: Any, run_async: Callable[..., Any]
+    ) -> str | list[str | None] | None:
+        """What each key function returns for `request` (sync; `run_async(coroutine_function,
+        *args)` runs an async one), as `Front.plan` takes it."""
+        values = [
+            run_async(acall_key_func, func, request)
+            if is_async(func)
+            else call_key_func(func, request)
+            for func in self.key_funcs
+        ]
+        return _as_custom(values)
+
+    async def acustom_keys(self, request: Any) -> str | list[str | None] | None:
+        """`custom_keys` on the event loop."""
+        return _as_custom([await acall_key_func(func, request) for func in self.key_funcs])
+
+
+def _as_custom(values: list[str | None]) -> str | list[str | None] | None:
+    if not values:
+        return None
+    return values[0] if len(values) == 1 else values
+
+
+def key_slot(key_funcs: list[KeyFunc], func: KeyFunc) -> int:
+    """The custom key slot of `func` among `key_funcs` (by identity), appended when new."""
+    for slot, known in enumerate(key_funcs):
+        if known is func:
+            return slot
+    key_funcs.append(func)
+    return len(key_funcs) - 1
+
+
+def front_specs(
+    rules: Iterable[RateLimitRule], key_funcs: list[KeyFunc]
+) -> list[tuple[_native.Rules, str, int, bool, int]]:
+    """The rules as the native front takes them, each `key_func` given its custom key slot
+    (new functions appended to `key_funcs`)."""
+    return [
+        (*rule.front_spec(), 0 if rule.key_func is None else key_slot(key_funcs, rule.key_func))
+        for rule in rules
+    ]
 
 
 def covered(decided: Any, limit: RouteLimit) -> bool:
@@ -146,6 +197,9 @@ class HttpGuard(RateGuard):
         super().__init__(config)
         config = self.config
         kwargs = config.front_kwargs()
+        # Each distinct key function has a custom key slot; the global rules' come first.
+        self._global_key_funcs: list[KeyFunc] = []
+        kwargs["global_rules"] = front_specs(config.global_rules, self._global_key_funcs)
         self._front = _native.Front(**kwargs)
         self.front = self._front
         """The native HTTP front (global rules included)."""
@@ -162,7 +216,13 @@ class HttpGuard(RateGuard):
         self._exempt_prefixes = tuple(path.rstrip("/") + "/" for path in config.exempt_paths)
         self._targets: dict[tuple[Any, ...], Target] = {}
         self.globals_target: Target | None = (
-            Target(None, (), self._global_rules, shadow_mode=config.shadow_mode)
+            Target(
+                None,
+                (),
+                self._global_rules,
+                shadow_mode=config.shadow_mode,
+                key_funcs=self._global_key_funcs,
+            )
             if self._global_rules
             else None
         )
@@ -219,11 +279,14 @@ class HttpGuard(RateGuard):
         if target is None:
             for rule in rules:
                 self._check_jwt(rule)
+            key_funcs = [] if alone else list(self._global_key_funcs)
             native = (self._route_front if alone else self._front).route(
-                template, [rule.front_spec() for rule in rules], method
+                template, front_specs(rules, key_funcs), method
             )
             all_rules = rules if alone else [*self._global_rules, *rules]
-            target = Target(native, rules, all_rules, shadow_mode=self.config.shadow_mode)
+            target = Target(
+                native, rules, all_rules, shadow_mode=self.config.shadow_mode, key_funcs=key_funcs
+            )
             if len(self._targets) >= _MAX_TARGETS:
                 self._targets.clear()
             self._targets[cache_key] = target
@@ -243,7 +306,7 @@ class HttpGuard(RateGuard):
         headers: Iterable[tuple[bytes | str, bytes | str]],
         *,
         user: str | None = None,
-        custom: str | None = None,
+        custom: str | list[str | None] | None = None,
         alone: bool = False,
     ) -> _native.Outcome | None:
         """The outcome of one request (sync, the GIL released); None when the limiter failed
@@ -266,7 +329,7 @@ class HttpGuard(RateGuard):
         headers: Iterable[tuple[bytes | str, bytes | str]],
         *,
         user: str | None = None,
-        custom: str | None = None,
+        custom: str | list[str | None] | None = None,
         alone: bool = False,
     ) -> _native.Outcome | None:
         """`decide` for the event loop."""

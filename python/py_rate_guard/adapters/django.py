@@ -46,8 +46,6 @@ from py_rate_guard.adapters._http import (
     HttpGuard,
     RouteLimit,
     Target,
-    acall_key_func,
-    call_key_func,
     covered,
     decorated,
     is_async,
@@ -76,12 +74,7 @@ class DjangoRateGuard(HttpGuard):
     def decide_request(
         self, request: HttpRequest, target: Target, *, alone: bool = False
     ) -> _native.Outcome | None:
-        custom = None
-        if target.key_func is not None:
-            if is_async(target.key_func):
-                custom = async_to_sync(acall_key_func)(target.key_func, request)
-            else:
-                custom = call_key_func(target.key_func, request)
+        custom = target.custom_keys(request, _run_async) if target.key_funcs else None
         user = user_id(getattr(request, "user", None)) if target.needs_user else None
         return self.decide(
             target, _peer(request), _headers(request), user=user, custom=custom, alone=alone
@@ -90,9 +83,7 @@ class DjangoRateGuard(HttpGuard):
     async def adecide_request(
         self, request: HttpRequest, target: Target, *, alone: bool = False
     ) -> _native.Outcome | None:
-        custom = None
-        if target.key_func is not None:
-            custom = await acall_key_func(target.key_func, request)
+        custom = await target.acustom_keys(request) if target.key_funcs else None
         user = await _auser(request) if target.needs_user else None
         return await self.adecide(
             target, _peer(request), _headers(request), user=user, custom=custom, alone=alone
@@ -477,6 +468,11 @@ async def _auser(request: HttpRequest) -> str | None:
     if auser is not None:
         return user_id(await auser())
     return await sync_to_async(lambda: user_id(getattr(request, "user", None)))()
+
+
+def _run_async(func: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+    """`func(*args)` run to completion from sync code."""
+    return async_to_sync(func)(*args)
 
 
 async def _awaited(value: Awaitable[Any]) -> Any:

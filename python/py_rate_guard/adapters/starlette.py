@@ -47,8 +47,6 @@ from py_rate_guard.adapters._http import (
     HttpGuard,
     RouteLimit,
     Target,
-    acall_key_func,
-    call_key_func,
     covered,
     decorated,
     is_async,
@@ -194,12 +192,7 @@ class StarletteRateGuard(HttpGuard):
         if target is None or connection is None:
             return None
         scope = connection.scope
-        custom = None
-        if target.key_func is not None:
-            if is_async(target.key_func):
-                custom = from_thread.run(acall_key_func, target.key_func, connection)
-            else:
-                custom = call_key_func(target.key_func, connection)
+        custom = target.custom_keys(connection, from_thread.run) if target.key_funcs else None
         user = scope_user(scope) if target.needs_user else None
         return self.decide(
             target, _peer(scope), scope["headers"], user=user, custom=custom, alone=True
@@ -216,10 +209,10 @@ class StarletteRateGuard(HttpGuard):
         """Decides the request of `scope` against `target` (None: the limiter failed, which
         is logged, and the request goes through)."""
         custom = None
-        if target.key_func is not None:
+        if target.key_funcs:
             if connection is None:
                 connection = Request(scope) if scope["type"] == "http" else HTTPConnection(scope)
-            custom = await acall_key_func(target.key_func, connection)
+            custom = await target.acustom_keys(connection)
         user = scope_user(scope) if target.needs_user else None
         client = scope.get("client")
         front = self._route_front if alone else self._front

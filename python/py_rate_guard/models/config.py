@@ -2,13 +2,15 @@
 
 Rate strings are parsed by the Rust core (`_native.parse_rate`), and a rule is built into its
 native form once, when the model is validated: an invalid rule is a pydantic `ValidationError`
-that names the field, and a valid one is never parsed again.
+that names the field, and a valid one is never parsed again. Key specs, trusted proxies and
+every number are checked by the engine's own validators too (`_native.parse_key_spec`,
+`_native.check_trusted_proxy`, `_native.check_int`, `_native.check_seconds`, one table of
+ranges in Rust), so that whatever these models accept the engine accepts.
 """
 
 from __future__ import annotations
 
 import importlib
-import ipaddress
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -38,23 +40,28 @@ sent on every denial whatever the style."""
 KeyFunc = Callable[[Any], Any]
 """`key_func(request) -> str | None`, sync or async; `None` falls back to the client address."""
 
-RuleSpec = tuple[str, str, int | None, str | None, bool | None]
-"""A rule as the native module takes it: (limit, algorithm, burst, name, fail_open)."""
-
-_KEY_WORDS = ("ip", "global", "user")
-_KEY_PREFIXES = ("header:", "jwt:")
+RuleSpec = tuple[str, str, int | None, str | None, bool | None, int]
+"""A rule as the native module takes it: (limit, algorithm, burst, name, fail_open, cost)."""
 
 
 def _check_key(key: str) -> str:
-    if key in _KEY_WORDS or key == "custom":
-        return key
-    for prefix in _KEY_PREFIXES:
-        if key.startswith(prefix):
-            rest = key[len(prefix) :]
-            if rest and rest.isprintable() and not any(c.isspace() for c in rest):
-                return key
-            raise ValueError(f"{key!r}: expected a name after {prefix!r}, without spaces")
-    raise ValueError(f"{key!r}: expected 'ip', 'global', 'user', 'header:<Name>' or 'jwt:<claim>'")
+    """`key` when the HTTP front parses it (the native parser itself, so the two never
+    disagree); as written, so that `header:X-Api-Key` keeps its case in the model."""
+    _native.parse_key_spec(key)  # ConfigError is a ValueError: pydantic reports it
+    return key
+
+
+def _check_int(value: int | None, info: ValidationInfo) -> int | None:
+    """`value` in its range (the engine's table), or a ValueError naming field, value, range."""
+    if value is not None:
+        assert info.field_name is not None
+        _native.check_int(info.field_name, value)
+    return value
+
+
+def _check_seconds(value: float, info: ValidationInfo) -> float:
+    assert info.field_name is not None
+    return _native.check_seconds(info.field_name, value)
 
 
 def import_callable(value: Any) -> Any:
@@ -91,8 +98,11 @@ class RateLimitRule(BaseModel):
     limit: str
     algorithm: Algorithm = "sliding_window"
     key: str = "ip"
-    burst: int | None = Field(default=None, ge=1)
-    cost: int = Field(default=1, ge=1)
+    burst: int | None = None
+    """The token bucket's capacity (default `limit`), from 1 to 4,294,967,295."""
+    cost: int = 1
+    """What one request weighs against this rule, from 1 to 4,294,967,295: the default cost
+    wherever the rule is used (an explicit `cost=` of a call overrides it)."""
     name: str | None = None
     shadow: bool = False
     fail_open: bool | None = None
@@ -116,6 +126,8 @@ class RateLimitRule(BaseModel):
         except _native.ConfigError as e:
             raise ValueError(str(e)) from None
         return value
+
+    _check_ints = field_validator("burst", "cost")(_check_int)
 
     @field_validator("burst")
     @classmethod
@@ -159,7 +171,7 @@ class RateLimitRule(BaseModel):
 
     def spec(self) -> RuleSpec:
         """The rule as the native module takes it."""
-        return (self.limit, self.algorithm, self.burst, self.name, self.fail_open)
+        return (self.limit, self.algorithm, self.burst, self.name, self.fail_open, self.cost)
 
     @property
     def native_rules(self) -> _native.Rules:
@@ -197,7 +209,7 @@ class RateGuardConfig(BaseSettings):
     """The one field trusted proxies forward the client in: `X-Forwarded-For`, or RFC 7239
     `Forwarded`. Only one is read: a proxy passes the other on untouched, so reading both
     would let a client pick its address."""
-    ipv6_prefix: int = Field(default=64, ge=1, le=128)
+    ipv6_prefix: int = 64
     """IPv6 clients are counted per network of this prefix length (a /64 is one client)."""
     shadow_mode: bool = False
     """Decide, count and log, but never deny (adapters)."""
@@ -220,21 +232,23 @@ class RateGuardConfig(BaseSettings):
     jwt_audience: str | None = None
     jwt_issuer: str | None = None
 
-    redis_timeout: float = Field(default=0.1, gt=0)
+    # The ranges of the numbers below are the engine's (`_native.int_ranges()`,
+    # `_native.seconds_ranges()`), listed in docs/configuration.md.
+    redis_timeout: float = 0.1
     """Seconds one Redis call may take, every round trip included."""
-    redis_connect_timeout: float = Field(default=1.0, gt=0)
-    redis_pool_size: int = Field(default=1, ge=1)
-    instance_count: int = Field(default=1, ge=1)
-    deny_cache_size: int = Field(default=10_000, ge=0)
+    redis_connect_timeout: float = 1.0
+    redis_pool_size: int = 1
+    instance_count: int = 1
+    deny_cache_size: int = 10_000
     """Denied requests answered locally until their retry time (0 turns it off)."""
-    deny_cache_ttl: float = Field(default=1.0, gt=0)
+    deny_cache_ttl: float = 1.0
     """Seconds a denial is answered locally at most, so that a reset made by another process
     is seen within it."""
-    breaker_threshold: int = Field(default=5, ge=1)
+    breaker_threshold: int = 5
     """Consecutive Redis failures that open the circuit breaker."""
-    breaker_cooldown: float = Field(default=1.0, gt=0)
-    breaker_max_cooldown: float = Field(default=30.0, gt=0)
-    memory_max_keys: int | None = Field(default=None, ge=1)
+    breaker_cooldown: float = 1.0
+    breaker_max_cooldown: float = 30.0
+    memory_max_keys: int | None = None
     """Bound on the memory store's keys (None: the core's default)."""
 
     metrics_enabled: bool = True
@@ -246,19 +260,30 @@ class RateGuardConfig(BaseSettings):
     log_identity_salt: SecretStr | None = None
     """Key of the identity hash; set it to compare hashes across processes and restarts
     (default: random per process)."""
-    log_denials_per_second: float = Field(default=10.0, ge=0)
+    log_denials_per_second: float = Field(default=10.0, ge=0, le=1_000_000)
     """Denial log records per second per rule at most (0: none); the others are counted."""
+
+    _check_ints = field_validator(
+        "ipv6_prefix",
+        "redis_pool_size",
+        "instance_count",
+        "deny_cache_size",
+        "breaker_threshold",
+        "memory_max_keys",
+    )(_check_int)
+    _check_durations = field_validator(
+        "redis_timeout",
+        "redis_connect_timeout",
+        "deny_cache_ttl",
+        "breaker_cooldown",
+        "breaker_max_cooldown",
+    )(_check_seconds)
 
     @field_validator("trusted_proxies")
     @classmethod
     def _parse_proxies(cls, value: list[str]) -> list[str]:
-        for cidr in value:
-            if cidr.strip().lower() == "unix":
-                continue
-            try:
-                ipaddress.ip_network(cidr, strict=False)
-            except ValueError as e:
-                raise ValueError(f"{cidr!r} is not an IP network: {e}") from None
+        for entry in value:
+            _native.check_trusted_proxy(entry)  # as the HTTP front reads it
         return value
 
     @field_validator("exempt_paths")
