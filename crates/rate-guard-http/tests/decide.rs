@@ -571,3 +571,51 @@ fn decide_now_answers_like_decide_on_the_memory_store_and_defers_otherwise() {
         .is_none());
     assert_eq!(h.calls(), 0);
 }
+
+#[test]
+fn custom_rules_count_by_the_key_of_their_own_slot() {
+    let front = Front::builder()
+        .global(Limit::new(rule("100/minute")).key(KeySpec::Custom))
+        .build()
+        .unwrap();
+    let route = front
+        .route(
+            "/r",
+            None,
+            [
+                Limit::new(rule("5/minute"))
+                    .key(KeySpec::Custom)
+                    .custom_slot(1),
+                Limit::new(rule("7/minute"))
+                    .key(KeySpec::Custom)
+                    .custom_slot(2),
+            ],
+        )
+        .unwrap();
+    let headers: [(&[u8], &[u8]); 0] = [];
+    let mut request = RequestInfo::new(Peer::parse(Some("192.0.2.1")), &headers[..]);
+    request.custom = Some("everyone");
+    let identities = |plan: Plan| -> Vec<String> {
+        plan.items()
+            .iter()
+            .map(|i| i.identity().to_owned())
+            .collect()
+    };
+    let plan = front.plan_with_keys(&request, Some(&route), &[Some("tenant-1"), Some("team-a")]);
+    assert_eq!(
+        identities(plan),
+        ["custom:everyone", "custom:tenant-1", "custom:team-a"]
+    );
+    // A missing or empty key falls back to the client address, slot by slot.
+    let plan = front.plan_with_keys(&request, Some(&route), &[Some("")]);
+    assert_eq!(
+        identities(plan),
+        ["custom:everyone", "ip:192.0.2.1", "ip:192.0.2.1"]
+    );
+    // `plan` reads slot 0 only.
+    let plan = front.plan(&request, Some(&route));
+    assert_eq!(
+        identities(plan),
+        ["custom:everyone", "ip:192.0.2.1", "ip:192.0.2.1"]
+    );
+}
