@@ -185,6 +185,9 @@ def test_rule_limits_the_engine_cannot_hold_are_validation_errors() -> None:
     with pytest.raises(ValidationError, match="sliding_log"):
         R(limit="10001/hour", algorithm="sliding_log")
     assert R(limit="10000/hour", algorithm="sliding_log")
+    with pytest.raises(ValidationError, match="max 10000 days"):
+        R(limit="1/10001 days")
+    assert R(limit="1/10000 days")
     assert R(limit=f"{U32}/hour", algorithm="token_bucket", burst=U32, cost=U32)
 
 
