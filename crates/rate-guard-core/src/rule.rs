@@ -5,6 +5,7 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use crate::algorithm::Algorithm;
+use crate::bounds;
 use crate::error::ConfigError;
 use crate::metrics::{self, RuleCounters};
 use crate::quota::Quota;
@@ -250,6 +251,16 @@ impl RuleBuilder {
             }
             Some(b) => Some(NonZeroU32::new(b).ok_or(ConfigError::ZeroBurst)?),
         };
+        // The ranges that keep every algorithm's arithmetic exact and its state small
+        // (`bounds`); a token bucket's default burst, its count, refills in one period.
+        match self.algorithm {
+            Algorithm::SlidingLog => bounds::check_sliding_log_limit(self.quota.count().get())?,
+            Algorithm::TokenBucket => {
+                let capacity = burst.unwrap_or(self.quota.count()).get();
+                bounds::check_refill(self.quota, capacity)?;
+            }
+            _ => {}
+        }
         let id = match self.name {
             Some(name) => {
                 validate_id(&name)?;
@@ -346,6 +357,62 @@ mod tests {
             .build()
             .unwrap_err();
         assert_eq!(err.to_string(), "burst must be at least 1");
+    }
+
+    #[test]
+    fn out_of_range_rules_are_refused_with_the_value_the_field_and_the_range() {
+        let bucket = |rate: &str, burst: u32| {
+            Rule::builder(quota(rate))
+                .algorithm(Algorithm::TokenBucket)
+                .burst(burst)
+                .build()
+        };
+        // Issue 12: this rule hung a shared Redis.
+        assert_eq!(
+            bucket("1/10000 days", 20).unwrap_err().to_string(),
+            "token_bucket burst 20 with 1/10000 days refills in 200000 days; the longest \
+             allowed is 10000 days (lower burst or raise the rate)"
+        );
+        assert_eq!(
+            bucket("1/day", 1_000_000_000).unwrap_err().to_string(),
+            "token_bucket burst 1000000000 with 1/day refills in 1000000000 days; the longest \
+             allowed is 10000 days (lower burst or raise the rate)"
+        );
+        // The largest valid neighbours build.
+        assert_eq!(bucket("1/10000 days", 1).unwrap().capacity(), 1);
+        assert_eq!(bucket("10/day", 100_000).unwrap().capacity(), 100_000);
+        assert!(bucket("10/day", 100_001).is_err());
+        // Without a burst a bucket refills in one period, never too long.
+        let default = Rule::builder(quota("1/10000 days"))
+            .algorithm(Algorithm::TokenBucket)
+            .build();
+        assert!(default.is_ok());
+        // Other algorithms take no burst, so any count builds but a sliding log's.
+        let log = |rate: &str| {
+            Rule::builder(quota(rate))
+                .algorithm(Algorithm::SlidingLog)
+                .build()
+        };
+        assert!(log("10000/hour").is_ok());
+        let err = log("4294967295/hour").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "sliding_log limit 4294967295 is above 10000 (its state is one entry per request): \
+             use sliding_window"
+        );
+        assert!(matches!(
+            err,
+            ConfigError::Range(bounds::RangeError::SlidingLogLimit {
+                limit: 4_294_967_295
+            })
+        ));
+        assert!(log("10001/hour").is_err());
+        for a in [Algorithm::SlidingWindow, Algorithm::FixedWindow] {
+            let r = Rule::builder(quota("4294967295/10000 days"))
+                .algorithm(a)
+                .build();
+            assert!(r.is_ok(), "{a}");
+        }
     }
 
     #[test]

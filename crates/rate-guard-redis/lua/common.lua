@@ -7,6 +7,12 @@
 -- A decision is the array {allowed, limit, remaining, reset_after_us, retry_after_us or nil}.
 
 local U32_MAX = 4294967295
+-- How far ahead of now a stored state may lie (a clock that stepped back) and still count, in
+-- microseconds: bounds::MAX_CLOCK_STEP_BACK_MICROS. Further ahead, or otherwise out of the range
+-- a rule could have written (bounds.rs, algorithm/mod.rs), a state reads as none, and the key
+-- is overwritten by an admitting hit or deleted (request.lua), so that it never lingers without
+-- a TTL.
+local MAX_AHEAD = 3600000000
 -- Fraction of an interval by which a token bucket's excess may exceed zero and still admit.
 local TOLERANCE = 1e-6
 
@@ -15,28 +21,63 @@ local function int(x)
   return string.format('%d', x)
 end
 
--- The largest k in 0..hi for which pred(k, a, b, c, d) holds (true up to a point, false after),
--- searched from estimate; 0 when it never holds. The predicate takes its context as arguments
--- so that no closure is built per call.
+-- A bisection of (no, yes]: the first x at which pred(x, a, b, c, d) == want, given that it is
+-- not at no and is at yes. At most 63 calls for ranges below 2^63 (here below 2^53).
+local function bisect(no, yes, want, pred, a, b, c, d)
+  while yes - no > 1 do
+    local mid = no + math.floor((yes - no) / 2)
+    if pred(mid, a, b, c, d) == want then yes = mid else no = mid end
+  end
+  return yes
+end
+
+-- The smallest x in lo..hi at which pred(x, a, b, c, d) == want, where that is false up to a
+-- point and true after it, and taken to be true at hi (never called there); searched from
+-- start. Mirrors first_true in algorithm/mod.rs: one step either way, then (rarely) galloping
+-- with doubling steps and a bisection: at most ~130 calls whatever the inputs. The predicate
+-- takes its context as arguments so that no closure is built per call.
+local function first(lo, hi, start, want, pred, a, b, c, d)
+  local x = start
+  if x < lo then x = lo end
+  if x > hi then x = hi end
+  if x == hi or pred(x, a, b, c, d) == want then
+    if x == lo or pred(x - 1, a, b, c, d) ~= want then return x end
+    local known, step = x - 1, 1
+    while known > lo do
+      local probe = math.max(known - step, lo)
+      if pred(probe, a, b, c, d) ~= want then return bisect(probe, known, want, pred, a, b, c, d) end
+      known, step = probe, step * 2
+    end
+    return lo
+  end
+  if x + 1 == hi or pred(x + 1, a, b, c, d) == want then return x + 1 end
+  local known, step = x + 1, 1
+  while true do
+    local probe = math.min(known + step, hi)
+    if probe == hi or pred(probe, a, b, c, d) == want then
+      return bisect(known, probe, want, pred, a, b, c, d)
+    end
+    known, step = probe, step * 2
+  end
+end
+
+-- The largest k in 0..hi for which pred(k, a, b, c, d) holds (true up to a point, false after;
+-- never called with 0), searched from estimate; 0 when it never holds.
 local function largest_satisfying(hi, estimate, pred, a, b, c, d)
+  if hi == 0 then return 0 end
   local k = math.floor(estimate)
   if k ~= k or k < 0 then k = 0 end
   if k > hi then k = hi end
-  while k > 0 and not pred(k, a, b, c, d) do k = k - 1 end
-  while k < hi and pred(k + 1, a, b, c, d) do k = k + 1 end
-  return k
+  -- One less than the first k in 1..hi + 1 at which pred fails.
+  return first(1, hi + 1, k + 1, false, pred, a, b, c, d) - 1
 end
 
 -- The smallest e in lo..hi for which pred(e, a, b, c, d) holds (false up to a point, true after;
--- true at hi).
+-- taken to hold at hi).
 local function smallest_satisfying(lo, hi, estimate, pred, a, b, c, d)
   local e = math.ceil(estimate)
   if e ~= e or e < 0 then e = 0 end
-  if e < lo then e = lo end
-  if e > hi then e = hi end
-  while e > lo and pred(e - 1, a, b, c, d) do e = e - 1 end
-  while e < hi and not pred(e, a, b, c, d) do e = e + 1 end
-  return e
+  return first(lo, hi, e, true, pred, a, b, c, d)
 end
 
 local function never(limit, remaining, reset_after)

@@ -10,7 +10,10 @@
 --         retry_after_us or -1 for none}.
 --
 -- Every rule is decided before any state is written; state is written only when every rule
--- allows, so a denied request consumes nothing anywhere. A key appears at most once.
+-- allows, so a denied request consumes nothing anywhere. A key appears at most once. A key whose
+-- state reads as none but exists (a corrupt or out-of-range value, another type of key) is
+-- overwritten when the request is admitted and deleted when it is not, so it never lingers
+-- without a TTL.
 
 local mode = ARGV[1]
 if mode ~= 'hit' and mode ~= 'peek' then
@@ -19,6 +22,10 @@ end
 local now
 if ARGV[2] ~= '' then
   now = tonumber(ARGV[2])
+  -- Timestamps stay below 2^52 (algorithm/mod.rs); a test's own now must be a real one.
+  if not (now and now >= 0 and now < 2 ^ 52 and now % 1 == 0) then
+    return redis.error_reply('rate_guard: now must be whole microseconds below 2^52')
+  end
   ttl.slack_us = 3600000000
 else
   local t = redis.call('TIME')
@@ -38,7 +45,7 @@ local all_allowed = true
 for i = 1, #KEYS do
   local algorithm, rule, cost = rule_at(2 + (i - 1) * 5)
   if not algorithm then return rule end
-  local state = algorithm.load(KEYS[i], values[i])
+  local state = algorithm.load(KEYS[i], values[i], rule, now)
   local decision
   if mode == 'peek' then
     local unit = algorithm.decide(rule, state, now, cost)
@@ -55,6 +62,12 @@ if mode == 'hit' and all_allowed then
   for i = 1, #KEYS do
     local c = checks[i]
     c.algorithm.store(KEYS[i], c.rule, c.state, now, c.cost)
+  end
+else
+  -- Nothing is written: a key without state is deleted, in case it holds something out of range
+  -- (deleting an absent key writes nothing).
+  for i = 1, #KEYS do
+    if checks[i].state == nil then redis.call('DEL', KEYS[i]) end
   end
 end
 

@@ -1,30 +1,80 @@
 -- sliding_log.lua: the exact log; mirrors algorithm/sliding_log.rs.
--- State: a sorted set, one member per admitted unit of cost, scored by its time (us); an entry
--- at t counts while t + period > now. Members are "<now>-<n>", unique per key. O(limit) memory.
+-- State: a sorted set, one member per admitted request, scored by the time it was logged at (us);
+-- its units of cost count while time + period > now. A member is "<cum>:<cost>", cum (16 digits,
+-- zero-padded, so that members of one time sort by it) being the units logged under the key up
+-- to and including it. A request is logged at max(now, newest), so members sorted by time are
+-- sorted by cum too, and the live units are cum(newest) - (cum - cost)(oldest live member): two
+-- O(log n) reads, and one member written, whatever the cost. At most limit members (each logs
+-- at least one unit, and a write first trims the expired ones).
 -- A module of request.lua and refund.lua, which list KEYS, ARGV and the reply. It works on one
--- key: load(key, value read by MGET) -> state or nil; decide(rule, state, now_us, cost) ->
+-- key: load(key, value read by MGET, rule, now_us) -> state, or nil when there is none or it is
+-- out of range (see MAX_AHEAD in common.lua); decide(rule, state, now_us, cost) ->
 -- {allowed, limit, remaining, reset_after_us, retry_after_us or nil}; store(key, rule, state,
 -- now_us, cost) writes the state with its TTL; refund(key, rule, now_us, cost).
 
 local function sliding_log()
   local M = {}
+  -- The most units one key may have logged: a hot key reaches it after decades; it then starts
+  -- afresh (as out of range), rather than leave exact integers.
+  local MAX_CUM = 4503599627370496
 
-  -- The log lives in a sorted set; what MGET read under key (false) does not matter.
-  function M.load(key, value)
-    local card = redis.pcall('ZCARD', key)
-    if type(card) ~= 'number' or card == 0 then return nil end
-    return {key = key}
+  -- A member's cum and cost, or nil when it is not one this script writes.
+  local function parse(member)
+    if type(member) ~= 'string' then return nil end
+    local cum, cost = string.match(member, '^(%d+):(%d+)$')
+    if not cum then return nil end
+    cum, cost = tonumber(cum), tonumber(cost)
+    if cost < 1 or cost > cum or cum > MAX_CUM then return nil end
+    return cum, cost
+  end
+
+  -- What MGET read under key (false) does not matter. In range (algorithm/sliding_log.rs,
+  -- in_range): members this script writes, the newest a whole microsecond at most the clock
+  -- slack ahead ("inf" fails the comparison), at most limit live units. Another type of key
+  -- reads as none (ZRANGE fails), and so does a log whose newest entry has expired, as the
+  -- memory store drops it.
+  function M.load(key, value, rule, now)
+    local last = redis.pcall('ZRANGE', key, -1, -1, 'WITHSCORES')
+    if type(last) ~= 'table' or #last ~= 2 then return nil end
+    local cum = parse(last[1])
+    local newest = tonumber(last[2])
+    if not (cum and newest and newest <= now + MAX_AHEAD and newest % 1 == 0) then return nil end
+    if newest + rule.period <= now then return nil end
+    local live_from = '(' .. int(now - rule.period)
+    -- The newest member is live, so there is an oldest live one.
+    local first = redis.call('ZRANGEBYSCORE', key, live_from, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+    local first_cum, first_cost = parse(first[1])
+    if not first_cum or first_cum > cum then return nil end
+    local base = first_cum - first_cost
+    if cum - base > rule.count then return nil end
+    return {
+      key = key, live_from = live_from, newest = newest, member = last[1], cum = cum,
+      base = base, count = cum - base, found = {[0] = {first_cum, tonumber(first[2])}},
+    }
+  end
+
+  -- The cum and time of the live member at offset j (oldest first), read once; nil past the end.
+  local function member_at(s, j)
+    local m = s.found[j]
+    if m == nil then
+      local e = redis.call('ZRANGEBYSCORE', s.key, s.live_from, '+inf', 'WITHSCORES', 'LIMIT', j, 1)
+      m = false
+      if #e == 2 then m = {parse(e[1]) or s.cum, tonumber(e[2])} end
+      s.found[j] = m
+    end
+    return m
+  end
+
+  -- Whether the live members up to offset j hold at least target units (monotone in j).
+  local function reaches(j, s, target)
+    local m = member_at(s, j)
+    return not m or m[1] >= target
   end
 
   function M.decide(rule, s, now, cost)
     local period, limit = rule.period, rule.count
-    local live_from = '(' .. int(now - period)
     local count, newest = 0, now
-    if s then
-      count = redis.call('ZCOUNT', s.key, live_from, '+inf')
-      local last = redis.call('ZRANGE', s.key, -1, -1, 'WITHSCORES')
-      newest = tonumber(last[2])
-    end
+    if s then count, newest = s.count, s.newest end
     local function reset_after(c, latest)
       if c > 0 then return latest + period - now end
       return 0
@@ -37,45 +87,41 @@ local function sliding_log()
     if allowed and cost > 0 then after, latest = count + cost, math.max(newest, now) end
     local retry = nil
     if not allowed then
-      -- The request fits once the oldest count - (limit - cost) live entries have expired.
+      -- The request fits once the oldest k = count - (limit - cost) live units have expired:
+      -- those of the first live member whose cum reaches base + k. Its offset is at most k - 1
+      -- (each member holds a unit at least): there when every cost was 1, and found in a
+      -- bounded search otherwise (common.lua).
       local k = count - (limit - cost)
-      local e = redis.call('ZRANGEBYSCORE', s.key, live_from, '+inf', 'WITHSCORES', 'LIMIT', k - 1, 1)
-      retry = tonumber(e[2]) + period - now
+      local j = first(0, k - 1, k - 1, true, reaches, s, s.base + k)
+      local m = member_at(s, j) or {s.cum, s.newest}
+      retry = m[2] + period - now
     end
     return {allowed, limit, math.max(limit - after, 0), reset_after(after, latest), retry}
   end
 
   function M.store(key, rule, s, now, cost)
     local period = rule.period
-    local trimmed = redis.pcall('ZREMRANGEBYSCORE', key, '-inf', int(now - period))
-    if type(trimmed) ~= 'number' then redis.call('DEL', key) end
-    local card = redis.call('ZCARD', key)
-    local stamp = int(now)
-    local i = 0
-    while i < cost do
-      -- ZADD in batches: Lua's C stack bounds how many arguments one call may take.
-      local args = {}
-      local last = math.min(cost, i + 500)
-      while i < last do
-        i = i + 1
-        args[#args + 1] = stamp
-        args[#args + 1] = stamp .. '-' .. int(card + i)
-      end
-      redis.call('ZADD', key, unpack(args))
+    local stamp, cum = now, cost
+    if s then
+      redis.call('ZREMRANGEBYSCORE', key, '-inf', int(now - period))
+      stamp, cum = math.max(s.newest, now), s.cum + cost
+    else
+      -- No state, a corrupt log or another type of key: start afresh.
+      redis.call('DEL', key)
     end
-    local newest = tonumber(redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')[2])
-    redis.call('PEXPIRE', key, ttl_ms(newest + period - now))
+    redis.call('ZADD', key, int(stamp), string.format('%016d:%d', cum, cost))
+    redis.call('PEXPIRE', key, ttl_ms(stamp + period - now))
   end
 
-  -- Gives back cost consumed at now (the cluster's refund path): removes that many entries
-  -- logged at now.
+  -- Gives back cost consumed at now (the cluster's refund path): removes the newest member when
+  -- it logged that cost at now or later (a member further back is left: removing it would not
+  -- lower the count, which the newest member's cum carries; the cluster's documented cost is a
+  -- brief under-admission).
   function M.refund(key, rule, now, cost)
-    local stamp = int(now)
-    local members = redis.pcall('ZRANGEBYSCORE', key, stamp, stamp, 'LIMIT', 0, cost)
-    if type(members) ~= 'table' or #members == 0 then return end
-    for i = 1, #members, 500 do
-      redis.call('ZREM', key, unpack(members, i, math.min(i + 499, #members)))
-    end
+    local s = M.load(key, nil, rule, now)
+    if not s then redis.call('DEL', key) return end
+    local _, logged = parse(s.member)
+    if logged == cost and s.newest >= now then redis.call('ZREM', key, s.member) end
   end
 
   return M

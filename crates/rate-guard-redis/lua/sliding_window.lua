@@ -2,20 +2,26 @@
 -- State: string "S <expires_at_us> <current> <previous>", expires_at = current start + 2 periods.
 -- weight = (period - elapsed) / period; weighted = prev * weight; admits n = weighted + n <= limit.
 -- A module of request.lua and refund.lua, which list KEYS, ARGV and the reply. It works on one
--- key: load(key, value read by MGET) -> state or nil; decide(rule, state, now_us, cost) ->
+-- key: load(key, value read by MGET, rule, now_us) -> state, or nil when there is none or it is
+-- out of range (see MAX_AHEAD in common.lua); decide(rule, state, now_us, cost) ->
 -- {allowed, limit, remaining, reset_after_us, retry_after_us or nil}; store(key, rule, state,
 -- now_us, cost) writes the state with its TTL; refund(key, rule, now_us, cost).
 
 local function sliding_window()
   local M = {}
 
-  -- value: what MGET read under key.
-  function M.load(key, value)
+  -- value: what MGET read under key. In range: counts a u32 holds, and a counted window that
+  -- starts at most the clock slack ahead (algorithm/sliding_window.rs, in_range). A state that
+  -- has expired is no state either, as the memory store drops it.
+  function M.load(key, value, rule, now)
     local v = string_state(value)
     if not v then return nil end
     local expires_at, current, previous = string.match(v, '^S (%d+) (%d+) (%d+)$')
     if not expires_at then return nil end
-    return {expires_at = tonumber(expires_at), current = tonumber(current), previous = tonumber(previous)}
+    expires_at, current, previous = tonumber(expires_at), tonumber(current), tonumber(previous)
+    if current > U32_MAX or previous > U32_MAX or expires_at <= now then return nil end
+    if math.max(expires_at - 2 * rule.period, 0) > now + MAX_AHEAD then return nil end
+    return {expires_at = expires_at, current = current, previous = previous}
   end
 
   -- Start, current and previous counts of the windows in force at now.
@@ -95,8 +101,8 @@ local function sliding_window()
 
   -- Gives back cost consumed at now (the cluster's refund path), from the window it went to.
   function M.refund(key, rule, now, cost)
-    local s = M.load(key, redis.pcall('GET', key))
-    if not s then return end
+    local s = M.load(key, redis.pcall('GET', key), rule, now)
+    if not s then redis.call('DEL', key) return end
     local period = rule.period
     local stored = math.max(s.expires_at - 2 * period, 0)
     local start = now - now % period

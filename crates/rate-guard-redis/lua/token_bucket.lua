@@ -3,20 +3,28 @@
 -- n = max(now, at); backlog = max(debt - (n - at), 0);
 -- admits k = backlog - (burst - k) * interval <= interval * 1e-6.
 -- A module of request.lua and refund.lua, which list KEYS, ARGV and the reply. It works on one
--- key: load(key, value read by MGET) -> state or nil; decide(rule, state, now_us, cost) ->
+-- key: load(key, value read by MGET, rule, now_us) -> state, or nil when there is none or it is
+-- out of range (see MAX_AHEAD in common.lua); decide(rule, state, now_us, cost) ->
 -- {allowed, limit, remaining, reset_after_us, retry_after_us or nil}; store(key, rule, state,
 -- now_us, cost) writes the state with its TTL; refund(key, rule, now_us, cost).
 
 local function token_bucket()
   local M = {}
 
-  -- value: what MGET read under key.
-  function M.load(key, value)
+  -- value: what MGET read under key. In range: admitted at most the clock slack ahead, with a
+  -- backlog in [0, (capacity + 1) intervals] (algorithm/token_bucket.rs, in_range); tonumber
+  -- reads "inf", "nan" and "1e400" too, and a NaN fails both comparisons. A bucket that has
+  -- refilled (at + ceil(debt) <= now) is no state either, as the memory store drops it.
+  function M.load(key, value, rule, now)
     local v = string_state(value)
     if not v then return nil end
     local at, debt = string.match(v, '^T (%d+) (%S+)$')
     if not at then return nil end
-    return {at = tonumber(at), debt = tonumber(debt)}
+    at, debt = tonumber(at), tonumber(debt)
+    if not debt or at > now + MAX_AHEAD then return nil end
+    if not (debt >= 0 and debt <= (rule.capacity + 1) * (rule.period / rule.count)) then return nil end
+    if at + math.ceil(debt) <= now then return nil end
+    return {at = at, debt = debt}
   end
 
   local function admits(k, backlog, burst, interval)
@@ -66,8 +74,8 @@ local function token_bucket()
 
   -- Gives back cost consumed at now (the cluster's refund path): the backlog shrinks by it.
   function M.refund(key, rule, now, cost)
-    local s = M.load(key, redis.pcall('GET', key))
-    if not s then return end
+    local s = M.load(key, redis.pcall('GET', key), rule, now)
+    if not s then redis.call('DEL', key) return end
     local debt = math.max(s.debt - cost * (rule.period / rule.count), 0)
     redis.call('SET', key, 'T ' .. int(s.at) .. ' ' .. string.format('%.17g', debt), 'KEEPTTL')
   end

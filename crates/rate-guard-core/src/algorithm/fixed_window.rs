@@ -2,7 +2,7 @@
 //!
 //! Integer arithmetic only. The window holding `now` starts at `now - now % period`.
 
-use super::{never, State};
+use super::{never, State, MAX_AHEAD};
 use crate::decision::Decision;
 use crate::rule::Rule;
 use std::time::Duration;
@@ -29,15 +29,22 @@ pub(super) fn of(state: Option<&State>) -> Option<&FixedWindowState> {
     }
 }
 
+/// Whether a rule could have written `s` by `now`: its window ends at most a period (and the
+/// clock slack) ahead. Out of range, it reads as no state.
+pub(super) fn in_range(rule: &Rule, s: &FixedWindowState, now: u64) -> bool {
+    s.window_end <= now + rule.period_micros() + MAX_AHEAD
+}
+
 /// The window in force and its count. A stored window that has not ended is kept even when
-/// it lies ahead of `now` (a clock stepped back): counting it can only admit less.
+/// it lies ahead of `now` (a clock stepped back, within the slack): counting it can only admit
+/// less.
 fn current(rule: &Rule, state: Option<&FixedWindowState>, now: u64) -> (u64, u64) {
+    let period = rule.period_micros();
     match state {
-        Some(s) if s.window_end > now => (s.window_end, u64::from(s.count)),
-        _ => {
-            let period = rule.period_micros();
-            (now - now % period + period, 0)
+        Some(s) if s.window_end > now && s.window_end <= now + period + MAX_AHEAD => {
+            (s.window_end, u64::from(s.count))
         }
+        _ => (now - now % period + period, 0),
     }
 }
 

@@ -20,6 +20,33 @@
 //! - A token bucket stores its backlog as an `f64` beside a whole-microsecond timestamp; in Redis
 //!   the backlog is written with 17 significant digits (`%.17g`), which round-trips an `f64`
 //!   exactly.
+//! - Searches are bounded: one step either way from the estimate, then galloping and bisection,
+//!   at most ~130 predicate calls whatever the inputs. The predicates are monotone, so the
+//!   answer is their unique boundary, found alike by Rust and Lua.
+//!
+//! # Ranges (why every value above stays exact)
+//!
+//! The builders refuse what would break these ([`bounds`](crate::bounds)); `now` is the
+//! reading of a real clock, about 1.7 × 10^15 µs in 2023. With `P` the period and
+//! `A` = [`MAX_CLOCK_STEP_BACK_MICROS`] (one hour):
+//!
+//! | value | bound | why |
+//! |---|---|---|
+//! | `P` | ≤ 10,000 days = 8.64 × 10^14 µs < 2^50 | `Quota` |
+//! | counts, costs, `limit`, `burst` | ≤ `u32::MAX`; sums of two ≤ 2^33 | `u32` |
+//! | a stored time (window end, GCRA `at`, newest log entry) | ≤ `now + 2P + A` | out of range reads as none |
+//! | token bucket `capacity × P / count` | ≤ 8.64 × 10^14 µs | `RuleBuilder::build` |
+//! | token bucket backlog (`debt`) | in `[0, (capacity + 1) × interval]` ≤ 2^50 | out of range reads as none |
+//! | sliding log entries per key (one write adds at most `cost` ≤ `limit`) | ≤ 10,000 | `RuleBuilder::build` |
+//! | `reset_after`, `retry_after`, a key's lifetime | in `[0, 2P + A + 10,000 days]` | the above |
+//!
+//! So every timestamp, window bound and lifetime is below `now + 2^51`: below 2^52 until 2057,
+//! and below 2^53 for any `now` below 2^52 (the year 2112; the Redis scripts refuse a test's
+//! own `now` beyond). Every reply fits an `i64` and is non-negative, and every lifetime the
+//! Redis store turns into a TTL is a positive whole number of milliseconds far below what
+//! `SET PX` accepts. A
+//! state out of range (a clock that stepped back more than `A`, or a corrupt Redis value) reads
+//! as no state in Rust and Lua alike, and the Redis scripts then overwrite or delete it.
 //!
 //! A cost of `0` observes: it is always allowed, changes nothing, and reports what remains
 //! (this is what [`peek`] is built on).
@@ -38,9 +65,13 @@ pub use sliding_log::SlidingLogState;
 pub use sliding_window::SlidingWindowState;
 pub use token_bucket::TokenBucketState;
 
+use crate::bounds::MAX_CLOCK_STEP_BACK_MICROS;
 use crate::clock::Timestamp;
 use crate::decision::Decision;
 use crate::rule::Rule;
+
+/// How far ahead of `now` a state may lie (a clock stepped back) and still count.
+const MAX_AHEAD: u64 = MAX_CLOCK_STEP_BACK_MICROS;
 
 /// How a rule counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -132,6 +163,21 @@ impl State {
     }
 }
 
+/// Whether `state` is one `rule` could have written by `now` (see [`bounds`](crate::bounds)):
+/// every algorithm reads a state out of range as none, and a store drops it on touch, as the
+/// Redis scripts delete or overwrite it.
+pub(crate) fn in_range(rule: &Rule, state: &State, now: u64) -> bool {
+    match (rule.algorithm(), state) {
+        (Algorithm::FixedWindow, State::FixedWindow(s)) => fixed_window::in_range(rule, s, now),
+        (Algorithm::SlidingWindow, State::SlidingWindow(s)) => {
+            sliding_window::in_range(rule, s, now)
+        }
+        (Algorithm::TokenBucket, State::TokenBucket(s)) => token_bucket::in_range(rule, s, now),
+        (Algorithm::SlidingLog, State::SlidingLog(s)) => sliding_log::in_range(rule, s, now),
+        _ => false,
+    }
+}
+
 /// Decides a request of `cost` against `rule` at `now`, without changing `state`.
 ///
 /// Pair it with [`consume`] when the request (and every other rule of it) is allowed.
@@ -209,7 +255,7 @@ pub(crate) fn hit_in_place(
     cost: u32,
 ) -> (Decision, bool) {
     let micros = now.as_micros();
-    let live = slot.expires_at().as_micros() > micros;
+    let live = slot.expires_at().as_micros() > micros && in_range(rule, slot, micros);
     // The token bucket computes the decision and the new state together: the hot path of a
     // single-rule request.
     if let (Algorithm::TokenBucket, State::TokenBucket(s)) = (rule.algorithm(), &mut *slot) {
@@ -353,35 +399,92 @@ fn floor_u64(x: f64) -> u64 {
 
 /// The largest `k` in `0..=hi` for which `pred` holds, searched from `estimate`.
 ///
-/// `pred` must hold up to some point and fail after it. Returns 0 when it never holds.
-/// Estimates come from the same doubles as `pred`, so the search moves a step or two.
+/// `pred` must hold up to some point and fail after it; it is never called with 0. Returns 0
+/// when it never holds. Estimates come from the same doubles as `pred`, so the answer is
+/// usually the estimate or its neighbour: two calls. Whatever the estimate, at most ~130.
 fn largest_satisfying(hi: u64, estimate: f64, pred: impl Fn(u64) -> bool) -> u64 {
-    // Negative and NaN estimates read as 0.
-    let mut k = floor_u64(estimate).min(hi);
-    // The loops run once or twice. `black_box` keeps LLVM from vectorizing them into a
-    // thousand instructions that cost more than the steps they save.
-    while k > 0 && !pred(k) {
-        k = std::hint::black_box(k - 1);
+    if hi == 0 {
+        return 0;
     }
-    while k < hi && pred(k + 1) {
-        k = std::hint::black_box(k + 1);
-    }
-    k
+    // Negative and NaN estimates read as 0. The answer is one less than the first `k` in
+    // `1..=hi + 1` at which `pred` fails (it "fails" at `hi + 1`, which is never called).
+    let k = floor_u64(estimate).min(hi);
+    first_true(1, hi + 1, k + 1, |k| !pred(k)) - 1
 }
 
 /// The smallest `e` in `lo..=hi` for which `pred` holds, searched from `estimate`.
 ///
-/// `pred` must fail up to some point and hold after it, and must hold at `hi`.
+/// `pred` must fail up to some point and hold after it, and is taken to hold at `hi` (it is
+/// never called there). Two calls when the estimate is right or one off; at most ~130.
 fn smallest_satisfying(lo: u64, hi: u64, estimate: f64, pred: impl Fn(u64) -> bool) -> u64 {
-    let mut e = ceil_u64(estimate).clamp(lo, hi);
-    // As in `largest_satisfying`: a step or two, kept from being vectorized.
-    while e > lo && pred(e - 1) {
-        e = std::hint::black_box(e - 1);
+    first_true(lo, hi, ceil_u64(estimate), pred)
+}
+
+/// The smallest `x` in `lo..=hi` for which the monotone `f` holds (false, then true), taken to
+/// hold at `hi` without calling it, searched from `start`.
+///
+/// One step either way from `start`, then (rarely) galloping away from it with doubling steps
+/// and a bisection of the last step: at most 2 + 64 + 63 calls whatever the inputs, where
+/// stepping by one could run for ever (beyond 2^53 a double step by one does not even move).
+/// The answer is the unique boundary of `f`, so the Lua scripts, which search the same way,
+/// agree with it even if an estimate differed in its last bit.
+#[inline]
+fn first_true(lo: u64, hi: u64, start: u64, f: impl Fn(u64) -> bool) -> u64 {
+    let x = start.clamp(lo, hi);
+    if x == hi || f(x) {
+        if x == lo || !f(x - 1) {
+            return x;
+        }
+        gallop_down(lo, x - 1, &f)
+    } else if x + 1 == hi || f(x + 1) {
+        x + 1
+    } else {
+        gallop_up(x + 1, hi, &f)
     }
-    while e < hi && !pred(e) {
-        e = std::hint::black_box(e + 1);
+}
+
+/// [`first_true`] below `known_true`, where `f` holds, down to `lo`.
+#[cold]
+#[inline(never)]
+fn gallop_down(lo: u64, mut known_true: u64, f: &impl Fn(u64) -> bool) -> u64 {
+    let mut step = 1u64;
+    while known_true > lo {
+        let probe = known_true.saturating_sub(step).max(lo);
+        if !f(probe) {
+            return bisect(probe, known_true, f);
+        }
+        known_true = probe;
+        step = step.saturating_mul(2);
     }
-    e
+    lo
+}
+
+/// [`first_true`] above `known_false`, where `f` fails, up to `hi`, where it holds.
+#[cold]
+#[inline(never)]
+fn gallop_up(mut known_false: u64, hi: u64, f: &impl Fn(u64) -> bool) -> u64 {
+    let mut step = 1u64;
+    loop {
+        let probe = known_false.saturating_add(step).min(hi);
+        if probe == hi || f(probe) {
+            return bisect(known_false, probe, f);
+        }
+        known_false = probe;
+        step = step.saturating_mul(2);
+    }
+}
+
+/// The first `x` in `(no, yes]` at which `f` holds, `f` failing at `no` and holding at `yes`.
+fn bisect(mut no: u64, mut yes: u64, f: &impl Fn(u64) -> bool) -> u64 {
+    while yes - no > 1 {
+        let mid = no + (yes - no) / 2;
+        if f(mid) {
+            yes = mid;
+        } else {
+            no = mid;
+        }
+    }
+    yes
 }
 
 #[cfg(test)]
@@ -404,6 +507,207 @@ mod tests {
             assert_eq!(smallest_satisfying(2, 10, est, |e| e >= 4), 4);
         }
         assert_eq!(largest_satisfying(10, 3.0, |_| false), 0);
+    }
+
+    /// Runs a search with a predicate that counts its calls and checks it is never called
+    /// outside `domain`.
+    fn counted<R>(
+        domain: std::ops::RangeInclusive<u64>,
+        search: impl FnOnce(&dyn Fn(u64) -> bool) -> R,
+        pred: impl Fn(u64) -> bool,
+    ) -> (R, usize) {
+        let calls = std::cell::Cell::new(0);
+        let counting = |x: u64| {
+            assert!(domain.contains(&x), "called at {x}, outside {domain:?}");
+            calls.set(calls.get() + 1);
+            pred(x)
+        };
+        let result = search(&counting);
+        (result, calls.get())
+    }
+
+    #[test]
+    fn searches_are_bounded_whatever_the_estimate_and_the_range() {
+        let estimates = [
+            -1e300,
+            -1.0,
+            0.0,
+            0.5,
+            1.0,
+            1e3,
+            1e15,
+            TWO_POW_52,
+            9.007_199_254_740_993e15,
+            1.844_674_407_370_955_2e19,
+            1e300,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::NAN,
+        ];
+        // Boundaries at either end, next to them, in the middle, and beyond 2^53, where a double
+        // step by one does not move.
+        let his = [
+            1u64,
+            2,
+            3,
+            1_000,
+            u64::from(u32::MAX),
+            1 << 52,
+            (1 << 53) + 7,
+            u64::MAX - 1,
+        ];
+        let mut worst = 0;
+        for &hi in &his {
+            let mut bounds = vec![0, 1, hi / 3, hi / 2 + 1, hi.saturating_sub(1), hi];
+            bounds.dedup();
+            for &b in &bounds {
+                for &est in &estimates {
+                    // The largest k <= hi with k <= b (and 0 when b is 0).
+                    let (k, calls) =
+                        counted(1..=hi, |p| largest_satisfying(hi, est, p), |k| k <= b);
+                    assert_eq!(
+                        k,
+                        b.min(hi),
+                        "largest, hi {hi}, boundary {b}, estimate {est}"
+                    );
+                    worst = worst.max(calls);
+                    // The smallest e in lo..=hi with e >= b (taken to hold at hi).
+                    let lo = b.min(7).min(hi);
+                    let (e, calls) = counted(
+                        lo..=hi - 1,
+                        |p| smallest_satisfying(lo, hi, est, p),
+                        |e| e >= b,
+                    );
+                    assert_eq!(
+                        e,
+                        b.clamp(lo, hi),
+                        "smallest, lo {lo} hi {hi}, boundary {b}, estimate {est}"
+                    );
+                    worst = worst.max(calls);
+                }
+            }
+        }
+        assert!(worst <= 130, "{worst} predicate calls");
+        // Predicates that never or always hold.
+        assert_eq!(largest_satisfying(u64::MAX - 1, 1e10, |_| false), 0);
+        assert_eq!(
+            largest_satisfying(u64::MAX - 1, 1e10, |_| true),
+            u64::MAX - 1
+        );
+        assert_eq!(smallest_satisfying(3, u64::MAX, 1e10, |_| false), u64::MAX);
+        assert_eq!(smallest_satisfying(3, u64::MAX, 1e10, |_| true), 3);
+        assert_eq!(largest_satisfying(0, 5.0, |_| unreachable!()), 0);
+        assert_eq!(smallest_satisfying(4, 4, 0.0, |_| unreachable!()), 4);
+    }
+
+    #[test]
+    fn searches_from_a_good_estimate_take_one_or_two_calls() {
+        for b in [0u64, 1, 5, 999, 1_000] {
+            let est = b as f64;
+            let (_, calls) = counted(1..=1_000, |p| largest_satisfying(1_000, est, p), |k| k <= b);
+            assert!(calls <= 2, "largest at {b}: {calls}");
+            for off in [-1.0, 1.0] {
+                let (_, calls) = counted(
+                    1..=1_000,
+                    |p| largest_satisfying(1_000, est + off, p),
+                    |k| k <= b,
+                );
+                assert!(calls <= 3, "largest at {b}, estimate off by {off}: {calls}");
+            }
+            let (_, calls) = counted(
+                0..=999,
+                |p| smallest_satisfying(0, 1_000, est, p),
+                |e| e >= b,
+            );
+            assert!(calls <= 2, "smallest at {b}: {calls}");
+            for off in [-1.0, 1.0] {
+                let (_, calls) = counted(
+                    0..=999,
+                    |p| smallest_satisfying(0, 1_000, est + off, p),
+                    |e| e >= b,
+                );
+                assert!(
+                    calls <= 3,
+                    "smallest at {b}, estimate off by {off}: {calls}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn states_out_of_range_read_as_none() {
+        let now = 1_796_000_000_123_456u64;
+        let at = Timestamp::from_micros(now);
+        let build = |a: Algorithm| {
+            Rule::builder("3/minute".parse().unwrap())
+                .algorithm(a)
+                .build()
+                .unwrap()
+        };
+        let minute = 60_000_000;
+        let fw = build(Algorithm::FixedWindow);
+        let sw = build(Algorithm::SlidingWindow);
+        let tb = build(Algorithm::TokenBucket);
+        let fixed = |window_end, count| State::FixedWindow(FixedWindowState { window_end, count });
+        let sliding = |expires_at| {
+            State::SlidingWindow(SlidingWindowState {
+                expires_at,
+                current: 3,
+                previous: 3,
+            })
+        };
+        let bucket = |at, debt| State::TokenBucket(TokenBucketState { at, debt });
+        let interval = 20_000_000.0;
+        let cases = [
+            // (rule, state, in range)
+            (&fw, fixed(now + minute + MAX_AHEAD, 3), true),
+            (&fw, fixed(now + minute + MAX_AHEAD + 1, 3), false),
+            (&fw, fixed(u64::MAX, 3), false),
+            (&sw, sliding(now + 2 * minute + MAX_AHEAD), true),
+            (&sw, sliding(now + 2 * minute + MAX_AHEAD + 1), false),
+            (&tb, bucket(now + MAX_AHEAD, 3.0 * interval), true),
+            (&tb, bucket(now + MAX_AHEAD + 1, 0.0), false),
+            (&tb, bucket(now, 4.0 * interval), true),
+            (&tb, bucket(now, 4.0 * interval + 1.0), false),
+            (&tb, bucket(now, -1.0), false),
+            (&tb, bucket(now, f64::NAN), false),
+            (&tb, bucket(now, f64::INFINITY), false),
+            // A state of another algorithm.
+            (&tb, fixed(now + 1, 3), false),
+        ];
+        for (rule, state, expected) in cases {
+            assert_eq!(in_range(rule, &state, now), expected, "{state:?}");
+            let with = evaluate(rule, Some(&state), at, 1);
+            let without = evaluate(rule, None, at, 1);
+            if expected {
+                assert!(!with.0.allowed, "{state:?} counts");
+            } else {
+                assert_eq!(with, without, "{state:?}");
+                assert!(with.1.unwrap().expires_at().as_micros() <= now + 2 * minute);
+            }
+        }
+        // A log with more entries than the limit, or one from beyond the slack.
+        let sl = build(Algorithm::SlidingLog);
+        let mut log = None;
+        consume(&sl, &mut log, at, 3);
+        let full = log.clone().unwrap();
+        assert!(in_range(&sl, &full, now));
+        assert!(!evaluate(&sl, Some(&full), at, 1).0.allowed);
+        let early = Timestamp::from_micros(now - MAX_AHEAD - 1);
+        assert!(!in_range(&sl, &full, early.as_micros()));
+        assert_eq!(
+            evaluate(&sl, Some(&full), early, 1),
+            evaluate(&sl, None, early, 1)
+        );
+        let two = Rule::builder("2/minute".parse().unwrap())
+            .algorithm(Algorithm::SlidingLog)
+            .build()
+            .unwrap();
+        assert!(!in_range(&two, &full, now));
+        assert_eq!(
+            evaluate(&two, Some(&full), at, 1),
+            evaluate(&two, None, at, 1)
+        );
     }
 
     #[test]

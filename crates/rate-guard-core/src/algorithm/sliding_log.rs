@@ -2,12 +2,18 @@
 //! request is admitted when the log holds at most `limit - cost` entries younger than `period`.
 //!
 //! An entry logged at `t` counts while `t + period > now`. Integer arithmetic only. State is
-//! O(limit) per key (8 bytes per admitted unit of cost still in the window).
+//! O(limit) per key (8 bytes per admitted unit of cost still in the window; the limit is at most
+//! [`MAX_SLIDING_LOG_LIMIT`](crate::bounds::MAX_SLIDING_LOG_LIMIT)).
+//!
+//! A request is logged at `max(now, newest entry)`: the same as `now` unless the clock stepped
+//! back, when its units then expire no earlier than those before them. So the log only ever
+//! grows at its end, which lets the Redis script keep one member per request (with the running
+//! total of units) instead of one per unit, and still count in O(log n).
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use super::{never, State};
+use super::{never, State, MAX_AHEAD};
 use crate::decision::Decision;
 use crate::rule::Rule;
 
@@ -35,17 +41,26 @@ impl SlidingLogState {
     }
 
     pub(super) fn record(&mut self, rule: &Rule, now: u64, cost: u32) {
+        if !in_range(rule, self, now) {
+            self.entries.clear();
+        }
         let period = rule.period_micros();
         let expired = self.first_live(period, now);
         self.entries.drain(..expired);
-        // Times only go back when a clock steps back; keep the log sorted even then.
-        let at = self.entries.partition_point(|&t| t <= now);
-        for _ in 0..cost {
-            self.entries.insert(at, now);
-        }
-        let newest = self.entries.back().copied().unwrap_or(now);
-        self.expires_at = newest + period;
+        // A clock that stepped back logs at the newest entry's time, keeping the log sorted.
+        let stamp = self.entries.back().map_or(now, |&t| t.max(now));
+        self.entries
+            .extend(std::iter::repeat_n(stamp, cost as usize));
+        self.expires_at = stamp + period;
     }
+}
+
+/// Whether a rule could have written `s` by `now`: at most `limit` live entries (a write trims
+/// the expired ones, then adds at most what fits), the newest at most the clock slack ahead.
+/// Out of range, it reads as no state.
+pub(super) fn in_range(rule: &Rule, s: &SlidingLogState, now: u64) -> bool {
+    let live = s.entries.len() - s.first_live(rule.period_micros(), now);
+    live <= rule.count() as usize && s.entries.back().is_none_or(|&t| t <= now + MAX_AHEAD)
 }
 
 pub(super) fn of(state: Option<&State>) -> Option<&SlidingLogState> {
@@ -64,6 +79,7 @@ pub(super) fn decide(
     let period = rule.period_micros();
     let limit = u64::from(rule.count());
     let cost = u64::from(cost);
+    let state = state.filter(|s| in_range(rule, s, now));
     let first = state.map_or(0, |s| s.first_live(period, now));
     let count = state.map_or(0, |s| s.entries.len() - first) as u64;
     let newest = state.and_then(|s| s.entries.back().copied()).unwrap_or(now);

@@ -13,7 +13,7 @@
 //! Evaluating the weight first (rather than `prev * (period - elapsed) / period`) keeps the
 //! window boundaries exact, which is what makes `retry_after` reliable.
 
-use super::{largest_satisfying, never, smallest_satisfying, State};
+use super::{largest_satisfying, never, smallest_satisfying, State, MAX_AHEAD};
 use crate::decision::Decision;
 use crate::rule::Rule;
 use std::time::Duration;
@@ -43,6 +43,12 @@ pub(super) fn of(state: Option<&State>) -> Option<&SlidingWindowState> {
     }
 }
 
+/// Whether a rule could have written `s` by `now`: its counted window starts at most the clock
+/// slack ahead. Out of range, it reads as no state.
+pub(super) fn in_range(rule: &Rule, s: &SlidingWindowState, now: u64) -> bool {
+    s.expires_at.saturating_sub(2 * rule.period_micros()) <= now + MAX_AHEAD
+}
+
 /// The windows in force at `now`.
 struct View {
     period: u64,
@@ -58,7 +64,7 @@ impl View {
         let period = rule.period_micros();
         let start = now - now % period;
         let (start, cur, prev) = match state {
-            Some(s) => {
+            Some(s) if in_range(rule, s, now) => {
                 let stored = s.expires_at.saturating_sub(2 * period);
                 if stored >= start {
                     // Same window, or one ahead of a clock that stepped back: keep its counts.
@@ -69,7 +75,7 @@ impl View {
                     (start, 0, 0)
                 }
             }
-            None => (start, 0, 0),
+            _ => (start, 0, 0),
         };
         Self {
             period,

@@ -21,7 +21,9 @@
 
 use std::time::Duration;
 
-use super::{ceil_u64, largest_satisfying, never, smallest_satisfying, u64_to_f64, State};
+use super::{
+    ceil_u64, largest_satisfying, never, smallest_satisfying, u64_to_f64, State, MAX_AHEAD,
+};
 use crate::decision::Decision;
 use crate::rule::Rule;
 
@@ -39,8 +41,17 @@ pub struct TokenBucketState {
 
 impl TokenBucketState {
     pub(super) fn expires_at(&self) -> u64 {
-        self.at + ceil_u64(self.debt)
+        self.at.saturating_add(ceil_u64(self.debt))
     }
+}
+
+/// Whether a rule could have written `s` by `now`: admitted at most the clock slack ahead, with
+/// a backlog of at most `capacity` intervals (plus one for rounding; an admission leaves at
+/// most `capacity` intervals and the tolerance). Out of range (NaN included), it reads as no
+/// state.
+pub(super) fn in_range(rule: &Rule, s: &TokenBucketState, now: u64) -> bool {
+    let most = (f64::from(rule.capacity()) + 1.0) * rule.interval_micros();
+    s.at <= now + MAX_AHEAD && s.debt >= 0.0 && s.debt <= most
 }
 
 pub(super) fn of(state: Option<&State>) -> Option<&TokenBucketState> {
@@ -119,10 +130,11 @@ pub(super) fn decide(
     now: u64,
     cost: u32,
 ) -> Decision {
-    hit(rule, state, now, cost).0
+    hit(rule, state.filter(|s| in_range(rule, s, now)), now, cost).0
 }
 
-/// [`decide`] and, when it admits, the state [`consume`] would store, computed once.
+/// [`decide`] and, when it admits, the state [`consume`] would store, computed once. `state`
+/// must be in range ([`in_range`]; the memory store has checked it already).
 #[inline]
 pub(super) fn hit(
     rule: &Rule,
@@ -164,7 +176,7 @@ pub(super) fn consume(
     now: u64,
     cost: u32,
 ) -> TokenBucketState {
-    let bucket = Bucket::new(rule, state, now);
+    let bucket = Bucket::new(rule, state.filter(|s| in_range(rule, s, now)), now);
     TokenBucketState {
         at: bucket.n,
         debt: bucket.backlog() + f64::from(cost) * bucket.interval,

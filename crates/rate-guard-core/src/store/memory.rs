@@ -27,6 +27,7 @@ use crate::algorithm::{self, State};
 use crate::clock::{duration_micros, Clock, SystemClock, Timestamp};
 use crate::decision::{Decision, Verdict};
 use crate::error::{ConfigError, StoreError};
+use crate::rule::Rule;
 
 /// The state of many keys, in this process.
 ///
@@ -181,13 +182,12 @@ struct Shard {
 }
 
 impl Shard {
-    /// The live state of `key`, dropping it when expired.
-    fn live(&mut self, key: KeyHash, now: u64) -> Option<&State> {
-        if self
-            .map
-            .get(&key)
-            .is_some_and(|s| s.expires_at().as_micros() <= now)
-        {
+    /// The live state of `key` for `rule`, dropping it when expired or out of range (as the
+    /// Redis scripts delete a state that reads as none).
+    fn live(&mut self, key: KeyHash, rule: &Rule, now: u64) -> Option<&State> {
+        if self.map.get(&key).is_some_and(|s| {
+            s.expires_at().as_micros() <= now || !algorithm::in_range(rule, s, now)
+        }) {
             self.map.remove(&key);
         }
         self.map.get(&key)
@@ -230,7 +230,7 @@ impl Shard {
             }
             return decision;
         }
-        let state = self.live(key, micros);
+        let state = self.live(key, check.rule, micros);
         decide(mode, check, state, now)
     }
 
@@ -417,7 +417,7 @@ impl Locked<'_, '_> {
             .iter()
             .zip(hashes)
             .map(|(c, &h)| {
-                let state = self.shard(h).live(h, micros);
+                let state = self.shard(h).live(h, c.rule, micros);
                 decide(request.mode, c, state, now)
             })
             .collect();
