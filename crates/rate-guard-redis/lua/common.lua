@@ -41,7 +41,7 @@ local function first(lo, hi, start, want, pred, a, b, c, d)
   if x < lo then x = lo end
   if x > hi then x = hi end
   if x == hi or pred(x, a, b, c, d) == want then
-    if x == lo or pred(x - 1, a, b, c, d) ~= want then return x end
+    if x <= lo or pred(x - 1, a, b, c, d) ~= want then return x end
     local known, step = x - 1, 1
     while known > lo do
       local probe = math.max(known - step, lo)

@@ -170,6 +170,7 @@ fn out_of_range(algorithm: Algorithm) -> Vec<Poison> {
         ],
         Algorithm::FixedWindow => vec![
             value("F 99999999999999999999999 0"),
+            value("F 1 99999999999"),
             value(format!("F {} 99999999999", ahead(1_000))),
             value(format!("F {} 0", ahead(minute + HOUR + 1))),
             value(format!("F {} 1 2", ahead(1_000))),

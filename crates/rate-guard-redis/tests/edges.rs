@@ -521,6 +521,64 @@ fn clocks_stepping_back_are_decided_alike() {
     }
 }
 
+/// The Lua searches (common.lua) on their own: the boundary whatever the estimate, from either
+/// end of ranges up to 2^53, in at most ~130 predicate calls (stepping by one from a bad
+/// estimate hung a shared Redis). Conformance only reaches their fast path.
+#[test]
+fn lua_searches_are_bounded_whatever_the_estimate() {
+    let driver = r"
+        local calls = 0
+        local function below(k, b) calls = calls + 1; return k <= b end
+        local function above(e, b) calls = calls + 1; return e >= b end
+        local out = {}
+        for i = 1, #ARGV, 4 do
+          local lo, hi, b, est = tonumber(ARGV[i]), tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
+          calls = 0
+          out[#out + 1] = largest_satisfying(hi, est, below, b)
+          out[#out + 1] = calls
+          calls = 0
+          out[#out + 1] = smallest_satisfying(lo, hi, est, above, b)
+          out[#out + 1] = calls
+        end
+        return out
+    ";
+    let script = format!("{}\n{driver}", include_str!("../lua/common.lua"));
+    let server = server();
+    let mut con = raw(&server);
+    let top: u64 = (1 << 53) - 1;
+    let estimates = [
+        "-inf",
+        "-1",
+        "0",
+        "0.5",
+        "3",
+        "1e6",
+        "4503599627370496",
+        "1e300",
+        "inf",
+        "nan",
+    ];
+    for hi in [1u64, 2, 1_000, u64::from(u32::MAX), 1 << 52, top] {
+        for b in [0, 1, hi / 3, hi / 2 + 1, hi - 1, hi] {
+            let lo = b.min(7);
+            let mut cmd = redis::cmd("EVAL");
+            cmd.arg(&script).arg(0);
+            for est in estimates {
+                cmd.arg(lo).arg(hi).arg(b).arg(est);
+            }
+            let out: Vec<i64> = cmd.query(&mut con).unwrap();
+            for (est, r) in estimates.iter().zip(out.chunks(4)) {
+                let what = format!("hi {hi}, boundary {b}, estimate {est}");
+                assert_eq!(r[0], i64::try_from(b).unwrap(), "largest: {what}");
+                assert_eq!(r[2], i64::try_from(b.max(lo)).unwrap(), "smallest: {what}");
+                assert!(r[1] <= 130 && r[3] <= 130, "{r:?} calls: {what}");
+            }
+        }
+    }
+    let (slow, entries) = slow_calls(&mut con);
+    assert_eq!(slow, 0, "{entries}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Issue 12's reproductions.
 

@@ -430,9 +430,10 @@ fn smallest_satisfying(lo: u64, hi: u64, estimate: f64, pred: impl Fn(u64) -> bo
 /// agree with it even if an estimate differed in its last bit.
 #[inline]
 fn first_true(lo: u64, hi: u64, start: u64, f: impl Fn(u64) -> bool) -> u64 {
-    let x = start.clamp(lo, hi);
+    // Not `clamp`, which panics if `lo > hi`: a caller's slip must not take a store down.
+    let x = start.max(lo).min(hi);
     if x == hi || f(x) {
-        if x == lo || !f(x - 1) {
+        if x <= lo || !f(x - 1) {
             return x;
         }
         gallop_down(lo, x - 1, &f)
@@ -598,6 +599,8 @@ mod tests {
         assert_eq!(smallest_satisfying(3, u64::MAX, 1e10, |_| true), 3);
         assert_eq!(largest_satisfying(0, 5.0, |_| unreachable!()), 0);
         assert_eq!(smallest_satisfying(4, 4, 0.0, |_| unreachable!()), 4);
+        // An empty range (a caller's slip) answers its end rather than panic.
+        assert_eq!(smallest_satisfying(5, 0, 3.0, |_| unreachable!()), 0);
     }
 
     #[test]
@@ -708,6 +711,27 @@ mod tests {
             evaluate(&two, Some(&full), at, 1),
             evaluate(&two, None, at, 1)
         );
+    }
+
+    #[test]
+    fn a_log_written_after_a_clock_step_back_grows_at_its_end() {
+        let rule = Rule::builder("3/minute".parse().unwrap())
+            .algorithm(Algorithm::SlidingLog)
+            .build()
+            .unwrap();
+        let t = 1_796_000_000_000_000;
+        let back = Timestamp::from_micros(t - 5_000_000);
+        let mut state = None;
+        consume(&rule, &mut state, Timestamp::from_micros(t), 1);
+        consume(&rule, &mut state, back, 2);
+        let Some(State::SlidingLog(log)) = &state else {
+            panic!("{state:?}")
+        };
+        // Logged at the newest entry's time, not before it: the log stays sorted by time.
+        assert_eq!(log.entries().collect::<Vec<_>>(), [t, t, t]);
+        let denied = decide(&rule, state.as_ref(), back, 1);
+        assert_eq!(denied.retry_after, Some(Duration::from_secs(65)));
+        assert_eq!(denied.reset_after, Duration::from_secs(65));
     }
 
     #[test]
