@@ -29,6 +29,7 @@ mod config;
 mod error;
 mod node;
 mod sentinel;
+mod tls;
 
 use std::fmt;
 
@@ -42,6 +43,7 @@ use self::cluster::{to_all_masters, to_any_master, to_slot_master, Cluster};
 use self::config::Endpoints;
 use self::error::is_no_script;
 use self::node::{Node, Settings, Target};
+use self::tls::{Tls, TlsSettings};
 
 /// A connection to Redis, whatever its topology. Cloning is cheap and clones share the
 /// sockets.
@@ -88,10 +90,20 @@ impl Connection {
     /// [`ConnectionError::Timeout`] when something listens but does not answer and
     /// [`ConnectionError::Refused`] when the password is refused or missing.
     pub async fn connect(config: &RedisConfig) -> Result<Self, ConnectionError> {
+        let tls = if config.tls {
+            Some(Tls::load(&config.tls_settings)?)
+        } else if config.tls_settings != TlsSettings::default() {
+            return Err(ConnectionError::Tls(
+                "TLS settings need a rediss:// URL (or rediss+sentinel://, rediss+cluster://)"
+                    .to_owned(),
+            ));
+        } else {
+            None
+        };
         let settings = Settings {
             credentials: config.credentials.clone(),
             db: config.db,
-            tls: config.tls,
+            tls,
             pool_size: config.get_pool_size(),
             timeout: config.get_timeout(),
             connect_timeout: config.get_connect_timeout(),
@@ -112,7 +124,7 @@ impl Connection {
                 Cluster::connect(
                     seeds,
                     &settings.credentials,
-                    settings.tls,
+                    settings.tls.as_ref(),
                     settings.timeout,
                     connect_timeout,
                 )

@@ -144,7 +144,7 @@ fn bad_urls_name_the_bad_part_and_hide_the_password() {
         ("redis+cluster://h:7000/x/y", "takes no path"),
         (
             "redis://:s3cret@h/0?timeout=5",
-            "query parameters (`?timeout=5`)",
+            "unknown query parameter `timeout`",
         ),
         ("redis://h#frag", "a fragment"),
         (
@@ -429,6 +429,42 @@ async fn password_is_required_and_never_shown() {
     let err = Connection::connect(&wrong).await.unwrap_err();
     assert!(matches!(err, ConnectionError::Refused(_)), "{err:?}");
     assert!(!err.to_string().contains("nope-x"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_is_refused_with_the_name_of_its_master() {
+    let master = blocking(RedisServer::start).unwrap();
+    let replica = blocking(|| RedisServer::builder().replica_of(&master).start()).unwrap();
+    let config = RedisConfig::from_url(&replica.url()).unwrap();
+    let err = Connection::connect(&config).await.unwrap_err();
+    let expected = format!(
+        "{} is a replica (read-only); connect to its master {} instead",
+        replica.addr(),
+        master.addr()
+    );
+    assert!(
+        matches!(&err, ConnectionError::Refused(m) if m.contains(&expected)),
+        "{err:?}"
+    );
+    assert!(!err.is_transient());
+
+    // The master is fine, and so is a server that does not let us ask its role.
+    let conn = Connection::connect(&RedisConfig::from_url(&master.url()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(incr(&conn, "k").await.unwrap(), 1);
+    blocking(|| {
+        master
+            .cmd(&[
+                "ACL", "SETUSER", "norole", "on", ">pw", "~*", "+@all", "-role",
+            ])
+            .unwrap()
+    });
+    let norole = format!("redis://norole:pw@{}/", master.addr());
+    let conn = Connection::connect(&RedisConfig::from_url(&norole).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(incr(&conn, "k").await.unwrap(), 2);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -46,6 +46,7 @@ impl RedisCluster {
                     mode: Mode::ClusterNode,
                     args: Vec::new(),
                     password: None,
+                    tls: None,
                 }
                 .start()
             })

@@ -47,8 +47,10 @@ mod proxy;
 mod resp;
 mod sentinel;
 mod server;
+mod tls;
 
 pub use cluster::RedisCluster;
 pub use proxy::{Fault, FaultProxy};
 pub use sentinel::RedisSentinel;
 pub use server::{RedisServer, RedisServerBuilder};
+pub use tls::TestCertificates;

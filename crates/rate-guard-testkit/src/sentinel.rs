@@ -57,6 +57,7 @@ impl RedisSentinel {
                     mode: Mode::Sentinel(directives.clone()),
                     args: Vec::new(),
                     password: None,
+                    tls: None,
                 }
                 .start()
             })

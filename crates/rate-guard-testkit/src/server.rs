@@ -61,6 +61,17 @@ pub struct RedisServer {
 pub struct RedisServerBuilder {
     args: Vec<String>,
     password: Option<String>,
+    tls: Option<TlsLaunch>,
+}
+
+/// The TLS side of a server: its certificate and key, the CA that client certificates must
+/// chain to, and whether clients must present one.
+#[derive(Clone, Debug)]
+pub(crate) struct TlsLaunch {
+    cert: PathBuf,
+    key: PathBuf,
+    ca: PathBuf,
+    require_client_certs: bool,
 }
 
 impl RedisServerBuilder {
@@ -86,6 +97,51 @@ impl RedisServerBuilder {
         self
     }
 
+    /// Makes the server a replica of `master` (`--replicaof 127.0.0.1 <port>`, with
+    /// `--masterauth` when the master has a password).
+    pub fn replica_of(mut self, master: &RedisServer) -> Self {
+        self.args.extend([
+            "--replicaof".to_owned(),
+            "127.0.0.1".to_owned(),
+            master.port().to_string(),
+        ]);
+        if let Some(password) = &master.launch.password {
+            self.args
+                .extend(["--masterauth".to_owned(), password.clone()]);
+        }
+        self
+    }
+
+    /// Serves TLS too, on a port of its own ([`RedisServer::tls_port`], [`RedisServer::tls_url`]):
+    /// `cert` and `key` are the server's, `ca` verifies client certificates, which are required
+    /// when `require_client_certs` (`--tls-auth-clients yes`) and ignored otherwise. The plain
+    /// port stays open for the fixture's probes and [`RedisServer::cmd`].
+    ///
+    /// ```
+    /// use rate_guard_testkit::{RedisServer, TestCertificates};
+    ///
+    /// let certs = TestCertificates::generate()?;
+    /// let (cert, key) = certs.server();
+    /// let server = RedisServer::builder().tls(cert, key, certs.ca(), false).start()?;
+    /// assert_eq!(server.tls_url(), Some(format!("rediss://127.0.0.1:{}/", server.tls_port().unwrap())));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn tls(
+        mut self,
+        cert: impl Into<PathBuf>,
+        key: impl Into<PathBuf>,
+        ca: impl Into<PathBuf>,
+        require_client_certs: bool,
+    ) -> Self {
+        self.tls = Some(TlsLaunch {
+            cert: cert.into(),
+            key: key.into(),
+            ca: ca.into(),
+            require_client_certs,
+        });
+        self
+    }
+
     /// Requires this password (`--requirepass`); probes, [`RedisServer::cmd`] and
     /// [`RedisServer::url`] use it.
     pub fn password(mut self, password: impl Into<String>) -> Self {
@@ -99,6 +155,7 @@ impl RedisServerBuilder {
             mode: Mode::Standalone,
             args: self.args,
             password: self.password,
+            tls: self.tls,
         }
         .start()
     }
@@ -110,6 +167,7 @@ pub(crate) struct Launch {
     pub(crate) mode: Mode,
     pub(crate) args: Vec<String>,
     pub(crate) password: Option<String>,
+    pub(crate) tls: Option<TlsLaunch>,
 }
 
 /// The kind of server.
@@ -133,8 +191,10 @@ impl Launch {
                 .prefix("rate-guard-redis-")
                 .tempdir()?;
             let port = ReservedPort::new()?;
+            // The cluster bus, or the TLS port.
             let bus_port = match self.mode {
                 Mode::ClusterNode => Some(ReservedPort::new()?),
+                _ if self.tls.is_some() => Some(ReservedPort::new()?),
                 _ => None,
             };
             if let Mode::Sentinel(directives) = &self.mode {
@@ -204,7 +264,24 @@ fn spawn_ready(
             if let Some(password) = &launch.password {
                 command.args(["--requirepass", password]);
             }
-            if let Some(bus_port) = bus_port {
+            if let (Some(tls), Some(tls_port)) = (&launch.tls, bus_port) {
+                command
+                    .args(["--tls-port", &tls_port.get().to_string()])
+                    .arg("--tls-cert-file")
+                    .arg(&tls.cert)
+                    .arg("--tls-key-file")
+                    .arg(&tls.key)
+                    .arg("--tls-ca-cert-file")
+                    .arg(&tls.ca)
+                    .args([
+                        "--tls-auth-clients",
+                        if tls.require_client_certs {
+                            "yes"
+                        } else {
+                            "no"
+                        },
+                    ]);
+            } else if let Some(bus_port) = bus_port {
                 command
                     .args(["--cluster-enabled", "yes", "--cluster-config-file"])
                     .arg(dir.join("nodes.conf"))
@@ -289,6 +366,28 @@ impl RedisServer {
     #[must_use]
     pub fn port(&self) -> u16 {
         self.port.get()
+    }
+
+    /// The TLS port, when the server was started with [`RedisServerBuilder::tls`].
+    #[must_use]
+    pub fn tls_port(&self) -> Option<u16> {
+        self.launch
+            .tls
+            .as_ref()
+            .and(self.bus_port.as_ref())
+            .map(ReservedPort::get)
+    }
+
+    /// `"rediss://127.0.0.1:<tls port>/"` (with the password, as in [`url`](Self::url)), when
+    /// the server serves TLS.
+    #[must_use]
+    pub fn tls_url(&self) -> Option<String> {
+        let port = self.tls_port()?;
+        Some(
+            self.url()
+                .replacen("redis://", "rediss://", 1)
+                .replace(&format!(":{}/", self.port()), &format!(":{port}/")),
+        )
     }
 
     /// `"127.0.0.1:<port>"`.

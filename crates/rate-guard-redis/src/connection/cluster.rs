@@ -15,6 +15,7 @@ use redis::{Cmd, RedisResult, TlsMode, Value};
 use super::config::{Credentials, HostPort};
 use super::error::{classify, ConnectionError};
 use super::node::{connection_info, install_tls_provider};
+use super::tls::Tls;
 
 /// A connected cluster. Clones share the connection.
 #[derive(Clone)]
@@ -30,7 +31,7 @@ impl Cluster {
     pub(crate) async fn connect(
         seeds: &[HostPort],
         credentials: &Credentials,
-        tls: bool,
+        tls: Option<&Tls>,
         timeout: Duration,
         connect_timeout: Duration,
     ) -> Result<Self, ConnectionError> {
@@ -53,9 +54,18 @@ impl Cluster {
         if let Some(password) = &credentials.password {
             builder = builder.password(password);
         }
-        if tls {
+        if let Some(tls) = tls {
             install_tls_provider();
-            builder = builder.tls(TlsMode::Secure);
+            builder = builder
+                .tls(if tls.verify_peer() {
+                    TlsMode::Secure
+                } else {
+                    TlsMode::Insecure
+                })
+                .danger_accept_invalid_hostnames(!tls.verify_hostname());
+            if let Some(certificates) = tls.certificates() {
+                builder = builder.certs(certificates);
+            }
         }
         let client = builder.build().map_err(|e| fail(&e))?;
         let conn = tokio::time::timeout(connect_timeout, client.get_async_connection())

@@ -1,9 +1,11 @@
 //! [`RedisConfig`]: where Redis is (parsed from a URL) and how long to wait for it.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use super::error::ConnectionError;
+use super::tls::TlsSettings;
 
 /// Default number of multiplexed connections to a standalone or Sentinel-managed master.
 const DEFAULT_POOL_SIZE: usize = 1;
@@ -79,12 +81,31 @@ impl fmt::Debug for Credentials {
 /// | URL | meaning |
 /// | --- | --- |
 /// | `redis://[[user]:password@]host[:port][/db]` | one server (port 6379 by default) |
-/// | `rediss://...` | the same over TLS, verified against the web PKI roots |
+/// | `rediss://...` | the same over TLS, verified against the web PKI roots (or the CA bundle given) |
 /// | `redis+sentinel://[[user]:password@]h1:p1,h2:p2/<master>[/db]` | the master that the sentinels (port 26379 by default) know as `<master>`; the password is the data servers' and is also offered to a sentinel that asks for one |
 /// | `redis+cluster://[[user]:password@]h1:p1,h2:p2` | a Redis Cluster, from any of these seed nodes |
 ///
 /// `rediss+sentinel://` and `rediss+cluster://` use TLS for every connection. User names and
-/// passwords may be percent-encoded; query strings and fragments are refused rather than ignored.
+/// passwords may be percent-encoded; fragments are refused rather than ignored.
+///
+/// A `rediss` URL takes the TLS query parameters of redis-py's URLs, which the builder methods
+/// also set: `ssl_ca_certs=<PEM file>` ([`tls_ca_file`](Self::tls_ca_file)),
+/// `ssl_certfile=<PEM>&ssl_keyfile=<PEM>` ([`tls_client_cert`](Self::tls_client_cert)),
+/// `ssl_check_hostname=true|false` ([`tls_verify_hostname`](Self::tls_verify_hostname)) and
+/// `ssl_cert_reqs=required|none` ([`tls_verify_peer`](Self::tls_verify_peer)). Any other
+/// parameter, or one on a `redis` URL, is refused. The files are read when connecting.
+///
+/// ```
+/// use rate_guard_redis::connection::RedisConfig;
+///
+/// let config = RedisConfig::from_url(
+///     "rediss://cache.internal?ssl_ca_certs=/etc/ca.pem&ssl_check_hostname=false",
+/// )?;
+/// assert!(config.is_tls());
+/// let err = RedisConfig::from_url("rediss://cache.internal?ssl_ciphers=x").unwrap_err();
+/// assert!(err.to_string().contains("unknown query parameter `ssl_ciphers`"));
+/// # Ok::<(), rate_guard_redis::connection::ConnectionError>(())
+/// ```
 /// Every parse error names the bad part of the URL, and neither errors nor `Debug` ever show
 /// the password.
 ///
@@ -115,6 +136,7 @@ pub struct RedisConfig {
     pub(crate) credentials: Credentials,
     pub(crate) db: i64,
     pub(crate) tls: bool,
+    pub(crate) tls_settings: TlsSettings,
     pool_size: usize,
     timeout: Duration,
     connect_timeout: Duration,
@@ -127,6 +149,7 @@ impl fmt::Debug for RedisConfig {
             .field("pool_size", &self.pool_size)
             .field("timeout", &self.timeout)
             .field("connect_timeout", &self.connect_timeout)
+            .field("tls", &self.tls.then_some(&self.tls_settings))
             .finish_non_exhaustive()
     }
 }
@@ -165,6 +188,40 @@ impl RedisConfig {
     #[must_use]
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
+        self
+    }
+
+    /// Trusts the CAs of this PEM bundle instead of the built-in web roots (a server signed
+    /// by a private CA). Only with TLS.
+    #[must_use]
+    pub fn tls_ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.tls_settings.ca_file = Some(path.into());
+        self
+    }
+
+    /// Presents this client certificate (PEM, chain allowed) and its private key (PEM) to a
+    /// server that asks for one (mutual TLS). Only with TLS.
+    #[must_use]
+    pub fn tls_client_cert(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        self.tls_settings.cert_file = Some(cert.into());
+        self.tls_settings.key_file = Some(key.into());
+        self
+    }
+
+    /// Whether the server's certificate must name the host connected to (default true). Turn
+    /// it off only for a server whose certificate names another host; the certificate is still
+    /// verified against the trusted CAs.
+    #[must_use]
+    pub fn tls_verify_hostname(mut self, verify: bool) -> Self {
+        self.tls_settings.verify_hostname = verify;
+        self
+    }
+
+    /// Whether the server's certificate is verified at all (default true; `false` is redis-py's
+    /// `ssl_cert_reqs=none`, which encrypts but lets anyone in the middle read along).
+    #[must_use]
+    pub fn tls_verify_peer(mut self, verify: bool) -> Self {
+        self.tls_settings.verify_peer = verify;
         self
     }
 
@@ -234,22 +291,27 @@ fn parse(url: &str) -> Result<RedisConfig, String> {
         }
     };
 
-    // The last `@` ends the user info, so an unencoded `@` in a password still parses.
+    // The last `@` ends the user info, so an unencoded `@` in a password still parses (and one
+    // in a query parameter must be percent-encoded).
     let (userinfo, rest) = match rest.rfind('@') {
         Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
         None => (None, rest),
     };
-    if let Some(i) = rest.find(['?', '#']) {
-        let what = if rest[i..].starts_with('?') {
-            "query parameters"
-        } else {
-            "a fragment"
-        };
+
+    if let Some(i) = rest.find('#') {
         return Err(format!(
-            "{what} (`{}`) are not supported; set options on RedisConfig instead",
+            "a fragment (`{}`) is not supported; set options on RedisConfig instead",
             &rest[i..]
         ));
     }
+    let (rest, query) = match rest.split_once('?') {
+        Some((rest, query)) => (rest, Some(query)),
+        None => (rest, None),
+    };
+    let tls_settings = match query {
+        Some(query) => parse_query(query, tls)?,
+        None => TlsSettings::default(),
+    };
     let credentials = userinfo
         .map(parse_userinfo)
         .transpose()?
@@ -273,10 +335,63 @@ fn parse(url: &str) -> Result<RedisConfig, String> {
         credentials,
         db,
         tls,
+        tls_settings,
         pool_size: DEFAULT_POOL_SIZE,
         timeout: DEFAULT_TIMEOUT,
         connect_timeout: DEFAULT_CONNECT_TIMEOUT,
     })
+}
+
+/// The TLS parameters of redis-py's URLs; anything else is refused.
+fn parse_query(query: &str, tls: bool) -> Result<TlsSettings, String> {
+    const KNOWN: &str =
+        "ssl_ca_certs, ssl_certfile, ssl_keyfile, ssl_cert_reqs, ssl_check_hostname";
+    let mut settings = TlsSettings::default();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let value = percent_decode(value)
+            .ok_or_else(|| format!("bad percent-encoding in the query parameter `{name}`"))?;
+        if !KNOWN.split(", ").any(|k| k == name) {
+            return Err(format!(
+                "unknown query parameter `{}`: expected {KNOWN}",
+                name.escape_debug()
+            ));
+        }
+        if !tls {
+            return Err(format!(
+                "`{name}` needs TLS: use a rediss:// URL (or rediss+sentinel://, rediss+cluster://)"
+            ));
+        }
+        let flag = |accepted: [&str; 2], meaning: [bool; 2]| {
+            accepted
+                .iter()
+                .position(|a| value.eq_ignore_ascii_case(a))
+                .map(|i| meaning[i])
+                .ok_or_else(|| {
+                    format!(
+                        "bad value `{}` for `{name}`: expected {} or {}",
+                        value.escape_debug(),
+                        accepted[0],
+                        accepted[1]
+                    )
+                })
+        };
+        let path = || {
+            if value.is_empty() {
+                Err(format!("`{name}` needs a file path"))
+            } else {
+                Ok(Some(PathBuf::from(&value)))
+            }
+        };
+        match name {
+            "ssl_ca_certs" => settings.ca_file = path()?,
+            "ssl_certfile" => settings.cert_file = path()?,
+            "ssl_keyfile" => settings.key_file = path()?,
+            "ssl_cert_reqs" => settings.verify_peer = flag(["required", "none"], [true, false])?,
+            _ => settings.verify_hostname = flag(["true", "false"], [true, false])?,
+        }
+    }
+    Ok(settings)
 }
 
 /// The endpoints and database from the hosts and the path after them.

@@ -31,6 +31,10 @@ pub enum ConnectionError {
     /// permission refused, a command renamed away): as bad as an outage.
     #[error("Redis refused the request: {0}")]
     Refused(String),
+    /// TLS settings that cannot work: an unreadable or empty PEM file, a certificate without
+    /// its key.
+    #[error("invalid Redis TLS setting: {0}")]
+    Tls(String),
     /// Redis could not run this one call because of its own keys or arguments (a script error,
     /// a key holding another type) while it serves others.
     #[error("Redis rejected the request: {0}")]
@@ -58,7 +62,9 @@ impl From<ConnectionError> for rate_guard_core::StoreError {
             ConnectionError::Unavailable(m) => Self::Unavailable(m),
             ConnectionError::Refused(m) => Self::Refused(m),
             ConnectionError::Rejected(m) => Self::Rejected(m),
-            e @ ConnectionError::InvalidUrl { .. } => Self::Refused(e.to_string()),
+            e @ (ConnectionError::InvalidUrl { .. } | ConnectionError::Tls(_)) => {
+                Self::Refused(e.to_string())
+            }
         }
     }
 }

@@ -27,13 +27,14 @@ use tokio::time::Instant;
 use super::config::{Credentials, HostPort};
 use super::error::{aftermath, classify, is_read_only, Aftermath, ConnectionError};
 use super::sentinel;
+use super::tls::Tls;
 
 /// What every connection of a [`Node`] is made with.
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
     pub(crate) credentials: Credentials,
     pub(crate) db: i64,
-    pub(crate) tls: bool,
+    pub(crate) tls: Option<Tls>,
     pub(crate) pool_size: usize,
     pub(crate) timeout: Duration,
     pub(crate) connect_timeout: Duration,
@@ -143,8 +144,10 @@ impl Pool {
 /// What a fresh connection must answer before it is used.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Probe {
-    /// `PING`: the server is there and accepts our credentials.
-    Ping,
+    /// The server is there, accepts our credentials, and its `ROLE` is not `slave`: a standalone URL that names a replica is refused (every write
+    /// would fail with `READONLY`), naming the master to use instead. A server that does not
+    /// let us run `ROLE` (an ACL, a renamed command) is probed with `PING`.
+    NotReplica,
     /// `ROLE` says `master`: a Sentinel answer is checked against the server itself, since a
     /// sentinel may not have seen a failover yet.
     Master,
@@ -326,7 +329,7 @@ impl Inner {
 
     async fn connect_pool(&self, hint: Option<HostPort>) -> Result<Pool, ConnectionError> {
         match &self.target {
-            Target::Fixed(addr) => connect_pool(addr, &self.settings, Probe::Ping).await,
+            Target::Fixed(addr) => connect_pool(addr, &self.settings, Probe::NotReplica).await,
             Target::Sentinel { sentinels, master } => {
                 if let Some(addr) = hint {
                     if let Ok(pool) = connect_pool(&addr, &self.settings, Probe::Master).await {
@@ -348,20 +351,38 @@ pub(crate) async fn connect_pool(
     let name = addr.to_string();
     let fail =
         |e: &redis::RedisError| classify(e, &name, settings.connect_timeout, settings.secret());
-    let info = connection_info(addr, settings.tls, Some(&settings.credentials), settings.db)
-        .map_err(|e| fail(&e))?;
+    let info = connection_info(
+        addr,
+        settings.tls.as_ref(),
+        Some(&settings.credentials),
+        settings.db,
+    )
+    .map_err(|e| fail(&e))?;
     let opens = (0..settings.pool_size).map(|_| open(info.clone(), settings));
     let conns = futures_util::future::try_join_all(opens)
         .await
         .map_err(|e| fail(&e))?;
     let mut first = conns[0].clone();
     match probe {
-        Probe::Ping => {
-            redis::cmd("PING")
-                .query_async::<()>(&mut first)
-                .await
-                .map_err(|e| fail(&e))?;
-        }
+        Probe::NotReplica => match redis::cmd("ROLE")
+            .query_async::<Vec<Value>>(&mut first)
+            .await
+        {
+            Ok(role) => {
+                if let Some(master) = replica_of(&role) {
+                    return Err(ConnectionError::Refused(format!(
+                        "{name} is a replica (read-only); connect to its master {master} instead"
+                    )));
+                }
+            }
+            Err(e) if e.code().is_some_and(|c| c == "NOPERM" || c == "ERR") => {
+                redis::cmd("PING")
+                    .query_async::<()>(&mut first)
+                    .await
+                    .map_err(|e| fail(&e))?;
+            }
+            Err(e) => return Err(fail(&e)),
+        },
         Probe::Master => {
             let role: Vec<Value> = redis::cmd("ROLE")
                 .query_async(&mut first)
@@ -388,6 +409,21 @@ pub(crate) async fn connect_pool(
     })
 }
 
+/// The master's `host:port` when `role` (a `ROLE` reply) is a replica's:
+/// `["slave", host, port, state, offset]`.
+fn replica_of(role: &[Value]) -> Option<String> {
+    let text = |v: &Value| redis::from_redis_value_ref::<String>(v).ok();
+    if role.first().and_then(text).as_deref() != Some("slave") {
+        return None;
+    }
+    let host = role.get(1).and_then(text).unwrap_or_default();
+    let port = role
+        .get(2)
+        .and_then(|v| redis::from_redis_value_ref::<u16>(v).ok())
+        .unwrap_or_default();
+    Some(HostPort { host, port }.to_string())
+}
+
 /// One multiplexed connection. Replies are not bounded here: every call is bounded as a whole
 /// by [`Node::run`], and a reply that comes too late is dropped without harming the socket.
 pub(crate) async fn open(
@@ -402,23 +438,19 @@ pub(crate) async fn open(
         .await
 }
 
-/// How to reach `addr`, with `credentials` if given.
+/// How to reach `addr`, over `tls` if given, with `credentials` if given.
 pub(crate) fn connection_info(
     addr: &HostPort,
-    tls: bool,
+    tls: Option<&Tls>,
     credentials: Option<&Credentials>,
     db: i64,
 ) -> RedisResult<ConnectionInfo> {
-    let address = if tls {
-        install_tls_provider();
-        ConnectionAddr::TcpTls {
-            host: addr.host.clone(),
-            port: addr.port,
-            insecure: false,
-            tls_params: None,
+    let address = match tls {
+        Some(tls) => {
+            install_tls_provider();
+            tls.address(&addr.host, addr.port)
         }
-    } else {
-        ConnectionAddr::Tcp(addr.host.clone(), addr.port)
+        None => ConnectionAddr::Tcp(addr.host.clone(), addr.port),
     };
     let mut redis = RedisConnectionInfo::default().set_db(db);
     if let Some(credentials) = credentials {

@@ -94,7 +94,8 @@ async fn ask_sentinel(
     query.arg("get-master-addr-by-name").arg(master);
     let mut credentials = None;
     loop {
-        let info = connection_info(sentinel, settings.tls, credentials, 0).map_err(|e| fail(&e))?;
+        let info = connection_info(sentinel, settings.tls.as_ref(), credentials, 0)
+            .map_err(|e| fail(&e))?;
         let mut conn = open(info, settings).await.map_err(|e| fail(&e))?;
         match query.query_async::<Option<(String, u16)>>(&mut conn).await {
             Ok(reply) => return Ok(reply.map(|(host, port)| HostPort { host, port })),
@@ -150,7 +151,7 @@ async fn watch(
     credentials: Option<&Credentials>,
     node: &Weak<Inner>,
 ) -> Result<(), RedisError> {
-    let info = connection_info(sentinel, settings.tls, credentials, 0)?;
+    let info = connection_info(sentinel, settings.tls.as_ref(), credentials, 0)?;
     let client = Client::open(info)?;
     let mut pubsub = tokio::time::timeout(settings.connect_timeout, client.get_async_pubsub())
         .await
