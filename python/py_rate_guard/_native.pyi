@@ -1,5 +1,6 @@
 """Stubs of the native module `py_rate_guard._native` (crates/rate-guard-py)."""
 
+import os
 from collections.abc import Awaitable, Iterable, Sequence
 from typing import Any, Final, final
 
@@ -118,6 +119,10 @@ class Guard:
         breaker_cooldown: float = 1.0,
         breaker_max_cooldown: float = 30.0,
         memory_max_keys: int | None = None,
+        redis_tls_ca_file: str | os.PathLike[str] | None = None,
+        redis_tls_cert_file: str | os.PathLike[str] | None = None,
+        redis_tls_key_file: str | os.PathLike[str] | None = None,
+        redis_tls_verify_hostname: bool = True,
     ) -> Self: ...
     def hit(self, identity: str, rules: Rules, cost: int | None = None) -> Decision: ...
     def peek(self, identity: str, rules: Rules, cost: int | None = None) -> Decision: ...

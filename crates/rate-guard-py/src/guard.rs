@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::num::{NonZeroU32, NonZeroUsize};
+use std::path::PathBuf;
 use std::pin::pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
@@ -162,6 +163,47 @@ impl Engine {
             self.limiter.reset(identity).await
         })??;
         Ok(())
+    }
+}
+
+/// The `redis_tls_*` settings of a guard.
+struct TlsFiles {
+    ca: Option<PathBuf>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    verify_hostname: bool,
+}
+
+impl TlsFiles {
+    /// `config` with these settings, its files read and checked now: an unreadable file, a
+    /// file without PEM, a certificate without its key or TLS settings on a `redis://` URL
+    /// are a `ConfigError` at construction (an untrusted server is a `StorageError` when
+    /// connecting).
+    fn apply(self, mut config: RedisConfig) -> Result<RedisConfig, Failure> {
+        if let Some(ca) = self.ca {
+            config = config.tls_ca_file(ca);
+        }
+        config = match (self.cert, self.key) {
+            (Some(cert), Some(key)) => config.tls_client_cert(cert, key),
+            (None, None) => config,
+            (Some(_), None) => {
+                return Err(Failure::Config(
+                    "redis_tls_cert_file needs redis_tls_key_file".to_owned(),
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(Failure::Config(
+                    "redis_tls_key_file needs redis_tls_cert_file".to_owned(),
+                ))
+            }
+        };
+        if !self.verify_hostname {
+            config = config.tls_verify_hostname(false);
+        }
+        config
+            .check_tls()
+            .map_err(|e| Failure::Config(e.to_string()))?;
+        Ok(config)
     }
 }
 
@@ -355,6 +397,10 @@ impl Guard {
         breaker_cooldown=1.0,
         breaker_max_cooldown=30.0,
         memory_max_keys=None,
+        redis_tls_ca_file=None,
+        redis_tls_cert_file=None,
+        redis_tls_key_file=None,
+        redis_tls_verify_hostname=true,
     ))]
     #[allow(clippy::too_many_arguments, clippy::fn_params_excessive_bools)]
     fn new(
@@ -373,6 +419,10 @@ impl Guard {
         breaker_cooldown: f64,
         breaker_max_cooldown: f64,
         memory_max_keys: Option<usize>,
+        redis_tls_ca_file: Option<PathBuf>,
+        redis_tls_cert_file: Option<PathBuf>,
+        redis_tls_key_file: Option<PathBuf>,
+        redis_tls_verify_hostname: bool,
     ) -> PyResult<Self> {
         let redis = match redis_url {
             None => None,
@@ -384,6 +434,13 @@ impl Guard {
                     .pool_size(redis_pool_size),
             ),
         };
+        let tls = TlsFiles {
+            ca: redis_tls_ca_file,
+            cert: redis_tls_cert_file,
+            key: redis_tls_key_file,
+            verify_hostname: redis_tls_verify_hostname,
+        };
+        let redis = redis.map(|config| tls.apply(config)).transpose()?;
         let mut degradation = Degradation::default()
             .failure_threshold(breaker_threshold)
             .cooldown(

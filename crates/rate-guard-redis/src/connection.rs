@@ -43,7 +43,7 @@ use self::cluster::{to_all_masters, to_any_master, to_slot_master, Cluster};
 use self::config::Endpoints;
 use self::error::is_no_script;
 use self::node::{Node, Settings, Target};
-use self::tls::{Tls, TlsSettings};
+use self::tls::Tls;
 
 /// A connection to Redis, whatever its topology. Cloning is cheap and clones share the
 /// sockets.
@@ -90,16 +90,7 @@ impl Connection {
     /// [`ConnectionError::Timeout`] when something listens but does not answer and
     /// [`ConnectionError::Refused`] when the password is refused or missing.
     pub async fn connect(config: &RedisConfig) -> Result<Self, ConnectionError> {
-        let tls = if config.tls {
-            Some(Tls::load(&config.tls_settings)?)
-        } else if config.tls_settings != TlsSettings::default() {
-            return Err(ConnectionError::Tls(
-                "TLS settings need a rediss:// URL (or rediss+sentinel://, rediss+cluster://)"
-                    .to_owned(),
-            ));
-        } else {
-            None
-        };
+        let tls = Tls::for_config(config)?;
         let settings = Settings {
             credentials: config.credentials.clone(),
             db: config.db,

@@ -96,6 +96,16 @@ pub struct RateGuardConfig {
     pub breaker_max_cooldown: f64,
     /// Bound on the memory store's keys (`None`: the core's default).
     pub memory_max_keys: Option<usize>,
+    /// For `rediss://`: PEM bundle of the CAs that sign the server's certificate (a private
+    /// CA) instead of the built-in web roots.
+    pub redis_tls_ca_file: Option<String>,
+    /// For `rediss://`: PEM client certificate for mutual TLS (with `redis_tls_key_file`).
+    pub redis_tls_cert_file: Option<String>,
+    /// For `rediss://`: the PEM private key of `redis_tls_cert_file`.
+    pub redis_tls_key_file: Option<String>,
+    /// False accepts a server certificate that names another host (still signed by a trusted
+    /// CA).
+    pub redis_tls_verify_hostname: bool,
     /// Count the Prometheus metrics ([`crate::metrics`]); process-wide, the last guard built
     /// decides.
     pub metrics_enabled: bool,
@@ -136,6 +146,10 @@ impl Default for RateGuardConfig {
             breaker_cooldown: 1.0,
             breaker_max_cooldown: 30.0,
             memory_max_keys: None,
+            redis_tls_ca_file: None,
+            redis_tls_cert_file: None,
+            redis_tls_key_file: None,
+            redis_tls_verify_hostname: true,
             metrics_enabled: true,
             log_identities: "hashed".to_owned(),
             log_denials_per_second: 10,
@@ -178,6 +192,10 @@ impl fmt::Debug for RateGuardConfig {
             .field("breaker_cooldown", &self.breaker_cooldown)
             .field("breaker_max_cooldown", &self.breaker_max_cooldown)
             .field("memory_max_keys", &self.memory_max_keys)
+            .field("redis_tls_ca_file", &self.redis_tls_ca_file)
+            .field("redis_tls_cert_file", &self.redis_tls_cert_file)
+            .field("redis_tls_key_file", &self.redis_tls_key_file)
+            .field("redis_tls_verify_hostname", &self.redis_tls_verify_hostname)
             .field("metrics_enabled", &self.metrics_enabled)
             .field("log_identities", &self.log_identities)
             .field("log_denials_per_second", &self.log_denials_per_second)

@@ -32,7 +32,7 @@ enum Kind {
 
 /// Every field of [`RateGuardConfig`] and how its variable is read (a test checks the list
 /// against the struct).
-const FIELDS: [(&str, Kind); 31] = [
+const FIELDS: [(&str, Kind); 35] = [
     ("enabled", Kind::Bool),
     ("fail_open", Kind::Bool),
     ("in_memory_fallback", Kind::Bool),
@@ -61,6 +61,10 @@ const FIELDS: [(&str, Kind); 31] = [
     ("breaker_cooldown", Kind::Number),
     ("breaker_max_cooldown", Kind::Number),
     ("memory_max_keys", Kind::OptionalNumber),
+    ("redis_tls_ca_file", Kind::OptionalText),
+    ("redis_tls_cert_file", Kind::OptionalText),
+    ("redis_tls_key_file", Kind::OptionalText),
+    ("redis_tls_verify_hostname", Kind::Bool),
     ("metrics_enabled", Kind::Bool),
     ("log_identities", Kind::Text),
     ("log_denials_per_second", Kind::Number),

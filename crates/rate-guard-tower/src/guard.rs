@@ -628,7 +628,36 @@ async fn redis_store(config: &RateGuardConfig, url: &str) -> Result<Arc<dyn Stor
             config.redis_connect_timeout,
         )?)
         .pool_size(config.redis_pool_size);
+    let redis = redis_tls(config, redis)?;
     Ok(Arc::new(RedisStore::connect(&redis).await.map_err(failed)?))
+}
+
+/// `redis` with the `redis_tls_*` settings of `config`.
+#[cfg(feature = "redis")]
+fn redis_tls(
+    config: &RateGuardConfig,
+    mut redis: rate_guard_redis::RedisConfig,
+) -> Result<rate_guard_redis::RedisConfig, Error> {
+    if let Some(ca) = &config.redis_tls_ca_file {
+        redis = redis.tls_ca_file(ca);
+    }
+    match (&config.redis_tls_cert_file, &config.redis_tls_key_file) {
+        (Some(cert), Some(key)) => redis = redis.tls_client_cert(cert, key),
+        (None, None) => {}
+        (Some(_), None) => {
+            return Err(Error::setting(
+                "redis_tls_cert_file",
+                "needs redis_tls_key_file",
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(Error::setting(
+                "redis_tls_key_file",
+                "needs redis_tls_cert_file",
+            ))
+        }
+    }
+    Ok(redis.tls_verify_hostname(config.redis_tls_verify_hostname))
 }
 
 #[cfg(not(feature = "redis"))]

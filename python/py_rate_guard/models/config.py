@@ -251,6 +251,18 @@ class RateGuardConfig(BaseSettings):
     memory_max_keys: int | None = None
     """Bound on the memory store's keys (None: the core's default)."""
 
+    redis_tls_ca_file: str | None = None
+    """For `rediss://`: PEM bundle of the CAs that sign the server's certificate (a private CA)
+    instead of the built-in web roots."""
+    redis_tls_cert_file: str | None = None
+    """For `rediss://`: PEM client certificate, for servers that require one (mutual TLS);
+    with `redis_tls_key_file`."""
+    redis_tls_key_file: str | None = None
+    """For `rediss://`: PEM private key of `redis_tls_cert_file`."""
+    redis_tls_verify_hostname: bool = True
+    """False accepts a server certificate that names another host (it must still be signed by
+    a trusted CA)."""
+
     metrics_enabled: bool = True
     """Count Prometheus metrics and register the collector in prometheus_client's REGISTRY
     (process-wide: the last guard built decides)."""
@@ -355,4 +367,8 @@ class RateGuardConfig(BaseSettings):
             "breaker_cooldown": self.breaker_cooldown,
             "breaker_max_cooldown": self.breaker_max_cooldown,
             "memory_max_keys": self.memory_max_keys,
+            "redis_tls_ca_file": self.redis_tls_ca_file,
+            "redis_tls_cert_file": self.redis_tls_cert_file,
+            "redis_tls_key_file": self.redis_tls_key_file,
+            "redis_tls_verify_hostname": self.redis_tls_verify_hostname,
         }

@@ -225,6 +225,14 @@ impl RedisConfig {
         self
     }
 
+    /// Checks the TLS settings now, as [`Connection::connect`](super::Connection::connect)
+    /// will: the files are readable PEM, a certificate comes with its key, and TLS settings
+    /// come with a `rediss` URL. Whether the server's certificate is trusted is only known
+    /// when connecting.
+    pub fn check_tls(&self) -> Result<(), ConnectionError> {
+        super::tls::Tls::for_config(self).map(drop)
+    }
+
     /// How the servers are deployed.
     #[must_use]
     pub fn topology(&self) -> Topology {

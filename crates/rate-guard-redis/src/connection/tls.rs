@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use redis::{Client, ClientTlsConfig, ConnectionAddr, TlsCertificates};
 
+use super::config::RedisConfig;
 use super::error::ConnectionError;
 
 /// The TLS settings of a configuration (used only with a `rediss` scheme).
@@ -59,6 +60,20 @@ impl fmt::Debug for Tls {
 }
 
 impl Tls {
+    /// The TLS of `config`: `None` without TLS; an error for TLS settings without a TLS URL.
+    pub(crate) fn for_config(config: &RedisConfig) -> Result<Option<Self>, ConnectionError> {
+        if config.tls {
+            Self::load(&config.tls_settings).map(Some)
+        } else if config.tls_settings == TlsSettings::default() {
+            Ok(None)
+        } else {
+            Err(ConnectionError::Tls(
+                "TLS settings need a rediss:// URL (or rediss+sentinel://, rediss+cluster://)"
+                    .to_owned(),
+            ))
+        }
+    }
+
     /// Reads and checks the files of `settings`: each must be readable PEM, and a certificate
     /// needs its key (and the other way round).
     pub(crate) fn load(settings: &TlsSettings) -> Result<Self, ConnectionError> {

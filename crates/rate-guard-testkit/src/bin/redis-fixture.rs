@@ -3,12 +3,17 @@
 //! standard input closes (the test process ended or closed the pipe). `server` passes any
 //! further arguments to `redis-server` (`server --rename-command EVALSHA ""`).
 //!
+//! `tls [--require-client-certs]` makes a private CA and certificates
+//! ([`TestCertificates`]), starts a server that serves TLS with them, and prints its
+//! `rediss://` URL, then the directory of the PEM files (`ca.pem`, `other-ca.pem`,
+//! `client.pem`, `client.key`, …) on a second line.
+//!
 //! The URL is `redis://…`, `redis+cluster://h:p,…` or `redis+sentinel://h:p,…/<master>`.
 
 use std::io::{self, Read, Write};
 use std::process::ExitCode;
 
-use rate_guard_testkit::{RedisCluster, RedisSentinel, RedisServer};
+use rate_guard_testkit::{RedisCluster, RedisSentinel, RedisServer, TestCertificates};
 
 fn main() -> ExitCode {
     let kind = std::env::args().nth(1).unwrap_or_default();
@@ -19,10 +24,13 @@ fn main() -> ExitCode {
             .args(rest)
             .start()
             .and_then(|s| serve(&s.url())),
+        "tls" => tls(rest.iter().any(|a| a == "--require-client-certs")),
         "cluster" => RedisCluster::start().and_then(|c| serve(&c.url())),
         "sentinel" => RedisSentinel::start().and_then(|s| serve(&s.url())),
         _ => {
-            eprintln!("usage: redis-fixture server [redis-server args...]|cluster|sentinel");
+            eprintln!(
+                "usage: redis-fixture server [redis-server args...]|tls [--require-client-certs]|cluster|sentinel"
+            );
             return ExitCode::from(2);
         }
     };
@@ -33,6 +41,16 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn tls(require_client_certs: bool) -> io::Result<()> {
+    let certs = TestCertificates::generate()?;
+    let (cert, key) = certs.server();
+    let server = RedisServer::builder()
+        .tls(cert, key, certs.ca(), require_client_certs)
+        .start()?;
+    let url = server.tls_url().expect("a TLS server has a TLS URL");
+    serve(&format!("{url}\n{}", certs.dir().display()))
 }
 
 fn serve(url: &str) -> io::Result<()> {
