@@ -159,7 +159,7 @@ class RateGuard:
             # `__getattr__` costs several times the whole native call.
             private = limit.__pydantic_private__
             return private["_native_rules"] if private else limit.native_rules
-        key: Hashable = limit if isinstance(limit, str) else tuple(limit)
+        key: Hashable = limit if isinstance(limit, str) else tuple(_items(limit))
         rules = self._rules.get(key)
         if rules is None:
             rules = _native.Rules([_spec(item) for item in _items(limit)])
@@ -172,7 +172,9 @@ class RateGuard:
 def _items(limit: Limit) -> Sequence[str | RateLimitRule]:
     if isinstance(limit, (str, RateLimitRule)):
         return [limit]
-    return limit
+    if isinstance(limit, Sequence) and not isinstance(limit, (bytes, bytearray)):
+        return limit
+    raise ConfigError(_not_a_limit(limit))
 
 
 def _spec(item: str | RateLimitRule) -> RuleSpec:
@@ -180,4 +182,11 @@ def _spec(item: str | RateLimitRule) -> RuleSpec:
         return item.spec()
     if isinstance(item, str):
         return (item, "sliding_window", None, None, None, 1)
-    raise TypeError(f"expected a rate string or a RateLimitRule, not {type(item).__name__}")
+    raise ConfigError(_not_a_limit(item))
+
+
+def _not_a_limit(value: object) -> str:
+    return (
+        "a limit is a rate string, a RateLimitRule or a list of them,"
+        f" not {type(value).__name__} {value!r:.80}"
+    )

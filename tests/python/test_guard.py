@@ -9,6 +9,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 
 import pytest
+from pydantic import ValidationError
 
 from py_rate_guard import (
     ConfigError,
@@ -17,6 +18,7 @@ from py_rate_guard import (
     RateGuardError,
     RateLimitExceeded,
     StorageError,
+    _native,
 )
 from py_rate_guard.models.config import RateGuardConfig, RateLimitRule
 
@@ -112,7 +114,7 @@ def test_invalid_limits_raise_config_error(guard: RateGuard) -> None:
             "k",
             [RateLimitRule(limit="1/minute", name="a"), RateLimitRule(limit="2/minute", name="a")],
         )
-    with pytest.raises(TypeError):
+    with pytest.raises(ConfigError, match="not int 42"):
         guard.hit("k", [42])  # type: ignore[list-item]
 
 
@@ -136,8 +138,12 @@ def test_redis_guard_reports_its_store_without_password(redis_url: str) -> None:
 
 
 def test_a_malformed_redis_url_fails_at_construction() -> None:
+    # The model parses the URL as the engine does; the native guard checks it again.
+    with pytest.raises(ValidationError, match="invalid Redis URL") as bad:
+        RateGuardConfig(redis_url="http://:s3cret@localhost:6379")
+    assert "s3cret" not in str(bad.value)
     with pytest.raises(ConfigError, match="invalid Redis URL") as info:
-        RateGuard(RateGuardConfig(redis_url="http://:s3cret@localhost:6379"))
+        _native.Guard("http://:s3cret@localhost:6379")
     assert "s3cret" not in str(info.value)
 
 

@@ -615,3 +615,28 @@ def test_the_docs_state_every_range_of_the_engine() -> None:
         field: f"{_number(low)} s..{_number(high)} s" for field, (low, high) in SECONDS.items()
     }
     assert documented == expected
+
+
+# -- values the engine would refuse later are refused by the model --------------------------
+
+
+def test_a_bad_key_prefix_or_redis_url_is_refused_by_the_model_without_showing_a_password() -> None:
+    with pytest.raises(ValidationError) as bad:
+        RateGuardConfig(key_prefix="x" * 65)
+    assert "key_prefix" in str(bad.value) and "longer than 64" in str(bad.value)
+    with pytest.raises(ValidationError) as bad:
+        RateGuardConfig(redis_url="redis://:hunter2@[::1/0")
+    assert "redis_url" in str(bad.value) and "unclosed" in str(bad.value)
+    assert "hunter2" not in str(bad.value)
+    with pytest.raises(ValidationError) as bad:
+        RateGuardConfig(redis_url="redis://127.0.0.1:1/0?socket_timeout=5")
+    assert "socket_timeout" in str(bad.value)
+    # An empty URL (`RATE_GUARD_REDIS_URL=`) is no URL: the memory store.
+    assert RateGuardConfig(redis_url="").redis_url is None
+
+
+@pytest.mark.parametrize("limit", [5, None, b"1/s", [5], ["1/s", object()]])
+def test_a_limit_of_the_wrong_type_is_a_config_error(limit: object) -> None:
+    guard = RateGuard(RateGuardConfig())
+    with pytest.raises(ConfigError, match="a limit is a rate string"):
+        guard.hit("x", limit)  # type: ignore[arg-type]

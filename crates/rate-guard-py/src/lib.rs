@@ -172,13 +172,29 @@ fn check_trusted_proxy(entry: &str) -> PyResult<()> {
     Ok(())
 }
 
+/// Checks a key prefix as the key builder does (letters, digits and `_ - . /`, at most 64
+/// characters). Raises `ConfigError`.
+#[pyfunction]
+fn check_key_prefix(prefix: &str) -> PyResult<()> {
+    rate_guard_core::KeyBuilder::new(prefix).map_err(|e| errors::Failure::Config(e.to_string()))?;
+    Ok(())
+}
+
+/// Parses a Redis URL as the guard does when it connects (scheme, hosts, query parameters),
+/// without connecting. Raises `ConfigError`; the message never shows a password.
+#[pyfunction]
+fn check_redis_url(url: &str) -> PyResult<()> {
+    rate_guard_redis::RedisConfig::from_url(url).map_err(errors::Failure::from)?;
+    Ok(())
+}
+
 /// The native core of py-rate-guard (private: import from `py_rate_guard`).
 #[pymodule]
 mod _native {
     #[pymodule_export]
     use super::{
-        check_int, check_seconds, check_trusted_proxy, int_ranges, parse_key_spec, parse_rate,
-        seconds_ranges, RateGuardError, StorageError,
+        check_int, check_key_prefix, check_redis_url, check_seconds, check_trusted_proxy,
+        int_ranges, parse_key_spec, parse_rate, seconds_ranges, RateGuardError, StorageError,
     };
 
     #[pymodule_export]

@@ -187,7 +187,11 @@ class RateGuardConfig(BaseSettings):
     """Everything a guard needs. Read from the environment with the prefix `RATE_GUARD_`
     (`RATE_GUARD_REDIS_URL`, `RATE_GUARD_GLOBAL_RULES='[{"limit": "100/minute"}]'`, ...)."""
 
-    model_config = SettingsConfigDict(env_prefix="RATE_GUARD_", extra="forbid")
+    # Errors never echo the input: a Redis URL may carry a password. The engine's messages name
+    # the value where it is safe to (and redact the URL's password).
+    model_config = SettingsConfigDict(
+        env_prefix="RATE_GUARD_", extra="forbid", hide_input_in_errors=True
+    )
 
     enabled: bool = True
     """Off: the adapters let every request through (`RateGuard` itself always decides)."""
@@ -290,6 +294,21 @@ class RateGuardConfig(BaseSettings):
         "breaker_cooldown",
         "breaker_max_cooldown",
     )(_check_seconds)
+
+    @field_validator("key_prefix")
+    @classmethod
+    def _check_prefix(cls, value: str) -> str:
+        _native.check_key_prefix(value)  # as the key builder checks it
+        return value
+
+    @field_validator("redis_url", mode="before")
+    @classmethod
+    def _check_url(cls, value: Any) -> Any:
+        if value == "":
+            return None  # `RATE_GUARD_REDIS_URL=` unsets it, as in the tower crate
+        if isinstance(value, str):
+            _native.check_redis_url(value)  # parsed as the guard parses it, not connected
+        return value
 
     @field_validator("trusted_proxies")
     @classmethod
