@@ -1,10 +1,13 @@
 -- common.lua: helpers shared by the algorithm files. Concatenated, in this order, with
--- fixed_window.lua, sliding_window.lua, token_bucket.lua, sliding_log.lua, modules.lua and
--- request.lua (or refund.lua) into the one script Redis runs (see src/script.rs). It mirrors
+-- fixed_window.lua, sliding_window.lua, token_bucket.lua, sliding_log.lua, modules.lua,
+-- request.lua and refund.lua into the function library Redis keeps (FUNCTION LOAD once, FCALL
+-- per request), and without refund.lua (or request.lua) into the request (refund) script run
+-- by EVALSHA where functions are refused (see src/script.rs). Everything up to the entry points
+-- only defines functions and constants: a library runs it once, a script once per call. It mirrors
 -- crates/rate-guard-core/src/algorithm/mod.rs operation for operation: Lua numbers are doubles,
 -- every integer stays below 2^52, and the order of floating-point operations is the same.
 --
--- A decision is the array {allowed, limit, remaining, reset_after_us, retry_after_us or nil}.
+-- A decision is five values: allowed, limit, remaining, reset_after_us, retry_after_us or nil.
 
 local U32_MAX = 4294967295
 -- How far ahead of now a stored state may lie (a clock that stepped back) and still count, in
@@ -81,7 +84,7 @@ local function smallest_satisfying(lo, hi, estimate, pred, a, b, c, d)
 end
 
 local function never(limit, remaining, reset_after)
-  return {false, limit, remaining, reset_after, nil}
+  return false, limit, remaining, reset_after, nil
 end
 
 -- A state value as read by MGET, or nil when there is none (MGET reads false for an absent key

@@ -3,7 +3,7 @@
 -- A module of request.lua and refund.lua, which list KEYS, ARGV and the reply. It works on one
 -- key: load(key, value read by MGET, rule, now_us) -> state, or nil when there is none or it is
 -- out of range (see MAX_AHEAD in common.lua); decide(rule, state, now_us, cost) ->
--- {allowed, limit, remaining, reset_after_us, retry_after_us or nil}; store(key, rule, state,
+-- allowed, limit, remaining, reset_after_us, retry_after_us or nil (five values); store(key, rule, state,
 -- now_us, cost) writes the state with its TTL; refund(key, rule, now_us, cost).
 
 local function fixed_window()
@@ -45,7 +45,7 @@ local function fixed_window()
     if after > 0 then reset_after = window_end - now end
     local retry = nil
     if not allowed then retry = window_end - now end
-    return {allowed, limit, math.max(limit - after, 0), reset_after, retry}
+    return allowed, limit, math.max(limit - after, 0), reset_after, retry
   end
 
   function M.store(key, rule, s, now, cost)

@@ -1,5 +1,7 @@
 -- modules.lua: the algorithm modules by their codes in ARGV ("fw", "sw", "tb", "sl"), each
--- built on first use, and the reading of a rule's arguments. Concatenated after the algorithm files, before request.lua or refund.lua.
+-- built on first use (once per call of a script; once for the life of the function library),
+-- and the reading of a rule's arguments. Concatenated after the algorithm files, before
+-- request.lua and refund.lua.
 
 local BUILDERS = {
   fw = fixed_window,
@@ -21,17 +23,17 @@ local function algorithm_of(code)
   return module
 end
 
--- The rule whose five arguments start after ARGV[base]: its module, its parameters and the
+-- The rule whose five arguments start after argv[base]: its module, its parameters and the
 -- request's cost; or nil and an error reply for an unknown algorithm.
-local function rule_at(base)
-  local algorithm = algorithm_of(ARGV[base + 1])
+local function rule_at(argv, base)
+  local algorithm = algorithm_of(argv[base + 1])
   if not algorithm then
-    return nil, redis.error_reply('rate_guard: unknown algorithm ' .. tostring(ARGV[base + 1]))
+    return nil, redis.error_reply('rate_guard: unknown algorithm ' .. tostring(argv[base + 1]))
   end
   local rule = {
-    count = tonumber(ARGV[base + 2]),
-    period = tonumber(ARGV[base + 3]),
-    capacity = tonumber(ARGV[base + 4]),
+    count = tonumber(argv[base + 2]),
+    period = tonumber(argv[base + 3]),
+    capacity = tonumber(argv[base + 4]),
   }
-  return algorithm, rule, tonumber(ARGV[base + 5])
+  return algorithm, rule, tonumber(argv[base + 5])
 end

@@ -9,7 +9,7 @@
 -- A module of request.lua and refund.lua, which list KEYS, ARGV and the reply. It works on one
 -- key: load(key, value read by MGET, rule, now_us) -> state, or nil when there is none or it is
 -- out of range (see MAX_AHEAD in common.lua); decide(rule, state, now_us, cost) ->
--- {allowed, limit, remaining, reset_after_us, retry_after_us or nil}; store(key, rule, state,
+-- allowed, limit, remaining, reset_after_us, retry_after_us or nil (five values); store(key, rule, state,
 -- now_us, cost) writes the state with its TTL; refund(key, rule, now_us, cost).
 
 local function sliding_log()
@@ -71,16 +71,17 @@ local function sliding_log()
     return not m or m[1] >= target
   end
 
+  local function reset_after(c, latest, period, now)
+    if c > 0 then return latest + period - now end
+    return 0
+  end
+
   function M.decide(rule, s, now, cost)
     local period, limit = rule.period, rule.count
     local count, newest = 0, now
     if s then count, newest = s.count, s.newest end
-    local function reset_after(c, latest)
-      if c > 0 then return latest + period - now end
-      return 0
-    end
     if cost > limit then
-      return never(limit, math.max(limit - count, 0), reset_after(count, newest))
+      return never(limit, math.max(limit - count, 0), reset_after(count, newest, period, now))
     end
     local allowed = count + cost <= limit
     local after, latest = count, newest
@@ -96,7 +97,7 @@ local function sliding_log()
       local m = member_at(s, j) or {s.cum, s.newest}
       retry = m[2] + period - now
     end
-    return {allowed, limit, math.max(limit - after, 0), reset_after(after, latest), retry}
+    return allowed, limit, math.max(limit - after, 0), reset_after(after, latest, period, now), retry
   end
 
   function M.store(key, rule, s, now, cost)

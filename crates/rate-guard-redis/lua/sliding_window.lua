@@ -4,7 +4,7 @@
 -- A module of request.lua and refund.lua, which list KEYS, ARGV and the reply. It works on one
 -- key: load(key, value read by MGET, rule, now_us) -> state, or nil when there is none or it is
 -- out of range (see MAX_AHEAD in common.lua); decide(rule, state, now_us, cost) ->
--- {allowed, limit, remaining, reset_after_us, retry_after_us or nil}; store(key, rule, state,
+-- allowed, limit, remaining, reset_after_us, retry_after_us or nil (five values); store(key, rule, state,
 -- now_us, cost) writes the state with its TTL; refund(key, rule, now_us, cost).
 
 local function sliding_window()
@@ -88,7 +88,7 @@ local function sliding_window()
     if allowed then count = cur + cost end
     local retry = nil
     if not allowed then retry = retry_after(limit, period, start, cur, prev, now, elapsed, cost) end
-    return {allowed, limit, remaining(limit, w, count), reset_after(start, period, prev, now, count), retry}
+    return allowed, limit, remaining(limit, w, count), reset_after(start, period, prev, now, count), retry
   end
 
   function M.store(key, rule, s, now, cost)

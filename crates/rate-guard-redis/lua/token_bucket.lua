@@ -5,7 +5,7 @@
 -- A module of request.lua and refund.lua, which list KEYS, ARGV and the reply. It works on one
 -- key: load(key, value read by MGET, rule, now_us) -> state, or nil when there is none or it is
 -- out of range (see MAX_AHEAD in common.lua); decide(rule, state, now_us, cost) ->
--- {allowed, limit, remaining, reset_after_us, retry_after_us or nil}; store(key, rule, state,
+-- allowed, limit, remaining, reset_after_us, retry_after_us or nil (five values); store(key, rule, state,
 -- now_us, cost) writes the state with its TTL; refund(key, rule, now_us, cost).
 
 local function token_bucket()
@@ -60,7 +60,7 @@ local function token_bucket()
       local hi = math.ceil(math.max(raw, 0)) + 1
       retry = ahead + smallest_satisfying(0, hi, raw - slack, admits_after, raw, cost, burst, interval)
     end
-    return {allowed, burst, remaining(after, burst, interval), ahead + math.ceil(after), retry}
+    return allowed, burst, remaining(after, burst, interval), ahead + math.ceil(after), retry
   end
 
   function M.store(key, rule, s, now, cost)

@@ -8,7 +8,9 @@
 //! Scripts run through [`Connection::eval_script`]: `EVALSHA`, and on `NOSCRIPT` a
 //! `SCRIPT LOAD` on the node that answered followed by exactly one more `EVALSHA`, on every
 //! topology, so a script cache flushed by a restart, a failover or `SCRIPT FLUSH` costs one
-//! extra round trip and never an `EVAL` of the whole body per call.
+//! extra round trip and never an `EVAL` of the whole body per call. A function library runs
+//! through [`Connection::call_function`] (`FCALL`) the same way: a library lost to a restart or
+//! `FUNCTION FLUSH` is loaded again (`FUNCTION LOAD REPLACE`) and the call made once more.
 //!
 //! ```no_run
 //! use rate_guard_redis::connection::{Connection, RedisConfig};
@@ -41,7 +43,7 @@ pub use self::error::ConnectionError;
 
 use self::cluster::{to_all_masters, to_any_master, to_slot_master, Cluster};
 use self::config::Endpoints;
-use self::error::is_no_script;
+use self::error::{is_no_function, is_no_script};
 use self::node::{Node, Settings, Target};
 use self::tls::Tls;
 
@@ -175,20 +177,61 @@ impl Connection {
         body: &str,
         first_key: Option<&str>,
     ) -> Result<Value, ConnectionError> {
-        let load = script_load(body);
+        let check = |loaded: Value| check_sha(sha, &redis::from_redis_value::<String>(loaded)?);
+        self.call_reloading(evalsha, is_no_script, &script_load(body), check, first_key)
+            .await
+    }
+
+    /// Runs `function` of the function library whose source is `library` (`FCALL`) with `keys`
+    /// and `args`; when the server answers that the function does not exist (a restart without
+    /// persistence, `FUNCTION FLUSH`, a failover to a node that never had it), `FUNCTION LOAD
+    /// REPLACE` of `library` on the node that answered, then `FCALL` once more. Routed, bounded
+    /// and classified as [`eval_script`](Self::eval_script); a server that refuses functions
+    /// (Redis 6: `unknown command`, an ACL without `FUNCTION`) is
+    /// [`ConnectionError::Refused`].
+    pub async fn call_function<A: AsRef<[u8]>>(
+        &self,
+        function: &str,
+        library: &str,
+        keys: &[&str],
+        args: &[A],
+    ) -> Result<Value, ConnectionError> {
+        let mut fcall = redis::cmd("FCALL");
+        fcall.arg(function).arg(keys.len()).arg(keys);
+        for arg in args {
+            fcall.arg(arg.as_ref());
+        }
+        let check = |_: Value| Ok(());
+        self.call_reloading(
+            &fcall,
+            is_no_function,
+            &function_load(library),
+            check,
+            keys.first().copied(),
+        )
+        .await
+    }
+
+    /// `call`, and when its error is `missing`, `load` (whose reply `check` accepts) on the
+    /// node that answered, then `call` once more; all within the command timeout.
+    async fn call_reloading(
+        &self,
+        call: &Cmd,
+        missing: fn(&RedisError) -> bool,
+        load: &Cmd,
+        check: impl Fn(Value) -> RedisResult<()>,
+        first_key: Option<&str>,
+    ) -> Result<Value, ConnectionError> {
+        let check = &check;
         match &self.kind {
             Kind::Node(node) => {
-                node.run(|mut conn: MultiplexedConnection| {
-                    let load = &load;
-                    async move {
-                        match evalsha.query_async::<Value>(&mut conn).await {
-                            Err(e) if is_no_script(&e) => {
-                                let loaded: String = load.query_async(&mut conn).await?;
-                                check_sha(sha, &loaded)?;
-                                evalsha.query_async(&mut conn).await
-                            }
-                            reply => reply,
+                node.run(|mut conn: MultiplexedConnection| async move {
+                    match call.query_async::<Value>(&mut conn).await {
+                        Err(e) if missing(&e) => {
+                            check(load.query_async(&mut conn).await?)?;
+                            call.query_async(&mut conn).await
                         }
+                        reply => reply,
                     }
                 })
                 .await
@@ -200,11 +243,10 @@ impl Connection {
                 };
                 cluster
                     .bounded(async {
-                        match cluster.route_raw(evalsha.clone(), routing.clone()).await {
-                            Err(e) if is_no_script(&e) => {
-                                let loaded = cluster.route_raw(load, load_routing).await?;
-                                check_sha(sha, &redis::from_redis_value::<String>(loaded)?)?;
-                                cluster.route_raw(evalsha.clone(), routing).await
+                        match cluster.route_raw(call.clone(), routing.clone()).await {
+                            Err(e) if missing(&e) => {
+                                check(cluster.route_raw(load.clone(), load_routing).await?)?;
+                                cluster.route_raw(call.clone(), routing).await
                             }
                             reply => reply,
                         }
@@ -212,6 +254,26 @@ impl Connection {
                     .await
             }
         }
+    }
+
+    /// `FUNCTION LOAD REPLACE` of the library `source` on the server, or on every master of a
+    /// cluster. [`ConnectionError::Refused`] when the server refuses functions (Redis 6, an ACL
+    /// or a renamed command), [`ConnectionError::Rejected`] when it refuses this library.
+    pub async fn load_library(&self, source: &str) -> Result<(), ConnectionError> {
+        let load = function_load(source);
+        match &self.kind {
+            Kind::Node(node) => {
+                node.run(|mut conn| {
+                    let load = &load;
+                    async move { load.query_async::<Value>(&mut conn).await }
+                })
+                .await?;
+            }
+            Kind::Cluster(cluster) => {
+                cluster.route(load, to_all_masters()).await?;
+            }
+        }
+        Ok(())
     }
 
     /// `SCRIPT LOAD` of `body` on the server, or on every master of a cluster; returns the
@@ -272,6 +334,12 @@ impl Connection {
             Kind::Cluster(cluster) => cluster.route(command, to_all_masters()).await.map(drop),
         }
     }
+}
+
+fn function_load(source: &str) -> Cmd {
+    let mut load = redis::cmd("FUNCTION");
+    load.arg("LOAD").arg("REPLACE").arg(source);
+    load
 }
 
 fn script_load(body: &str) -> Cmd {

@@ -23,7 +23,7 @@ mod script;
 mod store;
 
 pub use connection::{Connection, ConnectionError, RedisConfig};
-pub use script::{REFUND_SOURCE, REQUEST_SOURCE};
+pub use script::{library_source, request_function, REFUND_SOURCE, REQUEST_SOURCE};
 pub use store::RedisStore;
 
 /// The README's Rust snippets (they use this crate and the core), compiled as doctests.

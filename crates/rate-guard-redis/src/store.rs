@@ -2,6 +2,8 @@
 //! group on a cluster).
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use futures_util::future::join_all;
 use rate_guard_core::{
@@ -12,12 +14,15 @@ use redis::Value;
 use smallvec::SmallVec;
 
 use crate::connection::{Connection, ConnectionError, RedisConfig};
-use crate::script::{Script, REFUND, REQUEST};
+use crate::script::{Script, LIBRARY, REFUND, REQUEST};
 
 /// Rate-limit state in Redis: standalone, Sentinel or Cluster.
 ///
-/// - **Standalone and Sentinel**: one `EVALSHA` of the request script per request, whatever
-///   the number of rules; the script decides every rule and writes only if all allow.
+/// - **Standalone and Sentinel**: one call of the request function per request, whatever the
+///   number of rules; it decides every rule and writes only if all allow. The call is `FCALL`
+///   of the function library loaded at connect (Redis ≥ 7), or `EVALSHA` of the same code as a
+///   script where the server refuses functions (Redis 6, an ACL, a renamed command): the two
+///   decide alike.
 /// - **Cluster**: a request's keys are grouped by slot (keys of one identity share a hash tag,
 ///   so usually one or two groups); the groups run concurrently, each atomically. When a group
 ///   denies, the groups that consumed are refunded, so the cluster never over-admits; the cost
@@ -27,24 +32,55 @@ use crate::script::{Script, REFUND, REQUEST};
 #[derive(Clone)]
 pub struct RedisStore {
     connection: Connection,
+    /// Whether calls go through the function library (`FCALL`) rather than `EVALSHA`; turned
+    /// off for good when the server refuses functions.
+    functions: Arc<AtomicBool>,
 }
 
 impl fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisStore")
             .field("connection", &self.connection)
+            .field("functions", &self.uses_functions())
             .finish()
     }
 }
 
 impl RedisStore {
-    /// Connects and loads the scripts (on every master of a cluster). Fails, within the connect
-    /// timeout, when Redis cannot be reached.
+    /// Connects and loads the function library (on every master of a cluster), or, where the
+    /// server refuses functions, the scripts. Fails, within the connect timeout, when Redis
+    /// cannot be reached.
     pub async fn connect(config: &RedisConfig) -> Result<Self, ConnectionError> {
+        Self::connect_with(config, true).await
+    }
+
+    /// [`connect`](Self::connect), with `functions: false` for `EVALSHA` even where the server
+    /// would run the function library (to compare the two; both decide alike).
+    pub async fn connect_with(
+        config: &RedisConfig,
+        functions: bool,
+    ) -> Result<Self, ConnectionError> {
         let connection = Connection::connect(config).await?;
-        connection.load_script(REQUEST.source).await?;
-        connection.load_script(REFUND.source).await?;
-        Ok(Self { connection })
+        let functions = functions
+            && match connection.load_library(&LIBRARY.source).await {
+                Ok(()) => true,
+                Err(ConnectionError::Refused(_) | ConnectionError::Rejected(_)) => false,
+                Err(e) => return Err(e),
+            };
+        if !functions {
+            connection.load_script(REQUEST.source).await?;
+            connection.load_script(REFUND.source).await?;
+        }
+        Ok(Self {
+            connection,
+            functions: Arc::new(AtomicBool::new(functions)),
+        })
+    }
+
+    /// Whether requests go through the function library (`FCALL`) rather than `EVALSHA`.
+    #[must_use]
+    pub fn uses_functions(&self) -> bool {
+        self.functions.load(Ordering::Relaxed)
     }
 
     /// [`connect`](Self::connect) with a URL and default settings.
@@ -134,10 +170,8 @@ impl RedisStore {
         for (_, check) in group {
             push_rule(&mut args, check);
         }
-        let reply = self
-            .connection
-            .eval_script(&script.sha, script.source, &keys, &args)
-            .await?;
+        let function = &LIBRARY.request;
+        let reply = self.call(script, function, &keys, &args).await?;
         parse_reply(&reply, group.len())
     }
 
@@ -148,10 +182,35 @@ impl RedisStore {
         for (_, check) in group {
             push_rule(&mut args, check);
         }
-        self.connection
-            .eval_script(&REFUND.sha, REFUND.source, &keys, &args)
-            .await?;
+        self.call(&REFUND, &LIBRARY.refund, &keys, &args).await?;
         Ok(())
+    }
+
+    /// `FCALL` of `function`, or `EVALSHA` of `script` (the same code) where functions are
+    /// refused. A server that starts refusing them (a failover to Redis 6, an ACL changed) is
+    /// answered with `EVALSHA` from then on, this call included.
+    async fn call(
+        &self,
+        script: &Script,
+        function: &str,
+        keys: &[&str],
+        args: &[String],
+    ) -> Result<Value, ConnectionError> {
+        if self.uses_functions() {
+            match self
+                .connection
+                .call_function(function, &LIBRARY.source, keys, args)
+                .await
+            {
+                Err(ConnectionError::Refused(message)) if refuses_functions(&message) => {
+                    self.functions.store(false, Ordering::Relaxed);
+                }
+                reply => return reply,
+            }
+        }
+        self.connection
+            .eval_script(&script.sha, script.source, keys, args)
+            .await
     }
 }
 
@@ -163,6 +222,15 @@ fn push_rule(args: &mut Vec<String>, check: &Check<'_>) {
     args.push(rule.period_micros().to_string());
     args.push(rule.capacity().to_string());
     args.push(check.cost.to_string());
+}
+
+/// Whether a refusal of `FCALL` or `FUNCTION LOAD` says that functions are refused on this
+/// server (an unknown or renamed command, an ACL), rather than that the server refuses every
+/// call for now (`OOM`, `BUSY`, `LOADING`…).
+fn refuses_functions(message: &str) -> bool {
+    let lower = message.to_ascii_lowercase();
+    let about_functions = lower.contains("'fcall") || lower.contains("'function");
+    about_functions && (lower.contains("unknown command") || lower.contains("noperm"))
 }
 
 fn algorithm_code(algorithm: Algorithm) -> &'static str {

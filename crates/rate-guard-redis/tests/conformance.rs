@@ -29,7 +29,20 @@ struct Step {
 /// beside a dozen other Redis processes on two cores.
 async fn connect(url: &str) -> Result<RedisStore, rate_guard_redis::ConnectionError> {
     let config = rate_guard_redis::RedisConfig::from_url(url)?.timeout(Duration::from_secs(2));
-    RedisStore::connect(&config).await
+    let store = RedisStore::connect(&config).await?;
+    assert!(
+        store.uses_functions(),
+        "the servers of these tests run functions"
+    );
+    Ok(store)
+}
+
+/// [`connect`], with `EVALSHA` of the scripts rather than `FCALL` of the function library.
+async fn connect_evalsha(url: &str) -> Result<RedisStore, rate_guard_redis::ConnectionError> {
+    let config = rate_guard_redis::RedisConfig::from_url(url)?.timeout(Duration::from_secs(2));
+    let store = RedisStore::connect_with(&config, false).await?;
+    assert!(!store.uses_functions());
+    Ok(store)
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -224,4 +237,21 @@ fn fixed_and_random_timelines_match_on_cluster() {
     let redis = rt.block_on(connect(&cluster.url())).unwrap();
     run_fixed(&rt, &redis);
     run_random(&rt, &redis, 32);
+}
+
+#[test]
+fn fixed_and_random_timelines_match_with_evalsha() {
+    let server = RedisServer::start().unwrap();
+    let rt = runtime();
+    let redis = rt.block_on(connect_evalsha(&server.url())).unwrap();
+    run_fixed(&rt, &redis);
+    run_random(&rt, &redis, 48);
+}
+
+#[test]
+fn fixed_timelines_match_with_evalsha_on_cluster() {
+    let cluster = RedisCluster::start().unwrap();
+    let rt = runtime();
+    let redis = rt.block_on(connect_evalsha(&cluster.url())).unwrap();
+    run_fixed(&rt, &redis);
 }

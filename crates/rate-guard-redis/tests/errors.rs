@@ -200,10 +200,10 @@ async fn an_acl_refusal_opens_the_breaker_without_naming_the_key() {
             "ACL", "SETUSER", "keyless", "on", ">pw", "~other:*", "+@all",
         ])
         .unwrap();
-    // May not run EVALSHA at all.
+    // May not run EVALSHA at all (nor FCALL, which it would use instead).
     server
         .cmd(&[
-            "ACL", "SETUSER", "noeval", "on", ">pw", "~*", "+@all", "-evalsha",
+            "ACL", "SETUSER", "noeval", "on", ">pw", "~*", "+@all", "-evalsha", "-fcall",
         ])
         .unwrap();
     let url = |user: &str| format!("redis://{user}:pw@127.0.0.1:{}/", server.port());
@@ -232,7 +232,14 @@ async fn an_acl_refusal_opens_the_breaker_without_naming_the_key() {
 #[tokio::test]
 async fn a_renamed_evalsha_opens_the_breaker_without_echoing_the_arguments() {
     let server = RedisServer::builder()
-        .args(["--rename-command", "EVALSHA", ""])
+        .args([
+            "--rename-command",
+            "EVALSHA",
+            "",
+            "--rename-command",
+            "FUNCTION",
+            "",
+        ])
         .start()
         .unwrap();
     let (limiter, errors) = limiter(&server.url(), rule(None)).await;

@@ -20,6 +20,12 @@ async fn connect(url: &str) -> Result<RedisStore, rate_guard_redis::ConnectionEr
     RedisStore::connect(&config).await
 }
 
+/// [`connect`], running the scripts with `EVALSHA` rather than the function library.
+async fn connect_evalsha(url: &str) -> Result<RedisStore, rate_guard_redis::ConnectionError> {
+    let config = rate_guard_redis::RedisConfig::from_url(url)?.timeout(Duration::from_secs(2));
+    RedisStore::connect_with(&config, false).await
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -292,7 +298,7 @@ async fn keep_deciding(
 fn script_flush_mid_run_loses_nothing() {
     let server = RedisServer::start().unwrap();
     let rt = runtime();
-    let store = rt.block_on(connect(&server.url())).unwrap();
+    let store = rt.block_on(connect_evalsha(&server.url())).unwrap();
     let (ok, failed) = rt.block_on(keep_deciding(
         &store,
         "rate_guard:flush:{a}",
@@ -307,10 +313,64 @@ fn script_flush_mid_run_loses_nothing() {
 }
 
 #[test]
-fn script_flush_on_every_cluster_master_loses_nothing() {
+fn function_flush_mid_run_loses_nothing() {
+    let server = RedisServer::start().unwrap();
+    let rt = runtime();
+    let store = rt.block_on(connect(&server.url())).unwrap();
+    assert!(store.uses_functions());
+    let (ok, failed) = rt.block_on(keep_deciding(
+        &store,
+        "rate_guard:fflush:{a}",
+        || assert_eq!(server.cmd(&["FUNCTION", "FLUSH"]).unwrap(), "OK"),
+        Duration::ZERO,
+    ));
+    assert_eq!((ok, failed), (400, 0));
+    assert!(store.uses_functions());
+    let count = server.cmd(&["GET", "rate_guard:fflush:{a}"]).unwrap();
+    assert!(count.ends_with(" 400"), "{count}");
+    let stats = server.cmd(&["INFO", "commandstats"]).unwrap();
+    // Loaded at connect and once more after the flush; never a script.
+    assert!(stats.contains("cmdstat_function|load:calls=2,"), "{stats}");
+    assert!(!stats.contains("cmdstat_evalsha"), "{stats}");
+}
+
+#[test]
+fn function_flush_on_every_cluster_master_loses_nothing() {
     let cluster = RedisCluster::start().unwrap();
     let rt = runtime();
     let store = rt.block_on(connect(&cluster.url())).unwrap();
+    let flush = || {
+        for master in cluster.masters().unwrap() {
+            cluster
+                .node(&master)
+                .unwrap()
+                .cmd(&["FUNCTION", "FLUSH"])
+                .unwrap();
+        }
+    };
+    let (ok, failed) = rt.block_on(keep_deciding(
+        &store,
+        "rate_guard:fflush:{b}",
+        flush,
+        Duration::ZERO,
+    ));
+    assert_eq!((ok, failed), (400, 0));
+    assert!(store.uses_functions());
+}
+
+#[test]
+fn atomic_on_cluster_through_refunds_with_evalsha() {
+    let cluster = RedisCluster::start().unwrap();
+    let rt = runtime();
+    let store = rt.block_on(connect_evalsha(&cluster.url())).unwrap();
+    rt.block_on(denied_requests_consume_nothing(&store));
+}
+
+#[test]
+fn script_flush_on_every_cluster_master_loses_nothing() {
+    let cluster = RedisCluster::start().unwrap();
+    let rt = runtime();
+    let store = rt.block_on(connect_evalsha(&cluster.url())).unwrap();
     let flush = || {
         for master in cluster.masters().unwrap() {
             cluster

@@ -89,6 +89,14 @@ pub(crate) fn is_no_script(e: &RedisError) -> bool {
     e.kind() == ErrorKind::Server(ServerErrorKind::NoScript)
 }
 
+/// The server does not know the function (its library was never loaded there, or was lost to
+/// a restart or `FUNCTION FLUSH`).
+pub(crate) fn is_no_function(e: &RedisError) -> bool {
+    e.code() == Some("ERR")
+        && e.detail()
+            .is_some_and(|d| d.starts_with("Function not found"))
+}
+
 /// Whether the connection that produced `e` should be replaced.
 pub(crate) fn aftermath(e: &RedisError) -> Aftermath {
     if e.is_io_error()
