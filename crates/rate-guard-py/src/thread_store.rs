@@ -6,10 +6,10 @@
 //! its Redis I/O on the thread that asked, with the GIL released: [`block_on`] polls the
 //! limiter's future right there, and when it reaches the store, the thread checks out one
 //! [`Slot`] of the guard's pool — a `current_thread` runtime and one connection made on it —
-//! drives the call on that runtime, and puts the slot back. The pool has `redis_pool_size`
-//! slots, built on first need; a thread that finds them all in use waits for one (within the
-//! call timeout: past it, the call is a timeout like any other). Async calls keep the shared
-//! multiplexed store on the process runtime, where pipelining many calls over one socket pays.
+//! and runs the call on that runtime. The pool has at most `redis_pool_size` slots, built on
+//! first need: a thread takes an idle slot, or builds one, or else shares the least busy one,
+//! its call pipelined with the others' on that connection (it never waits for a slot). Async
+//! calls keep the shared multiplexed store on the process runtime.
 //!
 //! Both stores sit behind one [`Limiter`](rate_guard_core::Limiter), so the breaker, deny
 //! cache and fallback are shared: `decide` picks the store by whether it runs inside
@@ -23,10 +23,11 @@ use std::cell::Cell;
 use std::fmt;
 use std::future::Future;
 use std::pin::pin;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{self, Thread};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rate_guard_core::{BoxFuture, Request, Store, StoreError, Verdict};
 use rate_guard_redis::{RedisConfig, RedisStore};
@@ -80,109 +81,79 @@ impl Drop for InCall {
 }
 
 /// A runtime and the store connected on it (once a call needed it). The connection's driver
-/// lives on the runtime, so the two are only ever used together.
+/// task lives on the runtime, so the two are only ever used together. Several threads may use
+/// one slot at once: `block_on` of a `current_thread` runtime lets one of them drive its I/O
+/// while the others wait for their replies, so their calls share the connection (pipelined)
+/// instead of waiting for it.
 struct Slot {
     runtime: Runtime,
-    store: Option<Arc<RedisStore>>,
+    store: tokio::sync::OnceCell<Arc<RedisStore>>,
+    /// Calls running on this slot now.
+    busy: AtomicUsize,
 }
 
-/// The slots of one guard's sync calls.
+/// The slots of one guard's sync calls, built on first need, at most `size`.
 struct Pool {
     /// One connection per slot.
     config: RedisConfig,
     size: usize,
-    state: Mutex<Slots>,
-    freed: Condvar,
+    slots: Mutex<Vec<Arc<Slot>>>,
 }
 
-#[derive(Default)]
-struct Slots {
-    free: Vec<Slot>,
-    /// Slots built so far (free or checked out).
-    built: usize,
-}
+/// A slot in use by one call; released when dropped, even by unwinding.
+struct Lease(Arc<Slot>);
 
-/// A checked-out slot; back in the pool when dropped, even by unwinding.
-struct Lease<'p> {
-    pool: &'p Pool,
-    slot: Option<Slot>,
-}
-
-impl Drop for Lease<'_> {
+impl Drop for Lease {
     fn drop(&mut self) {
-        if let Some(slot) = self.slot.take() {
-            self.pool.lock().free.push(slot);
-            self.pool.freed.notify_one();
-        }
+        self.0.busy.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
 impl Pool {
-    fn lock(&self) -> MutexGuard<'_, Slots> {
-        // Every critical section leaves the slots consistent (a push, a pop, a count).
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    /// An idle slot, a new one while fewer than `size` exist, or else the least busy one.
+    fn checkout(&self) -> Result<Lease, StoreError> {
+        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        let least = slots
+            .iter()
+            .min_by_key(|s| s.busy.load(Ordering::Relaxed))
+            .filter(|s| s.busy.load(Ordering::Relaxed) == 0 || slots.len() >= self.size)
+            .cloned();
+        let slot = if let Some(slot) = least {
+            slot
+        } else {
+            let runtime = Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| {
+                    StoreError::Unavailable(format!("cannot start a runtime for sync calls: {e}"))
+                })?;
+            let slot = Arc::new(Slot {
+                runtime,
+                store: tokio::sync::OnceCell::new(),
+                busy: AtomicUsize::new(0),
+            });
+            slots.push(Arc::clone(&slot));
+            slot
+        };
+        slot.busy.fetch_add(1, Ordering::Relaxed);
+        Ok(Lease(slot))
     }
 
-    /// A slot, built if fewer than `size` exist, else the first one freed before `deadline`.
-    fn checkout(&self, deadline: Instant) -> Result<Lease<'_>, StoreError> {
-        let mut slots = self.lock();
-        loop {
-            if let Some(slot) = slots.free.pop() {
-                return Ok(self.lease(slot));
-            }
-            if slots.built < self.size {
-                slots.built += 1;
-                drop(slots);
-                return match Builder::new_current_thread().enable_all().build() {
-                    Ok(runtime) => Ok(self.lease(Slot {
-                        runtime,
-                        store: None,
-                    })),
-                    Err(e) => {
-                        self.lock().built -= 1;
-                        Err(StoreError::Unavailable(format!(
-                            "cannot start a runtime for sync calls: {e}"
-                        )))
-                    }
-                };
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(StoreError::Timeout(self.config.get_timeout()));
-            }
-            slots = self
-                .freed
-                .wait_timeout(slots, deadline - now)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
-    }
-
-    fn lease(&self, slot: Slot) -> Lease<'_> {
-        Lease {
-            pool: self,
-            slot: Some(slot),
-        }
-    }
-
-    /// Runs `call` on a slot's store, on the slot's runtime, on this thread. The call timeout
-    /// bounds the wait for a slot, and then the call (connecting included) on its own.
+    /// Runs `call` on a slot's store, on the slot's runtime, on this thread, within the call
+    /// timeout (connecting the slot included).
     fn run<T>(
         &self,
         call: impl AsyncFnOnce(&RedisStore) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
+        let lease = self.checkout()?;
+        let slot = &*lease.0;
         let timeout = self.config.get_timeout();
-        let mut lease = self.checkout(Instant::now() + timeout)?;
-        let slot = lease.slot.as_mut().expect("a lease holds its slot");
-        let Slot { runtime, store } = slot;
-        runtime.block_on(async {
-            let store = if let Some(store) = store {
-                Arc::clone(store)
-            } else {
-                let connected = connect(&self.config, timeout).await?;
-                Arc::clone(store.insert(connected))
-            };
-            call(&store).await
+        slot.runtime.block_on(async {
+            let store = slot
+                .store
+                .get_or_try_init(|| connect(&self.config, timeout))
+                .await?;
+            call(store).await
         })
     }
 }
@@ -220,8 +191,7 @@ impl ThreadStore {
             pool: Pool {
                 config: config.pool_size(1),
                 size,
-                state: Mutex::new(Slots::default()),
-                freed: Condvar::new(),
+                slots: Mutex::new(Vec::new()),
             },
         }
     }
