@@ -2,9 +2,9 @@
 
 A guard opens `redis_pool_size` connections at construction, for async calls (the shared
 multiplexed store on the engine's runtime). Sync calls do their Redis I/O on the calling
-thread over a pool of `redis_pool_size` more, one per slot, whatever the number of threads:
-a thread waits for a free slot rather than opening connections of its own (it used to open a
-whole pool per thread: 4 + 32 x 4 = 132 connections here).
+thread over a pool of at most `redis_pool_size` more, whatever the number of threads: a thread
+takes an idle connection or shares a busy one (calls pipelined) rather than opening its own (it
+used to open a whole pool per thread: 4 + 32 x 4 = 132 connections here).
 """
 
 from __future__ import annotations
