@@ -99,8 +99,10 @@ end
 local ttl = {slack_us = 0}
 
 -- The TTL in milliseconds (at least 1) for a state that matters for ttl_us more microseconds.
+-- A number, which redis.call writes with 14 significant digits at least: exact, as a TTL stays
+-- below 2^53 microseconds, so below 10^13 milliseconds (and formatting it here costs more).
 local function ttl_ms(ttl_us)
-  return int(math.max(1, math.ceil((ttl_us + ttl.slack_us) / 1000)))
+  return math.max(1, math.ceil((ttl_us + ttl.slack_us) / 1000))
 end
 
 -- Writes a string state that lives ttl_us microseconds (rounded up to a millisecond).

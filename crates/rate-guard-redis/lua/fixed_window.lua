@@ -50,7 +50,7 @@ local function fixed_window()
 
   function M.store(key, rule, s, now, cost)
     local window_end, count = current(rule, s, now)
-    local value = 'F ' .. int(window_end) .. ' ' .. int(math.min(count + cost, U32_MAX))
+    local value = string.format('F %d %d', window_end, math.min(count + cost, U32_MAX))
     write_state(key, value, window_end - now)
   end
 
@@ -59,7 +59,7 @@ local function fixed_window()
     local s = M.load(key, redis.pcall('GET', key), rule, now)
     if not s then redis.call('DEL', key) return end
     if s.window_end > now then
-      local value = 'F ' .. int(s.window_end) .. ' ' .. int(math.max(s.count - cost, 0))
+      local value = string.format('F %d %d', s.window_end, math.max(s.count - cost, 0))
       redis.call('SET', key, value, 'KEEPTTL')
     end
   end

@@ -18,6 +18,11 @@ local function sliding_log()
   -- afresh (as out of range), rather than leave exact integers.
   local MAX_CUM = 4503599627370496
 
+  -- The score range of the members live at now: after now - period.
+  local function live_from(now, period)
+    return '(' .. int(now - period)
+  end
+
   -- A member's cum and cost, or nil when it is not one this script writes.
   local function parse(member)
     if type(member) ~= 'string' then return nil end
@@ -40,16 +45,23 @@ local function sliding_log()
     local newest = tonumber(last[2])
     if not (cum and newest and newest <= now + MAX_AHEAD and newest % 1 == 0) then return nil end
     if newest + rule.period <= now then return nil end
-    local live_from = '(' .. int(now - rule.period)
-    -- The newest member is live, so there is an oldest live one.
-    local first = redis.call('ZRANGEBYSCORE', key, live_from, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+    -- The newest member is live, so there is an oldest live one: the oldest member when it has
+    -- not expired (then a write has nothing to trim), else the first scored after now - period.
+    local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+    local oldest = tonumber(first[2])
+    local expired = not (oldest and oldest > now - rule.period)
+    if expired then
+      first = redis.call('ZRANGEBYSCORE', key, live_from(now, rule.period), '+inf', 'WITHSCORES',
+        'LIMIT', 0, 1)
+    end
     local first_cum, first_cost = parse(first[1])
     if not first_cum or first_cum > cum then return nil end
     local base = first_cum - first_cost
     if cum - base > rule.count then return nil end
     return {
-      key = key, live_from = live_from, newest = newest, member = last[1], cum = cum,
-      base = base, count = cum - base, found = {[0] = {first_cum, tonumber(first[2])}},
+      key = key, expired = expired, now = now, period = rule.period, newest = newest,
+      member = last[1], cum = cum, base = base, count = cum - base,
+      found = {[0] = {first_cum, tonumber(first[2])}},
     }
   end
 
@@ -57,7 +69,8 @@ local function sliding_log()
   local function member_at(s, j)
     local m = s.found[j]
     if m == nil then
-      local e = redis.call('ZRANGEBYSCORE', s.key, s.live_from, '+inf', 'WITHSCORES', 'LIMIT', j, 1)
+      local from = live_from(s.now, s.period)
+      local e = redis.call('ZRANGEBYSCORE', s.key, from, '+inf', 'WITHSCORES', 'LIMIT', j, 1)
       m = false
       if #e == 2 then m = {parse(e[1]) or s.cum, tonumber(e[2])} end
       s.found[j] = m
@@ -104,7 +117,7 @@ local function sliding_log()
     local period = rule.period
     local stamp, cum = now, cost
     if s then
-      redis.call('ZREMRANGEBYSCORE', key, '-inf', int(now - period))
+      if s.expired then redis.call('ZREMRANGEBYSCORE', key, '-inf', int(now - period)) end
       stamp, cum = math.max(s.newest, now), s.cum + cost
     else
       -- No state, a corrupt log or another type of key: start afresh.

@@ -95,7 +95,7 @@ local function sliding_window()
     local period = rule.period
     local start, cur, prev = view(period, s, now)
     local expires_at = start + 2 * period
-    local value = 'S ' .. int(expires_at) .. ' ' .. int(math.min(cur + cost, U32_MAX)) .. ' ' .. int(prev)
+    local value = string.format('S %d %d %d', expires_at, math.min(cur + cost, U32_MAX), prev)
     write_state(key, value, expires_at - now)
   end
 
@@ -114,7 +114,7 @@ local function sliding_window()
     else
       return
     end
-    redis.call('SET', key, 'S ' .. int(s.expires_at) .. ' ' .. int(cur) .. ' ' .. int(prev), 'KEEPTTL')
+    redis.call('SET', key, string.format('S %d %d %d', s.expires_at, cur, prev), 'KEEPTTL')
   end
 
   return M

@@ -69,7 +69,7 @@ local function token_bucket()
     if s then at, debt = s.at, s.debt end
     local n = math.max(now, at)
     local new_debt = math.max(debt - (n - at), 0) + cost * interval
-    write_state(key, 'T ' .. int(n) .. ' ' .. string.format('%.17g', new_debt), n + math.ceil(new_debt) - now)
+    write_state(key, string.format('T %d %.17g', n, new_debt), n + math.ceil(new_debt) - now)
   end
 
   -- Gives back cost consumed at now (the cluster's refund path): the backlog shrinks by it.
@@ -77,7 +77,7 @@ local function token_bucket()
     local s = M.load(key, redis.pcall('GET', key), rule, now)
     if not s then redis.call('DEL', key) return end
     local debt = math.max(s.debt - cost * (rule.period / rule.count), 0)
-    redis.call('SET', key, 'T ' .. int(s.at) .. ' ' .. string.format('%.17g', debt), 'KEEPTTL')
+    redis.call('SET', key, string.format('T %d %.17g', s.at, debt), 'KEEPTTL')
   end
 
   return M
