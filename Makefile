@@ -75,3 +75,4 @@ bench: setup redis python ## Benchmarks: keyed check vs governor, bytes per key,
 	$(CARGO) bench -p rate-guard-tower --bench axum_throughput
 	$(PY) bench/python_bench.py
 	$(PY) bench/http_bench.py
+	$(PY) bench/cost_bench.py
