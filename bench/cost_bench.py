@@ -86,7 +86,10 @@ LIMIT, PERIOD_S = 10000, 3600
 IDENTITIES = [f"client-{i}" for i in range(1000)]
 TASKS = 50
 ALGORITHMS = ("fixed_window", "sliding_window", "token_bucket", "sliding_log")
-SCRIPT_COMMANDS = {"evalsha", "evalsha_ro", "eval", "eval_ro", "fcall", "fcall_ro", "script|load"}
+SCRIPT_COMMANDS = {
+    *("evalsha", "evalsha_ro", "eval", "eval_ro", "fcall", "fcall_ro"),
+    *("script|load", "function|load"),
+}
 PROBE = "cost-probe"
 CLIENT_CASES = ("ours-sync", "ours-async", "limits-sync", "limits-async", "raw-sync", "raw-async")
 CASES = (*CLIENT_CASES, "scripts")
@@ -450,6 +453,9 @@ def capture_our_commands(port: int, addr: str) -> dict[str, list[str]]:
     mon.settimeout(0.3)
     mon.sendall(b"MONITOR\r\n")
     buf = b""
+    while b"+OK\r\n" not in buf:  # watching from here on
+        buf += mon.recv(1 << 16)
+    buf = buf.split(b"+OK\r\n", 1)[1]
     commands = {}
     try:
         for a in ALGORITHMS:
@@ -525,7 +531,7 @@ def script_runs(
 ) -> tuple[dict[str, Callable[[], dict[str, float]]], str]:
     """The redis-benchmark runs of the script table, ours and its reference in turn."""
     ours = capture_our_commands(port, addr)
-    shas = {args[1] for args in ours.values()}
+    shas = {f"{args[0].upper()} {args[1]}" for args in ours.values()}
     runs: dict[str, Callable[[], dict[str, float]]] = {}
     for a, ref, argv in REFERENCES:
         if f"ours {a}" not in runs:
@@ -597,7 +603,10 @@ def run(pid: int, port: int, selected: list[str], args: argparse.Namespace) -> N
     if "scripts" in selected:
         scripts, sha = script_runs(r, pid, port, addr, ref_dir, args.script_calls)
         runs.update(scripts)
-        print(f"our request script: SHA1 {sha}, the source of {script_origin(sha)}")
+        origin = ""
+        if sha.startswith("EVALSHA ") and "," not in sha:
+            origin = f" (the source of {script_origin(sha.split()[1])})"
+        print(f"our request command: {sha}{origin}")
     print(f"reference scripts: {ref_dir}")
     print(flush=True)
 
