@@ -181,6 +181,8 @@ fn is_server_wide(code: &str, detail: &str) -> bool {
         | "ASK" => true,
         "ERR" => {
             detail.starts_with("unknown command")
+                // Like NOSCRIPT: it gets here only when it outlived the reload.
+                || detail.starts_with("Function not found")
                 || detail.starts_with("max number of clients")
                 || detail.starts_with("Protocol error")
         }
@@ -363,6 +365,7 @@ mod tests {
             &format!("ERR unknown command 'EVALSHA', with args beginning with: \
                       '61636018f4e6b5817b89791bbed242f93fa089e3' '1' '{KEY}' "),
             "ERR max number of clients reached",
+            "ERR Function not found",
         ] {
             let e = classified(line);
             assert!(matches!(e, ConnectionError::Refused(_)), "{line}: {e:?}");
