@@ -11,7 +11,8 @@ call), so `JsonFormatter` below, python-json-logger's `JsonFormatter` and struct
   `retry_after`, `source`, `degraded`, `suppressed`;
 - `fail_closed` (WARNING): the same, for a request refused (503) while the store is down;
 - `rate_limited_suppressed` (WARNING): `rule`, `route`, `suppressed` (denials not logged);
-- `store_failed` (WARNING): `error_kind` (`timeout`, `unavailable`, `refused`), `error`;
+- `store_failed` (WARNING): `error_kind` (`timeout`, `unavailable`, `refused`, or `rejected`:
+  one request's own data or arguments, which never opens the breaker), `error`;
 - `breaker` (WARNING; INFO when it closes): `from_state`, `to_state`, `failures`;
 - `fallback_started` (WARNING), `fallback_ended` (INFO);
 - `events_dropped` (WARNING): `dropped`, engine events lost to a full queue;

@@ -11,11 +11,13 @@ registers `RateGuardCollector` once per process in `prometheus_client.REGISTRY`,
 | `rate_guard_requests_blocked_total` | counter | `rule`, `route`, `algorithm` |
 | `rate_guard_shadow_blocked_total` | counter | `rule`, `route`, `algorithm` |
 | `rate_guard_redis_latency_seconds` | histogram (50 µs to 1 s) | |
-| `rate_guard_storage_errors_total` | counter | `kind`: `timeout`, `unavailable`, `refused` |
+| `rate_guard_storage_errors_total` | counter | `kind` (below) |
 | `rate_guard_deny_cache_hits_total` | counter | |
 | `rate_guard_fallback_active` | gauge (0 or 1) | |
 | `rate_guard_breaker_state` | gauge (0 closed, 1 half open, 2 open) | |
 
+A storage error's `kind` is `timeout`, `unavailable`, `refused` (the server refuses every
+request for now) or `rejected` (one request's own data or arguments: never opens the breaker).
 Labels come from the configuration (rule names, route templates), never from clients, and the
 engine caps them at 10,000 label sets.
 

@@ -197,7 +197,7 @@ pub(crate) fn metrics_text() -> String {
 /// - `requests`: `(rule, route, algorithm, allowed, blocked, shadow_blocked)` per label set;
 /// - `latency_buckets`: `(upper bound in seconds, cumulative count)` pairs, `+Inf` excluded;
 ///   `latency_count`, `latency_sum` (seconds);
-/// - `storage_errors`: `{kind: count}` for `timeout`, `unavailable`, `refused`;
+/// - `storage_errors`: `{kind: count}` for `timeout`, `unavailable`, `refused`, `rejected`;
 /// - `deny_cache_hits`, `fallback_active` (0 or 1), `breaker_state` (0 closed, 1 half open,
 ///   2 open).
 #[pyfunction]
