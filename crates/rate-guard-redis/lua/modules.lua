@@ -23,6 +23,41 @@ local function algorithm_of(code)
   return module
 end
 
+-- Parsed arguments, kept between calls by a function library (a script starts afresh on each
+-- call): tonumber costs more than the rest of reading a rule, and a server sees the same few
+-- rules and costs over and over. Each table holds at most MEMO_MAX entries and then starts
+-- afresh, so no sequence of arguments grows it without bound. A rule table is shared by the
+-- calls that read it and never written to.
+local MEMO_MAX = 1024
+local rules, rules_held = {}, 0
+local costs, costs_held = {}, 0
+
+-- The parameters of a rule from their texts; keyed by the count's text, checked against the
+-- others' (strings compare by identity in Lua).
+local function rule_of(count, period, capacity)
+  local rule = rules[count]
+  if rule and rule.period_text == period and rule.capacity_text == capacity then return rule end
+  rule = {
+    count = tonumber(count), period = tonumber(period), capacity = tonumber(capacity),
+    period_text = period, capacity_text = capacity,
+  }
+  if rules_held >= MEMO_MAX then rules, rules_held = {}, 0 end
+  if rules[count] == nil then rules_held = rules_held + 1 end
+  rules[count] = rule
+  return rule
+end
+
+local function cost_of(text)
+  local cost = costs[text]
+  if cost == nil then
+    cost = tonumber(text)
+    if cost == nil then return nil end
+    if costs_held >= MEMO_MAX then costs, costs_held = {}, 0 end
+    costs[text], costs_held = cost, costs_held + 1
+  end
+  return cost
+end
+
 -- The rule whose five arguments start after argv[base]: its module, its parameters and the
 -- request's cost; or nil and an error reply for an unknown algorithm.
 local function rule_at(argv, base)
@@ -30,10 +65,6 @@ local function rule_at(argv, base)
   if not algorithm then
     return nil, redis.error_reply('rate_guard: unknown algorithm ' .. tostring(argv[base + 1]))
   end
-  local rule = {
-    count = tonumber(argv[base + 2]),
-    period = tonumber(argv[base + 3]),
-    capacity = tonumber(argv[base + 4]),
-  }
-  return algorithm, rule, tonumber(argv[base + 5])
+  return algorithm, rule_of(argv[base + 2], argv[base + 3], argv[base + 4]),
+    cost_of(argv[base + 5])
 end

@@ -129,3 +129,40 @@ async fn each_version_of_the_library_has_its_own_names() {
     let list = server.cmd(&["FUNCTION", "LIST"]).unwrap();
     assert_eq!(list.matches("rate_guard_request_").count(), 1, "{list}");
 }
+
+/// The library keeps parsed rules and costs between calls (lua/modules.lua), at most 1,024 of
+/// each before starting afresh: more distinct rules than that, interleaved, still decide by
+/// their own parameters.
+#[tokio::test]
+async fn more_rules_than_the_library_keeps_decide_by_their_own_parameters() {
+    let server = RedisServer::start().unwrap();
+    let store = connect(&server.url()).await;
+    assert!(store.uses_functions());
+    let mut used = vec![0u32; 1101];
+    for _round in 0..2 {
+        for count in 1..=1100u32 {
+            let period = Duration::from_secs(3600 + u64::from(count % 3));
+            let quota = Quota::new(NonZeroU32::new(count).unwrap(), period).unwrap();
+            let rule = Rule::builder(quota)
+                .algorithm(Algorithm::FixedWindow)
+                .build()
+                .unwrap();
+            let key = format!("rate_guard:memo:{count}");
+            let cost = 1 + count % 2;
+            let checks = [Check {
+                rule: &rule,
+                key: &key,
+                cost: NonZeroU32::new(cost).unwrap(),
+            }];
+            let verdict = store.decide(Request::hit(&checks)).await.unwrap();
+            let d = &verdict.rules()[0];
+            let c = count as usize;
+            assert_eq!(d.limit, count);
+            assert_eq!(d.allowed, used[c] + cost <= count, "{count}");
+            if d.allowed {
+                used[c] += cost;
+            }
+            assert_eq!(d.remaining, count - used[c], "{count}");
+        }
+    }
+}
