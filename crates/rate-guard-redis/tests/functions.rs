@@ -156,7 +156,7 @@ async fn more_rules_than_the_library_keeps_decide_by_their_own_parameters() {
             }];
             let verdict = store.decide(Request::hit(&checks)).await.unwrap();
             let d = &verdict.rules()[0];
-            let c = count as usize;
+            let c = usize::try_from(count).unwrap();
             assert_eq!(d.limit, count);
             assert_eq!(d.allowed, used[c] + cost <= count, "{count}");
             if d.allowed {
