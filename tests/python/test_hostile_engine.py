@@ -6,6 +6,7 @@ answering BUSY (and this file's own per-test timeout would fail the test first).
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Iterator
 
@@ -19,18 +20,16 @@ from py_rate_guard.models.config import RateGuardConfig, RateLimitRule
 pytestmark = pytest.mark.timeout(120)
 
 
-@pytest.fixture(params=["memory", "redis", "cluster"])
-def target(request: pytest.FixtureRequest) -> Iterator[tuple[RateGuard, redis.Redis | None]]:
-    """A guard on each store, with a prefix of its own, and a raw client to its Redis (a
-    cluster-aware one for the cluster) for poisoning keys and for PING."""
+@contextlib.contextmanager
+def _on_redis(request: pytest.FixtureRequest, kind: str) -> Iterator[tuple[RateGuard, redis.Redis]]:
+    """A guard on a standalone Redis or a cluster, with a prefix of its own, and a raw client
+    to it (a cluster-aware one for the cluster) for poisoning keys; Redis must answer PING at
+    the end."""
+    url = request.getfixturevalue("redis_url" if kind == "redis" else "cluster_url")
     prefix = f"h{uuid.uuid4().hex[:10]}"
-    if request.param == "memory":
-        yield RateGuard(RateGuardConfig(key_prefix=prefix)), None
-        return
-    url = request.getfixturevalue("redis_url" if request.param == "redis" else "cluster_url")
     guard = RateGuard(RateGuardConfig(redis_url=url, key_prefix=prefix, redis_timeout=2.0))
     client: redis.Redis
-    if request.param == "redis":
+    if kind == "redis":
         client = redis.Redis.from_url(url)
     else:
         host, port = url.removeprefix("redis+cluster://").split(",")[0].rsplit(":", 1)
@@ -38,6 +37,24 @@ def target(request: pytest.FixtureRequest) -> Iterator[tuple[RateGuard, redis.Re
     yield guard, client
     assert client.ping()
     client.close()
+
+
+@pytest.fixture(params=["memory", "redis", "cluster"])
+def target(request: pytest.FixtureRequest) -> Iterator[tuple[RateGuard, redis.Redis | None]]:
+    """A guard on each store, and a raw client to its Redis (None on memory)."""
+    if request.param == "memory":
+        yield RateGuard(RateGuardConfig(key_prefix=f"h{uuid.uuid4().hex[:10]}")), None
+        return
+    with _on_redis(request, request.param) as pair:
+        yield pair
+
+
+@pytest.fixture(params=["redis", "cluster"])
+def redis_target(request: pytest.FixtureRequest) -> Iterator[tuple[RateGuard, redis.Redis]]:
+    """`target` on the Redis stores only: the memory store's state cannot be written from
+    outside, so it cannot be poisoned."""
+    with _on_redis(request, request.param) as pair:
+        yield pair
 
 
 def _keys(client: redis.Redis, prefix: str) -> list[bytes]:
@@ -140,11 +157,9 @@ _POISON = {
     "algorithm, value", [(a, v) for a, values in _POISON.items() for v in values]
 )
 def test_a_poisoned_key_heals_and_degrades_nobody(
-    target: tuple[RateGuard, redis.Redis | None], algorithm: str, value: bytes
+    redis_target: tuple[RateGuard, redis.Redis], algorithm: str, value: bytes
 ) -> None:
-    guard, client = target
-    if client is None:
-        pytest.skip("the memory store's state cannot be written from outside")
+    guard, client = redis_target
     rule = RateLimitRule(limit="3/minute", algorithm=algorithm)
     assert guard.hit("victim", rule).allowed
     (key,) = _keys(client, guard.config.key_prefix)
@@ -164,11 +179,9 @@ def test_a_poisoned_key_heals_and_degrades_nobody(
 
 
 def test_a_sorted_set_with_poisoned_scores_heals(
-    target: tuple[RateGuard, redis.Redis | None],
+    redis_target: tuple[RateGuard, redis.Redis],
 ) -> None:
-    guard, client = target
-    if client is None:
-        pytest.skip("the memory store's state cannot be written from outside")
+    guard, client = redis_target
     rule = RateLimitRule(limit="3/minute", algorithm="sliding_log")
     assert guard.hit("zs", rule).allowed
     (key,) = _keys(client, guard.config.key_prefix)
@@ -183,10 +196,8 @@ def test_a_sorted_set_with_poisoned_scores_heals(
     assert client.pttl(key) > 0
 
 
-def test_a_key_of_another_type_heals(target: tuple[RateGuard, redis.Redis | None]) -> None:
-    guard, client = target
-    if client is None:
-        pytest.skip("the memory store's state cannot be written from outside")
+def test_a_key_of_another_type_heals(redis_target: tuple[RateGuard, redis.Redis]) -> None:
+    guard, client = redis_target
     for algorithm in ["fixed_window", "sliding_window", "token_bucket", "sliding_log"]:
         rule = RateLimitRule(limit="2/minute", algorithm=algorithm)
         identity = f"typed-{algorithm}"
