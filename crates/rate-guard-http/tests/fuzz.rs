@@ -8,6 +8,9 @@ use proptest::prelude::*;
 use rate_guard_core::{parse_quotas, KeyBuilder, Quota, Rule, MAX_IDENTITY_LEN};
 use rate_guard_http::{ClientIp, ForwardedHeader, Front, Jwt, KeySpec, Limit, Peer, RequestInfo};
 
+mod common;
+use common::b64url;
+
 /// The longest error message any parser may produce: errors quote the input, cut short.
 const MAX_MESSAGE_LEN: usize = 512;
 
@@ -46,22 +49,6 @@ fn jwt_front(verify: bool) -> Front {
         .global(Limit::new(rule()).key("jwt:sub".parse::<KeySpec>().unwrap()))
         .build()
         .unwrap()
-}
-
-/// URL-safe base64 without padding, as JWT segments are written.
-fn b64(data: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
-        for i in 0..=chunk.len() {
-            out.push(char::from(ALPHABET[(n >> (18 - 6 * i) & 63) as usize]));
-        }
-    }
-    out
 }
 
 fn check_identity_bounded(front: &Front, headers: &[(Vec<u8>, Vec<u8>)]) {
@@ -155,19 +142,19 @@ proptest! {
         ],
         signature in bytes(),
     ) {
-        let token = format!("Bearer {}.{}.{}", b64(&header_json), b64(&payload), b64(&signature));
+        let token = format!("Bearer {}.{}.{}", b64url(&header_json), b64url(&payload), b64url(&signature));
         let headers = vec![(b"authorization".to_vec(), token.into_bytes())];
         check_identity_bounded(&jwt_front(verify), &headers);
     }
 }
 
 #[test]
-fn the_base64_helper_is_right() {
-    assert_eq!(b64(b""), "");
-    assert_eq!(b64(b"f"), "Zg");
-    assert_eq!(b64(b"fo"), "Zm8");
-    assert_eq!(b64(b"foo"), "Zm9v");
-    assert_eq!(b64(&[0xfb, 0xff]), "-_8");
+fn the_base64url_helper_is_right() {
+    assert_eq!(b64url(b""), "");
+    assert_eq!(b64url(b"f"), "Zg");
+    assert_eq!(b64url(b"fo"), "Zm8");
+    assert_eq!(b64url(b"foo"), "Zm9v");
+    assert_eq!(b64url(&[0xfb, 0xff]), "-_8");
 }
 
 #[test]
@@ -178,9 +165,9 @@ fn an_unverified_numeric_subject_keys_its_own_bucket() {
     let key_of = |sub: &str| {
         let token = format!(
             "Bearer {}.{}.{}",
-            b64(br#"{"alg":"HS256","typ":"JWT"}"#),
-            b64(format!(r#"{{"sub":{sub}}}"#).as_bytes()),
-            b64(b"sig")
+            b64url(br#"{"alg":"HS256","typ":"JWT"}"#),
+            b64url(format!(r#"{{"sub":{sub}}}"#).as_bytes()),
+            b64url(b"sig")
         );
         let headers = vec![(b"authorization".to_vec(), token.into_bytes())];
         front

@@ -6,28 +6,15 @@ use rate_guard_core::{Quota, Rule};
 use rate_guard_http::{Front, Jwt, KeySpec, Limit, Peer, RequestInfo};
 use serde_json::{json, Value};
 
+mod common;
+use common::b64url;
+
 const SECRET: &str = "an HMAC secret of at least 32 bytes";
 const RSA_PRIVATE: &str = include_str!("keys/rsa_private.pem");
 const RSA_PUBLIC: &str = include_str!("keys/rsa_public.pem");
 const RSA_OTHER_PRIVATE: &str = include_str!("keys/rsa_other_private.pem");
 const EC_PRIVATE: &str = include_str!("keys/ec_private.pem");
 const EC_PUBLIC: &str = include_str!("keys/ec_public.pem");
-
-/// Base64url without padding, for hand-made tokens.
-fn b64url(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
-        for i in 0..=chunk.len() {
-            out.push(char::from(ALPHABET[(n >> (18 - 6 * i) & 63) as usize]));
-        }
-    }
-    out
-}
 
 fn front(jwt: Jwt) -> Front {
     let rule = Rule::builder("10/minute".parse::<Quota>().unwrap())
