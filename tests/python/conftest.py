@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -114,17 +115,19 @@ _ROOT = Path(__file__).resolve().parents[2]
 
 
 @contextlib.contextmanager
-def redis_deployment(kind: str) -> Iterator[str]:
-    """A Redis `server`, `cluster` (3 masters + 3 replicas) or `sentinel` (master, replica,
-    three sentinels) on free ports, started by the Rust testkit's `redis-fixture` (the same
-    code as the Rust suite's fixtures). Yields its URL; stopped on exit."""
+def testkit_redis(*args: str) -> Iterator[tuple[str, IO[bytes]]]:
+    """`redis-fixture <args>`: a Redis `server` (further arguments go to redis-server), `tls`
+    server, `cluster` (3 masters + 3 replicas) or `sentinel` (master, replica, three
+    sentinels) on free ports, started by the Rust testkit (the same code as the Rust suite's
+    fixtures). Yields the URL it prints first and its output, for the lines some kinds print
+    after it (`tls`: the directory of its PEM files); stopped on exit."""
     subprocess.run(
         ["cargo", "build", "-q", "-p", "rate-guard-testkit", "--bin", "redis-fixture"],
         cwd=_ROOT,
         check=True,
     )
     proc = subprocess.Popen(
-        [str(_ROOT / "target" / "debug" / "redis-fixture"), kind],
+        [str(_ROOT / "target" / "debug" / "redis-fixture"), *args],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         cwd=_ROOT,
@@ -133,8 +136,8 @@ def redis_deployment(kind: str) -> Iterator[str]:
     try:
         url = proc.stdout.readline().decode().strip()
         if not url:
-            raise RuntimeError(f"redis-fixture {kind} did not start (exit {proc.wait()})")
-        yield url
+            raise RuntimeError(f"redis-fixture {args[0]} did not start (exit {proc.wait()})")
+        yield url, proc.stdout
     finally:
         proc.stdin.close()  # the fixture stops its servers when stdin closes
         try:
@@ -144,15 +147,26 @@ def redis_deployment(kind: str) -> Iterator[str]:
             proc.wait()
 
 
+Testkit = Callable[..., contextlib.AbstractContextManager[tuple[str, IO[bytes]]]]
+"""The `testkit` fixture's type: `testkit(kind, *args)` as a context manager."""
+
+
+@pytest.fixture
+def testkit() -> Testkit:
+    """Starts a deployment of the testkit's for the test alone: `with testkit("server",
+    "--rename-command", "FCALL", "") as (url, output):` (see `testkit_redis`)."""
+    return testkit_redis
+
+
 @pytest.fixture(scope="session")
 def cluster_url() -> Iterator[str]:
     """A `redis+cluster://` URL of a real 3+3 cluster shared by the session."""
-    with redis_deployment("cluster") as url:
+    with testkit_redis("cluster") as (url, _):
         yield url
 
 
 @pytest.fixture(scope="session")
 def sentinel_url() -> Iterator[str]:
     """A `redis+sentinel://` URL of a real Sentinel deployment shared by the session."""
-    with redis_deployment("sentinel") as url:
+    with testkit_redis("sentinel") as (url, _):
         yield url

@@ -12,44 +12,18 @@ one through a real script: the request scripts themselves heal every corrupt sta
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import subprocess
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from conftest import Testkit
 from py_rate_guard import RateGuard, logs
 from py_rate_guard.models.config import RateGuardConfig
 
 _ROOT = Path(__file__).resolve().parents[2]
 IDENTITY = "zebra-7731@identity.example"
-
-
-@contextlib.contextmanager
-def redis_with(*args: str) -> Iterator[str]:
-    """A redis-server of the testkit's (`redis-fixture server <args>`), on a free port."""
-    subprocess.run(
-        ["cargo", "build", "-q", "-p", "rate-guard-testkit", "--bin", "redis-fixture"],
-        cwd=_ROOT,
-        check=True,
-    )
-    proc = subprocess.Popen(
-        [str(_ROOT / "target" / "debug" / "redis-fixture"), "server", *args],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-    )
-    assert proc.stdin is not None and proc.stdout is not None
-    try:
-        url = proc.stdout.readline().decode().strip()
-        if not url:
-            raise RuntimeError(f"redis-fixture did not start (exit {proc.wait()})")
-        yield url
-    finally:
-        proc.stdin.close()
-        proc.wait(timeout=30)
 
 
 def _records_after_hits(
@@ -90,9 +64,12 @@ def _failures(records: list[logging.LogRecord]) -> list[tuple[str, str]]:
     ]
 
 
-def test_a_renamed_evalsha_is_logged_without_the_key(caplog: pytest.LogCaptureFixture) -> None:
+def test_a_renamed_evalsha_is_logged_without_the_key(
+    caplog: pytest.LogCaptureFixture, testkit: Testkit
+) -> None:
     # FCALL renamed too, so that the engine falls back from functions to EVALSHA.
-    with redis_with("--rename-command", "FCALL", "", "--rename-command", "EVALSHA", "") as url:
+    renamed = ("--rename-command", "FCALL", "", "--rename-command", "EVALSHA", "")
+    with testkit("server", *renamed) as (url, _):
         guard, records = _records_after_hits(url, caplog)
     _assert_no_identity(records)
     failed = _failures(records)
@@ -103,9 +80,11 @@ def test_a_renamed_evalsha_is_logged_without_the_key(caplog: pytest.LogCaptureFi
     assert guard.breaker_state == "open"
 
 
-def test_an_acl_refusal_is_logged_without_the_key(caplog: pytest.LogCaptureFixture) -> None:
+def test_an_acl_refusal_is_logged_without_the_key(
+    caplog: pytest.LogCaptureFixture, testkit: Testkit
+) -> None:
     # A user that may connect and load scripts, but owns no key of the limiter.
-    with redis_with("--user", "keyless", "on", ">pw", "~other:*", "+@all") as url:
+    with testkit("server", "--user", "keyless", "on", ">pw", "~other:*", "+@all") as (url, _):
         url = url.replace("redis://", "redis://keyless:pw@")
         guard, records = _records_after_hits(url, caplog)
     _assert_no_identity(records)

@@ -5,13 +5,13 @@ redis-py style URL parameters, and the errors at construction."""
 from __future__ import annotations
 
 import contextlib
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from conftest import Testkit
 from py_rate_guard import RateGuard
 from py_rate_guard._native import ConfigError, StorageError
 from py_rate_guard.models.config import RateGuardConfig
@@ -20,29 +20,11 @@ _ROOT = Path(__file__).resolve().parents[2]
 
 
 @contextlib.contextmanager
-def tls_redis(*args: str) -> Iterator[tuple[str, Path]]:
+def tls_redis(testkit: Testkit, *args: str) -> Iterator[tuple[str, Path]]:
     """A TLS redis-server (`redis-fixture tls <args>`): its `rediss://` URL and the directory
     of its PEM files (`ca.pem`, `other-ca.pem`, `client.pem`, `client.key`)."""
-    subprocess.run(
-        ["cargo", "build", "-q", "-p", "rate-guard-testkit", "--bin", "redis-fixture"],
-        cwd=_ROOT,
-        check=True,
-    )
-    proc = subprocess.Popen(
-        [str(_ROOT / "target" / "debug" / "redis-fixture"), "tls", *args],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-    )
-    assert proc.stdin is not None and proc.stdout is not None
-    try:
-        url = proc.stdout.readline().decode().strip()
-        certs = Path(proc.stdout.readline().decode().strip())
-        if not url:
-            raise RuntimeError(f"redis-fixture tls did not start (exit {proc.wait()})")
-        yield url, certs
-    finally:
-        proc.stdin.close()
-        proc.wait(timeout=30)
+    with testkit("tls", *args) as (url, output):
+        yield url, Path(output.readline().decode().strip())
 
 
 def guard(url: str, **settings: object) -> RateGuard:
@@ -64,8 +46,8 @@ def decides(g: RateGuard) -> None:
     assert not any(d.degraded for d in decisions)
 
 
-def test_mutual_tls_with_a_private_ca() -> None:
-    with tls_redis("--require-client-certs") as (url, certs):
+def test_mutual_tls_with_a_private_ca(testkit: Testkit) -> None:
+    with tls_redis(testkit, "--require-client-certs") as (url, certs):
         ca, cert, key = certs / "ca.pem", certs / "client.pem", certs / "client.key"
         decides(
             guard(
