@@ -6,7 +6,7 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// A point in time: whole microseconds since the Unix epoch.
@@ -62,17 +62,103 @@ pub trait Clock: Send + Sync + fmt::Debug {
     fn now(&self) -> Timestamp;
 }
 
-/// The operating system's wall clock (what Redis `TIME` reads on the server).
+/// The operating system's wall clock (what Redis `TIME` reads on the server), read cheaply.
+///
+/// A `SystemTime::now()` is a `clock_gettime` (tens of nanoseconds on a VM, more than the rest of
+/// a memory-store decision); this clock reads the CPU's counter instead (the TSC through
+/// [`quanta`], as governor does) and adds the offset to the wall clock measured when it was
+/// anchored. Every clone shares one process-wide anchor, set on first use (which calibrates the
+/// counter: up to 200 ms once per process; [`MemoryStore`](crate::MemoryStore)'s builder pays it
+/// at construction).
+///
+/// **When the wall clock is stepped** (an admin, NTP's first sync, a VM resumed), the clock
+/// follows within a second: every second, the first reader re-anchors against
+/// `SystemTime`. Between anchors it runs at the counter's rate, so an NTP slew (at most 500 ppm)
+/// shows as a step of at most 0.5 ms at the next anchor, forward or back — the algorithms take a
+/// clock that steps back as `SystemTime` itself may. Without an invariant counter, `quanta` reads
+/// the OS monotonic clock instead, and the same anchoring applies.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemClock;
 
+/// How often [`SystemClock`] re-reads the wall clock to follow its steps.
+const ANCHOR_INTERVAL: Duration = Duration::from_secs(1);
+
+/// [`SystemClock`]'s shared state: the counter and its offset to the wall clock.
+struct Anchor {
+    counter: quanta::Clock,
+    /// The counter's reading at construction: `monotonic` counts from here.
+    origin: u64,
+    /// Wall-clock microseconds minus monotonic microseconds, as of the last anchoring.
+    offset: AtomicU64,
+    /// The monotonic microsecond at which the next reader re-anchors.
+    reanchor_at: AtomicU64,
+}
+
+static ANCHOR: OnceLock<Anchor> = OnceLock::new();
+
+impl Anchor {
+    fn new() -> Self {
+        let counter = quanta::Clock::new();
+        let origin = counter.raw();
+        let anchor = Anchor {
+            counter,
+            origin,
+            offset: AtomicU64::new(0),
+            reanchor_at: AtomicU64::new(0),
+        };
+        anchor.anchor(anchor.monotonic());
+        anchor
+    }
+
+    /// Microseconds since `origin` on the counter.
+    #[inline]
+    fn monotonic(&self) -> u64 {
+        self.counter.delta_as_nanos(self.origin, self.counter.raw()) / 1_000
+    }
+
+    /// Measures the offset again; returns the wall time now.
+    #[cold]
+    fn anchor(&self, monotonic: u64) -> u64 {
+        let wall = wall_micros();
+        self.offset
+            .store(wall.wrapping_sub(monotonic), Ordering::Relaxed);
+        self.reanchor_at.store(
+            monotonic.saturating_add(duration_micros(ANCHOR_INTERVAL)),
+            Ordering::Relaxed,
+        );
+        wall
+    }
+
+    #[inline]
+    fn now(&self) -> u64 {
+        let monotonic = self.monotonic();
+        let next = self.reanchor_at.load(Ordering::Relaxed);
+        if monotonic >= next
+            && self
+                .reanchor_at
+                .compare_exchange(next, u64::MAX, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            // One reader re-anchors; the others keep the previous offset meanwhile.
+            return self.anchor(monotonic);
+        }
+        monotonic.wrapping_add(self.offset.load(Ordering::Relaxed))
+    }
+}
+
+/// `SystemTime::now()` in microseconds; a clock set before 1970 reads as the epoch rather than
+/// failing a decision.
+fn wall_micros() -> u64 {
+    let since_epoch = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    duration_micros(since_epoch)
+}
+
 impl Clock for SystemClock {
+    #[inline]
     fn now(&self) -> Timestamp {
-        // A clock set before 1970 reads as the epoch rather than failing a decision.
-        let since_epoch = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        Timestamp(duration_micros(since_epoch))
+        Timestamp(ANCHOR.get_or_init(Anchor::new).now())
     }
 }
 
@@ -152,6 +238,31 @@ mod tests {
         let now = SystemClock.now().as_micros();
         assert!(now > 1_577_836_800_000_000);
         assert!(now < 1 << 52);
+    }
+
+    #[test]
+    fn system_clock_follows_the_wall_clock() {
+        let before = wall_micros();
+        let now = SystemClock.now().as_micros();
+        let after = wall_micros();
+        // Within the counter's drift since the last anchor (under a second ago: ≤ 0.5 ms).
+        assert!(
+            now + 1_000 >= before && now <= after + 1_000,
+            "{before} {now} {after}"
+        );
+    }
+
+    #[test]
+    fn a_stepped_wall_clock_is_followed_at_the_reanchor_at() {
+        let anchor = Anchor::new();
+        // As if the wall clock had been stepped an hour back since anchoring.
+        let hour = duration_micros(Duration::from_secs(3_600));
+        anchor.offset.fetch_add(hour, Ordering::Relaxed);
+        assert!(anchor.now() > wall_micros() + hour / 2);
+        anchor.reanchor_at.store(0, Ordering::Relaxed);
+        let now = anchor.now();
+        assert!(now.abs_diff(wall_micros()) < 1_000);
+        assert!(anchor.now().abs_diff(wall_micros()) < 1_000);
     }
 
     #[test]

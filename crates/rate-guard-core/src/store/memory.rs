@@ -112,6 +112,9 @@ impl MemoryStoreBuilder {
         while shards > self.max_keys {
             shards /= 2;
         }
+        // The first reading of a `SystemClock` calibrates its counter (up to 200 ms): here, not
+        // in the first decision.
+        let _ = self.clock.now();
         // std seeds every `RandomState` from the OS; two hashes of it make the secret.
         let seed = RandomState::new();
         Ok(MemoryStore {
