@@ -178,8 +178,14 @@ impl Connection {
         first_key: Option<&str>,
     ) -> Result<Value, ConnectionError> {
         let check = |loaded: Value| check_sha(sha, &redis::from_redis_value::<String>(loaded)?);
-        self.call_reloading(evalsha, is_no_script, &script_load(body), check, first_key)
-            .await
+        self.call_reloading(
+            evalsha,
+            is_no_script,
+            || script_load(body),
+            check,
+            first_key,
+        )
+        .await
     }
 
     /// Runs `function` of the function library whose source is `library` (`FCALL`) with `keys`
@@ -205,30 +211,32 @@ impl Connection {
         self.call_reloading(
             &fcall,
             is_no_function,
-            &function_load(library),
+            || function_load(library),
             check,
             keys.first().copied(),
         )
         .await
     }
 
-    /// `call`, and when its error is `missing`, `load` (whose reply `check` accepts) on the
-    /// node that answered, then `call` once more; all within the command timeout.
+    /// `call`, and when its error is `missing`, `load()` (whose reply `check` accepts) on the
+    /// node that answered, then `call` once more; all within the command timeout. `load` is
+    /// built only then: a library or script body is tens of kilobytes, too much to copy into
+    /// a command on every call.
     async fn call_reloading(
         &self,
         call: &Cmd,
         missing: fn(&RedisError) -> bool,
-        load: &Cmd,
+        load: impl Fn() -> Cmd,
         check: impl Fn(Value) -> RedisResult<()>,
         first_key: Option<&str>,
     ) -> Result<Value, ConnectionError> {
-        let check = &check;
+        let (check, load) = (&check, &load);
         match &self.kind {
             Kind::Node(node) => {
                 node.run(|mut conn: MultiplexedConnection| async move {
                     match call.query_async::<Value>(&mut conn).await {
                         Err(e) if missing(&e) => {
-                            check(load.query_async(&mut conn).await?)?;
+                            check(load().query_async(&mut conn).await?)?;
                             call.query_async(&mut conn).await
                         }
                         reply => reply,
@@ -245,7 +253,7 @@ impl Connection {
                     .bounded(async {
                         match cluster.route_raw(call.clone(), routing.clone()).await {
                             Err(e) if missing(&e) => {
-                                check(cluster.route_raw(load.clone(), load_routing).await?)?;
+                                check(cluster.route_raw(load(), load_routing).await?)?;
                                 cluster.route_raw(call.clone(), routing).await
                             }
                             reply => reply,
