@@ -1,12 +1,14 @@
 //! A Redis Cluster of 3 masters and 3 replicas.
 
 use std::io;
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::process::{self, not_yet};
 use crate::resp;
-use crate::server::{self, Launch, Mode, RedisServer};
+use crate::server::{self, Launch, Mode, RedisServer, TlsLaunch};
+use crate::tls::TestCertificates;
 
 const MASTERS: usize = 3;
 const REPLICAS_PER_MASTER: usize = 1;
@@ -33,33 +35,102 @@ const FAILOVER_RETRY: Duration = Duration::from_secs(6);
 #[derive(Debug)]
 pub struct RedisCluster {
     nodes: Vec<RedisServer>,
+    tls: Option<ClientFiles>,
+}
+
+/// What `redis-cli` needs to speak TLS to the nodes: the CA, and the client certificate and key.
+#[derive(Debug)]
+struct ClientFiles {
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
 }
 
 impl RedisCluster {
     /// Starts six nodes, joins them with `redis-cli --cluster create ... --cluster-replicas 1`
     /// and waits until the cluster is healthy (at most 30 s).
     pub fn start() -> io::Result<RedisCluster> {
+        Self::start_with(None)
+    }
+
+    /// Like [`start`](Self::start), but every node also serves TLS on a port of its own
+    /// ([`tls_url`](Self::tls_url)) with `certs.server()`, and the cluster bus and replication
+    /// run over TLS (`--tls-cluster yes --tls-replication yes`, the nodes presenting
+    /// `certs.client()` to each other). Clients must present a certificate of `certs.ca()` when
+    /// `require_client_certs` (`--tls-auth-clients yes`). The slots are assigned through the
+    /// TLS ports (`redis-cli --tls ... --cluster create`); the plain ports stay open for the
+    /// fixture's probes and [`cmd`](Self::cmd). A node answers a TLS client with the TLS ports of
+    /// its peers (`CLUSTER SLOTS`, `MOVED`) and a plain one with the plain ports. `certs` must
+    /// outlive the cluster.
+    pub fn start_tls(
+        certs: &TestCertificates,
+        require_client_certs: bool,
+    ) -> io::Result<RedisCluster> {
+        let (client_cert, client_key) = certs.client();
+        let (cert, key) = certs.server();
+        let client = ClientFiles {
+            ca: certs.ca(),
+            cert: client_cert,
+            key: client_key,
+        };
+        let server = TlsLaunch::new(cert, key, certs.ca(), require_client_certs);
+        Self::start_with(Some((client, server)))
+    }
+
+    fn start_with(tls: Option<(ClientFiles, TlsLaunch)>) -> io::Result<RedisCluster> {
         let count = MASTERS * (1 + REPLICAS_PER_MASTER);
         let nodes = (0..count)
             .map(|_| {
+                let mut args = Vec::new();
+                if let Some((client, _)) = &tls {
+                    args.extend(
+                        ["--tls-cluster", "yes", "--tls-replication", "yes"].map(String::from),
+                    );
+                    args.extend([
+                        "--tls-client-cert-file".to_owned(),
+                        client.cert.display().to_string(),
+                        "--tls-client-key-file".to_owned(),
+                        client.key.display().to_string(),
+                    ]);
+                }
                 Launch {
                     mode: Mode::ClusterNode,
-                    args: Vec::new(),
+                    args,
                     password: None,
-                    tls: None,
+                    tls: tls.as_ref().map(|(_, server)| server.clone()),
                 }
                 .start()
             })
             .collect::<io::Result<Vec<_>>>()?;
-        let cluster = RedisCluster { nodes };
-        process::run(
-            Command::new(process::cli_bin())
+        let cluster = RedisCluster {
+            nodes,
+            tls: tls.map(|(client, _)| client),
+        };
+        let mut create = Command::new(process::cli_bin());
+        if let Some(files) = &cluster.tls {
+            create
+                .args(["--tls", "--cacert"])
+                .arg(&files.ca)
+                .arg("--cert")
+                .arg(&files.cert)
+                .arg("--key")
+                .arg(&files.key);
+        }
+        let created = process::run(
+            create
                 .args(["--cluster", "create"])
-                .args(cluster.seed_addrs())
+                .args(cluster.create_addrs())
                 .args(["--cluster-replicas", &REPLICAS_PER_MASTER.to_string()])
                 .arg("--cluster-yes"),
             SETTLE_TIMEOUT,
         )?;
+        if !created.status.success() {
+            return Err(io::Error::other(format!(
+                "redis-cli --cluster create failed: {}{}",
+                String::from_utf8_lossy(&created.stdout),
+                String::from_utf8_lossy(&created.stderr)
+            )));
+        }
         process::wait_until(SETTLE_TIMEOUT, "the new cluster to settle", || {
             cluster.check_settled()
         })?;
@@ -125,6 +196,31 @@ impl RedisCluster {
     #[must_use]
     pub fn url(&self) -> String {
         format!("redis+cluster://{}", self.seed_addrs().join(","))
+    }
+
+    /// `"rediss+cluster://127.0.0.1:<tls p1>,..."` listing every node's TLS port, when the
+    /// cluster was started with [`start_tls`](Self::start_tls).
+    #[must_use]
+    pub fn tls_url(&self) -> Option<String> {
+        self.tls.as_ref()?;
+        let addrs: Option<Vec<String>> = self
+            .nodes
+            .iter()
+            .map(|node| node.tls_port().map(|port| format!("127.0.0.1:{port}")))
+            .collect();
+        Some(format!("rediss+cluster://{}", addrs?.join(",")))
+    }
+
+    /// The addresses `redis-cli --cluster create` joins: the TLS ports on a TLS cluster.
+    fn create_addrs(&self) -> Vec<String> {
+        match &self.tls {
+            Some(_) => self
+                .nodes
+                .iter()
+                .map(|node| format!("127.0.0.1:{}", node.tls_port().unwrap_or(node.port())))
+                .collect(),
+            None => self.seed_addrs(),
+        }
     }
 
     /// Runs one command through `redis-cli -c` (following redirections) against the first running

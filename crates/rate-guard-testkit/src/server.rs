@@ -41,6 +41,7 @@ pub struct RedisServer {
     launch: Launch,
     port: ReservedPort,
     bus_port: Option<ReservedPort>,
+    tls_port: Option<ReservedPort>,
     child: Option<Child>,
     dir: TempDir,
 }
@@ -72,6 +73,22 @@ pub(crate) struct TlsLaunch {
     key: PathBuf,
     ca: PathBuf,
     require_client_certs: bool,
+}
+
+impl TlsLaunch {
+    pub(crate) fn new(
+        cert: PathBuf,
+        key: PathBuf,
+        ca: PathBuf,
+        require_client_certs: bool,
+    ) -> Self {
+        TlsLaunch {
+            cert,
+            key,
+            ca,
+            require_client_certs,
+        }
+    }
 }
 
 impl RedisServerBuilder {
@@ -191,21 +208,30 @@ impl Launch {
                 .prefix("rate-guard-redis-")
                 .tempdir()?;
             let port = ReservedPort::new()?;
-            // The cluster bus, or the TLS port.
             let bus_port = match self.mode {
                 Mode::ClusterNode => Some(ReservedPort::new()?),
-                _ if self.tls.is_some() => Some(ReservedPort::new()?),
                 _ => None,
+            };
+            let tls_port = match self.tls {
+                Some(_) => Some(ReservedPort::new()?),
+                None => None,
             };
             if let Mode::Sentinel(directives) = &self.mode {
                 write_sentinel_conf(dir.path(), port.get(), directives)?;
             }
-            match spawn_ready(&self, dir.path(), &port, bus_port.as_ref()) {
+            match spawn_ready(
+                &self,
+                dir.path(),
+                &port,
+                bus_port.as_ref(),
+                tls_port.as_ref(),
+            ) {
                 Ok(child) => {
                     return Ok(RedisServer {
                         launch: self,
                         port,
                         bus_port,
+                        tls_port,
                         child: Some(child),
                         dir,
                     })
@@ -241,6 +267,7 @@ fn spawn_ready(
     dir: &Path,
     port: &ReservedPort,
     bus_port: Option<&ReservedPort>,
+    tls_port: Option<&ReservedPort>,
 ) -> io::Result<Child> {
     let port = port.get();
     let log = dir.join(LOG_FILE);
@@ -264,7 +291,7 @@ fn spawn_ready(
             if let Some(password) = &launch.password {
                 command.args(["--requirepass", password]);
             }
-            if let (Some(tls), Some(tls_port)) = (&launch.tls, bus_port) {
+            if let (Some(tls), Some(tls_port)) = (&launch.tls, tls_port) {
                 command
                     .args(["--tls-port", &tls_port.get().to_string()])
                     .arg("--tls-cert-file")
@@ -281,7 +308,8 @@ fn spawn_ready(
                             "no"
                         },
                     ]);
-            } else if let Some(bus_port) = bus_port {
+            }
+            if let Some(bus_port) = bus_port {
                 command
                     .args(["--cluster-enabled", "yes", "--cluster-config-file"])
                     .arg(dir.join("nodes.conf"))
@@ -371,11 +399,7 @@ impl RedisServer {
     /// The TLS port, when the server was started with [`RedisServerBuilder::tls`].
     #[must_use]
     pub fn tls_port(&self) -> Option<u16> {
-        self.launch
-            .tls
-            .as_ref()
-            .and(self.bus_port.as_ref())
-            .map(ReservedPort::get)
+        self.tls_port.as_ref().map(ReservedPort::get)
     }
 
     /// `"rediss://127.0.0.1:<tls port>/"` (with the password, as in [`url`](Self::url)), when
@@ -447,6 +471,7 @@ impl RedisServer {
             self.dir.path(),
             &self.port,
             self.bus_port.as_ref(),
+            self.tls_port.as_ref(),
         )?;
         self.child = Some(child);
         Ok(())

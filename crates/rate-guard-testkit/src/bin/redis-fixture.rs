@@ -6,7 +6,9 @@
 //! `tls [--require-client-certs]` makes a private CA and certificates
 //! ([`TestCertificates`]), starts a server that serves TLS with them, and prints its
 //! `rediss://` URL, then the directory of the PEM files (`ca.pem`, `other-ca.pem`,
-//! `client.pem`, `client.key`, …) on a second line.
+//! `client.pem`, `client.key`, …) on a second line. `tls-cluster [--require-client-certs]`
+//! does the same for a cluster ([`RedisCluster::start_tls`]): `rediss+cluster://h:p,…`, then
+//! the directory.
 //!
 //! The URL is `redis://…`, `redis+cluster://h:p,…` or `redis+sentinel://h:p,…/<master>`.
 
@@ -25,11 +27,12 @@ fn main() -> ExitCode {
             .start()
             .and_then(|s| serve(&s.url())),
         "tls" => tls(rest.iter().any(|a| a == "--require-client-certs")),
+        "tls-cluster" => tls_cluster(rest.iter().any(|a| a == "--require-client-certs")),
         "cluster" => RedisCluster::start().and_then(|c| serve(&c.url())),
         "sentinel" => RedisSentinel::start().and_then(|s| serve(&s.url())),
         _ => {
             eprintln!(
-                "usage: redis-fixture server [redis-server args...]|tls [--require-client-certs]|cluster|sentinel"
+                "usage: redis-fixture server [redis-server args...]|tls|tls-cluster [--require-client-certs]|cluster|sentinel"
             );
             return ExitCode::from(2);
         }
@@ -50,6 +53,13 @@ fn tls(require_client_certs: bool) -> io::Result<()> {
         .tls(cert, key, certs.ca(), require_client_certs)
         .start()?;
     let url = server.tls_url().expect("a TLS server has a TLS URL");
+    serve(&format!("{url}\n{}", certs.dir().display()))
+}
+
+fn tls_cluster(require_client_certs: bool) -> io::Result<()> {
+    let certs = TestCertificates::generate()?;
+    let cluster = RedisCluster::start_tls(&certs, require_client_certs)?;
+    let url = cluster.tls_url().expect("a TLS cluster has a TLS URL");
     serve(&format!("{url}\n{}", certs.dir().display()))
 }
 
