@@ -2,12 +2,13 @@
 //! test (`openssl`): the CA trusted from a file (URL parameter or builder), a wrong CA refused,
 //! mutual TLS, the hostname opt-out, and settings that cannot work refused before connecting.
 
-use std::time::Duration;
-
 use rate_guard_core::{Limiter, Quota, Rule};
 use rate_guard_redis::connection::{Connection, ConnectionError, RedisConfig};
 use rate_guard_redis::RedisStore;
 use rate_guard_testkit::{RedisServer, TestCertificates};
+
+mod common;
+use common::{config, param};
 
 const INCR: &str = "return redis.call('INCR', KEYS[1])";
 
@@ -25,24 +26,6 @@ fn tls_server(
         .tls(cert, key, certs.ca(), require_client_certs)
         .start()
         .unwrap()
-}
-
-fn config(url: &str) -> RedisConfig {
-    RedisConfig::from_url(url)
-        .unwrap()
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(5))
-}
-
-/// A query parameter naming `path`, percent-encoded where a path needs it.
-fn param(name: &str, path: &std::path::Path) -> String {
-    format!(
-        "{name}={}",
-        path.display()
-            .to_string()
-            .replace('%', "%25")
-            .replace('&', "%26")
-    )
 }
 
 async fn works(config: &RedisConfig) {

@@ -7,30 +7,14 @@
 //! one turning `tls-auth-clients` on at every node.
 
 use std::num::NonZeroU32;
-use std::time::Duration;
 
 use rate_guard_core::{Check, KeyBuilder, Quota, Request, Rule, Store};
 use rate_guard_redis::connection::{ConnectionError, RedisConfig};
 use rate_guard_redis::RedisStore;
 use rate_guard_testkit::{RedisCluster, TestCertificates};
 
-fn config(url: &str) -> RedisConfig {
-    RedisConfig::from_url(url)
-        .unwrap()
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(5))
-}
-
-/// A query parameter naming `path`, percent-encoded where a path needs it.
-fn param(name: &str, path: &std::path::Path) -> String {
-    format!(
-        "{name}={}",
-        path.display()
-            .to_string()
-            .replace('%', "%25")
-            .replace('&', "%26")
-    )
-}
+mod common;
+use common::{config, param};
 
 fn rule(rate: &str, name: &str) -> Rule {
     Rule::builder(rate.parse::<Quota>().unwrap())
