@@ -6,14 +6,20 @@
 #
 # Starts its own redis-server on a free port (--save ''), loads the function library and the
 # request script as src/script.rs builds them from lua/ (and, given BEFORE_REV, that commit's
-# request script), then for each algorithm replays, in turn and ROUNDS times, the command the
+# function library), then for each algorithm replays, in turn and ROUNDS times, the command the
 # store sends (FCALL <request function> 1 <key> hit '' <code> 10000 3600000000 10000 1, the key
-# made __rand_int__) and the reference script, each with
+# made __rand_int__), the same by EVALSHA of the request script, the floor (a function that
+# makes the redis.calls our code makes on that path -- TIME, GET, SET ... PX for a string state;
+# TIME, two ZRANGEs, ZADD, PEXPIRE for a sliding log -- with no logic around them) and the
+# reference script, each with
 # `redis-benchmark -c 50 -P 16 -r 1000 -n N` after FLUSHALL and CONFIG RESETSTAT. Prints the
 # median per call of `usec_per_call` of the script command in INFO commandstats (time spent
 # in the command: on a shared machine it includes the time the server was descheduled) and of
 # the server process's CPU time (/proc/<pid>/task/*/schedstat: reading and answering the
-# command too, not descheduled time). Compare within one run; absolute figures move with load.
+# command too, not descheduled time), and the median over rounds of each case's CPU against
+# the reference's of the same round. Then the four rules in one request against the four
+# single-rule requests, in turn in each round. Compare within one run; absolute figures move
+# with load.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")/.." && pwd)
@@ -42,11 +48,35 @@ cpu_ns() { cat /proc/"$(cat "$TMP/redis.pid")"/task/*/schedstat | awk '{s += $1}
 { for f in "${FILES[@]}" request; do cat "$LUA/$f.lua"; done; echo 'return request(KEYS, ARGV)'; } >"$TMP/request.lua"
 NOW_SHA=$(load "$TMP/request.lua")
 if [ -n "$BEFORE" ]; then
-  for f in "${FILES[@]}" request; do
-    git -C "$HERE" show "$BEFORE:crates/rate-guard-redis/lua/$f.lua"
-  done >"$TMP/before.lua"
-  BEFORE_SHA=$(load "$TMP/before.lua")
+  { echo '#!lua name=rate_guard_before'
+    for f in "${FILES[@]}" request refund; do
+      git -C "$HERE" show "$BEFORE:crates/rate-guard-redis/lua/$f.lua"
+    done
+    echo "redis.register_function('rate_guard_request_before', request)"; } >"$TMP/before.lua"
+  "${CLI[@]}" -x FUNCTION LOAD REPLACE <"$TMP/before.lua" >/dev/null
 fi
+# The floor: our commands on the measured path (an admitted hit on a live state), no logic.
+"${CLI[@]}" -x FUNCTION LOAD REPLACE >/dev/null <<'LUA'
+#!lua name=rate_guard_floor
+local function now_us()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+redis.register_function('rate_guard_floor_string', function(keys, argv)
+  local now = now_us()
+  redis.pcall('GET', keys[1])
+  redis.call('SET', keys[1], '0123456789abcdef', 'PX', 3600000)
+  return {now, 1, 10000, 9999, 3600000000, -1}
+end)
+redis.register_function('rate_guard_floor_log', function(keys, argv)
+  local now = now_us()
+  redis.pcall('ZRANGE', keys[1], '-1', '-1', 'WITHSCORES')
+  redis.call('ZRANGE', keys[1], '0', '0', 'WITHSCORES')
+  redis.call('ZADD', keys[1], string.format('%d', now), string.format('%013d', now))
+  redis.call('PEXPIRE', keys[1], 3600000)
+  return {now, 1, 10000, 9999, 3600000000, -1}
+end)
+LUA
 FW=$(load "$REF/fixed_window.lua")
 GCRA=$(load "$REF/gcra.lua")
 LOG=$(load "$REF/sliding_window_log.lua")
@@ -68,21 +98,25 @@ measure() {
 
 median() { tr ' ' '\n' | grep . | sort -g | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
 
-declare -A single_stat=() single_cpu=()
-printf '| algorithm | case | commandstats µs/call | CPU µs/call |\n|---|---|---:|---:|\n'
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", a / b}'; }
+
+printf '| algorithm | case | commandstats µs/call | CPU µs/call | CPU / reference |\n|---|---|---:|---:|---:|\n'
 for code in fw tb sw sl; do
   args=(1 "$KEY" hit '' "$code" 10000 3600000000 10000 1)
   declare -A cases=()
   order=()
-  if [ -n "$BEFORE" ]; then cases[before]="EVALSHA $BEFORE_SHA"; order+=(before); fi
+  if [ -n "$BEFORE" ]; then cases[before]="FCALL rate_guard_request_before"; order+=(before); fi
   cases[fcall]="FCALL rate_guard_request_bench"; order+=(fcall)
   cases[evalsha]="EVALSHA $NOW_SHA"; order+=(evalsha)
-  declare -A stat=() cpu=()
+  if [ "$code" = sl ]; then cases[floor]="FCALL rate_guard_floor_log"
+  else cases[floor]="FCALL rate_guard_floor_string"; fi
+  order+=(floor)
+  declare -A stat=() cpu=() rel=() this=()
   for ((r = 0; r < ROUNDS; r++)); do
     for c in "${order[@]}"; do
       # shellcheck disable=SC2086
       read -r s p < <(measure ${cases[$c]} "${args[@]}")
-      stat[$c]+=" $s"; cpu[$c]+=" $p"
+      stat[$c]+=" $s"; cpu[$c]+=" $p"; this[$c]=$p
     done
     case $code in
       fw) read -r s p < <(measure EVALSHA "$FW" 1 "$KEY" 3600000 10000 1); ref=fixed_window.lua ;;
@@ -90,25 +124,33 @@ for code in fw tb sw sl; do
       sl) read -r s p < <(measure EVALSHA "$LOG" 1 "$KEY" 3600000 10000); ref=sliding_window_log.lua ;;
     esac
     stat[ref]+=" $s"; cpu[ref]+=" $p"
+    # Each case against the reference of the same round (the load moves between rounds).
+    for c in "${order[@]}"; do rel[$c]+=" $(ratio "${this[$c]}" "$p")"; done
   done
   for c in "${order[@]}" ref; do
     name=$c; [ "$c" = ref ] && name="reference $ref"
-    printf '| %s | %s | %s | %s |\n' "$code" "$name" "$(median <<<"${stat[$c]}")" "$(median <<<"${cpu[$c]}")"
+    r='1'; [ "$c" = ref ] || r="$(median <<<"${rel[$c]}")"
+    printf '| %s | %s | %s | %s | %s |\n' "$code" "$name" "$(median <<<"${stat[$c]}")" \
+      "$(median <<<"${cpu[$c]}")" "$r"
   done
-  single_stat[$code]=$(median <<<"${stat[fcall]}"); single_cpu[$code]=$(median <<<"${cpu[fcall]}")
-  unset cases stat cpu
+  unset cases stat cpu rel this
 done
 
-# The four rules in one request (one key each), against the sum of their single-rule costs.
-multi_stat='' multi_cpu=''
+# The four rules in one request (one key each), against the sum of their single-rule costs,
+# measured in turn in each round.
+multi_cpu='' sum_cpu='' multi_rel=''
 for ((r = 0; r < ROUNDS; r++)); do
   read -r s p < <(measure FCALL rate_guard_request_bench 4 \
     "bench:fw:x-__rand_int__" "bench:tb:x-__rand_int__" "bench:sw:x-__rand_int__" \
     "bench:sl:x-__rand_int__" hit '' fw 10000 3600000000 10000 1 tb 10000 3600000000 10000 1 \
     sw 10000 3600000000 10000 1 sl 10000 3600000000 10000 1)
-  multi_stat+=" $s"; multi_cpu+=" $p"
+  multi=$p total=0
+  for code in fw tb sw sl; do
+    read -r s p < <(measure FCALL rate_guard_request_bench 1 "$KEY" hit '' "$code" 10000 3600000000 10000 1)
+    total=$(awk -v a="$total" -v b="$p" 'BEGIN {printf "%.2f", a + b}')
+  done
+  multi_cpu+=" $multi"; sum_cpu+=" $total"; multi_rel+=" $(ratio "$multi" "$total")"
 done
-sum() { awk '{s = 0; for (i = 1; i <= NF; i++) s += $i; printf "%.2f", s}'; }
-printf '| fw+tb+sw+sl | fcall, one request | %s | %s |\n' "$(median <<<"$multi_stat")" "$(median <<<"$multi_cpu")"
-printf '| fw+tb+sw+sl | fcall, sum of the four single-rule medians | %s | %s |\n' \
-  "$(sum <<<"${single_stat[*]}")" "$(sum <<<"${single_cpu[*]}")"
+printf '| fw+tb+sw+sl | fcall, one request of four rules | | %s | %s of the sum |\n' \
+  "$(median <<<"$multi_cpu")" "$(median <<<"$multi_rel")"
+printf '| fw+tb+sw+sl | fcall, sum of the four single-rule requests | | %s | |\n' "$(median <<<"$sum_cpu")"

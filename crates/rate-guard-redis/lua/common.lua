@@ -8,6 +8,15 @@
 -- every integer stays below 2^52, and the order of floating-point operations is the same.
 --
 -- A decision is five values: allowed, limit, remaining, reset_after_us, retry_after_us or nil.
+--
+-- State encodings. A string state is binary, little-endian, read and written with the struct
+-- library (no text parsing or formatting per call): fixed window "<i8I4" (window end, count: 12
+-- bytes), token bucket "<i8d" (admitted at, debt: 16 bytes), sliding window "<i8I4I4" (expiry,
+-- current, previous: 16 bytes). A value of another length is read as the text state of the
+-- previous format ("F <end> <count>", "T <at> <debt>", "S <expiry> <current> <previous>"), so
+-- that the states written before an upgrade keep counting; an admitting hit rewrites it in
+-- binary. (A process of the previous version reads a binary state as none: while both versions
+-- share a server, a key may be counted afresh once.)
 
 local U32_MAX = 4294967295
 -- How far ahead of now a stored state may lie (a clock that stepped back) and still count, in
@@ -87,28 +96,21 @@ local function never(limit, remaining, reset_after)
   return false, limit, remaining, reset_after, nil
 end
 
--- A state value as read by MGET, or nil when there is none (MGET reads false for an absent key
--- and for a key of another type).
-local function string_state(v)
-  if type(v) ~= 'string' then return nil end
-  return v
-end
-
 -- Extra lifetime given to every key: zero, except when a test passes its own "now", whose
 -- timeline does not follow the server's clock (a key kept past its expiry reads as no state).
-local ttl = {slack_us = 0}
+-- Set by request() on every call (a function library keeps it between calls).
+local slack_us = 0
 
 -- The TTL in milliseconds (at least 1) for a state that matters for ttl_us more microseconds.
 -- A number, which redis.call writes with 14 significant digits at least: exact, as a TTL stays
 -- below 2^53 microseconds, so below 10^13 milliseconds (and formatting it here costs more).
 local function ttl_ms(ttl_us)
-  return math.max(1, math.ceil((ttl_us + ttl.slack_us) / 1000))
+  local ms = math.ceil((ttl_us + slack_us) / 1000)
+  if ms < 1 then return 1 end
+  return ms
 end
 
--- Writes a string state that lives ttl_us microseconds (rounded up to a millisecond).
-local function write_state(key, value, ttl_us)
-  redis.call('SET', key, value, 'PX', ttl_ms(ttl_us))
-end
-
--- Each algorithm file defines a function that builds its module (decide, store, refund, load);
+-- Each algorithm file defines a function that builds its module (load, decide, store, refund);
 -- a request builds only the modules it uses, which keeps the per-call cost of the script small.
+-- A state travels as up to three values (a, b, c), a being nil when there is none: no table is
+-- built for it per call.

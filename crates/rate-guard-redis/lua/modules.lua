@@ -41,6 +41,8 @@ local function rule_of(count, period, capacity)
     count = tonumber(count), period = tonumber(period), capacity = tonumber(capacity),
     period_text = period, capacity_text = capacity,
   }
+  -- A token bucket's interval (us), as rule.interval_micros() computes it.
+  if rule.count and rule.period then rule.interval = rule.period / rule.count end
   if rules_held >= MEMO_MAX then rules, rules_held = {}, 0 end
   if rules[count] == nil then rules_held = rules_held + 1 end
   rules[count] = rule

@@ -17,9 +17,10 @@
 -- overwritten when the request is admitted and deleted when it is not, so it never lingers
 -- without a TTL.
 --
--- Nothing is allocated per rule but the rule's parameters and its state: decisions go straight
--- into the reply (a function library keeps its modules between calls, so per-call work is what
--- counts).
+-- A request of one rule (the common case) builds no table but the reply, and reads its state
+-- with GET; a request of several rules reads every string state with one MGET and keeps each
+-- rule's state in flat arrays (a function library keeps its modules between calls, so per-call
+-- work is what counts).
 
 local function request(keys, argv)
   local mode = argv[1]
@@ -35,18 +36,47 @@ local function request(keys, argv)
     return redis.error_reply('rate_guard: expected 5 arguments per key')
   end
   local now
-  -- A function library keeps its upvalues between calls: the slack is set on every call.
-  ttl.slack_us = 0
   if argv[2] ~= '' then
     now = tonumber(argv[2])
     -- Timestamps stay below 2^52 (algorithm/mod.rs); a test's own now must be a real one.
     if not (now and now >= 0 and now < 2 ^ 52 and now % 1 == 0) then
       return redis.error_reply('rate_guard: now must be whole microseconds below 2^52')
     end
-    ttl.slack_us = 3600000000
+    slack_us = 3600000000
   else
+    -- A function library keeps its upvalues between calls: the slack is set on every call.
+    slack_us = 0
     local t = redis.call('TIME')
     now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  end
+
+  if n == 1 then
+    -- The common case: no per-rule arrays, no table for the state.
+    local algorithm, rule, cost = rule_at(argv, 2)
+    if not algorithm then return rule end
+    local key = keys[1]
+    -- A sliding log reads its sorted set itself; another type of key reads as an error.
+    local value = false
+    if argv[3] ~= 'sl' then value = redis.pcall('GET', key) end
+    local a, b, c = algorithm.load(key, value, rule, now)
+    local allowed, limit, remaining, reset_after, retry
+    if peek then
+      local _
+      allowed, _, _, _, retry = algorithm.decide(rule, now, cost, a, b, c)
+      _, limit, remaining, reset_after = algorithm.decide(rule, now, 0, a, b, c)
+    else
+      allowed, limit, remaining, reset_after, retry = algorithm.decide(rule, now, cost, a, b, c)
+      if allowed then
+        algorithm.store(key, rule, now, cost, a, b, c)
+        return {now, 1, limit, remaining, reset_after, retry or -1}
+      end
+    end
+    if a == nil then
+      -- Nothing is written: a key without state is deleted, in case it holds something out of
+      -- range (deleting an absent key writes nothing).
+      redis.call('DEL', key)
+    end
+    return {now, allowed and 1 or 0, limit, remaining, reset_after, retry or -1}
   end
 
   -- One read for every string state of the request (a sliding log reads its sorted set itself,
@@ -60,60 +90,41 @@ local function request(keys, argv)
   end
 
   local reply = {now}
-  if n == 1 then
-    -- The common case, without the per-rule arrays.
-    local algorithm, rule, cost = rule_at(argv, 2)
-    if not algorithm then return rule end
-    local key = keys[1]
-    local state = algorithm.load(key, values and values[1], rule, now)
-    local allowed, limit, remaining, reset_after, retry
-    if peek then
-      local _
-      allowed, _, _, _, retry = algorithm.decide(rule, state, now, cost)
-      _, limit, remaining, reset_after = algorithm.decide(rule, state, now, 0)
-    else
-      allowed, limit, remaining, reset_after, retry = algorithm.decide(rule, state, now, cost)
-    end
-    if allowed and not peek then
-      algorithm.store(key, rule, state, now, cost)
-    elseif state == nil then
-      -- Nothing is written: a key without state is deleted, in case it holds something out of
-      -- range (deleting an absent key writes nothing).
-      redis.call('DEL', key)
-    end
-    reply[2], reply[3], reply[4], reply[5], reply[6] =
-      allowed and 1 or 0, limit, remaining, reset_after, retry or -1
-    return reply
-  end
-
-  local algorithms, rules, costs, states = {}, {}, {}, {}
+  local algorithms, rules, costs, sa, sb, sc = {}, {}, {}, {}, {}, {}
   local all_allowed = true
   for i = 1, n do
     local algorithm, rule, cost = rule_at(argv, 2 + (i - 1) * 5)
     if not algorithm then return rule end
-    local state = algorithm.load(keys[i], values and values[i], rule, now)
+    local a, b, c = algorithm.load(keys[i], values and values[i], rule, now)
     local allowed, limit, remaining, reset_after, retry
     if peek then
       local _
-      allowed, _, _, _, retry = algorithm.decide(rule, state, now, cost)
-      _, limit, remaining, reset_after = algorithm.decide(rule, state, now, 0)
+      allowed, _, _, _, retry = algorithm.decide(rule, now, cost, a, b, c)
+      _, limit, remaining, reset_after = algorithm.decide(rule, now, 0, a, b, c)
     else
-      allowed, limit, remaining, reset_after, retry = algorithm.decide(rule, state, now, cost)
+      allowed, limit, remaining, reset_after, retry = algorithm.decide(rule, now, cost, a, b, c)
     end
-    algorithms[i], rules[i], costs[i], states[i] = algorithm, rule, cost, state or false
+    -- false for nil, so that the arrays have no holes.
+    algorithms[i], rules[i], costs[i] = algorithm, rule, cost
+    sa[i], sb[i], sc[i] = a or false, b or false, c or false
     all_allowed = all_allowed and allowed
-    local b = 2 + (i - 1) * 5
-    reply[b], reply[b + 1], reply[b + 2], reply[b + 3], reply[b + 4] =
+    local r = 2 + (i - 1) * 5
+    reply[r], reply[r + 1], reply[r + 2], reply[r + 3], reply[r + 4] =
       allowed and 1 or 0, limit, remaining, reset_after, retry or -1
   end
 
   if all_allowed and not peek then
     for i = 1, n do
-      algorithms[i].store(keys[i], rules[i], states[i] or nil, now, costs[i])
+      local a = sa[i]
+      if a then
+        algorithms[i].store(keys[i], rules[i], now, costs[i], a, sb[i], sc[i])
+      else
+        algorithms[i].store(keys[i], rules[i], now, costs[i])
+      end
     end
   else
     for i = 1, n do
-      if not states[i] then redis.call('DEL', keys[i]) end
+      if not sa[i] then redis.call('DEL', keys[i]) end
     end
   end
   return reply

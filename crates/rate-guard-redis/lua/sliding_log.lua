@@ -1,16 +1,18 @@
 -- sliding_log.lua: the exact log; mirrors algorithm/sliding_log.rs.
 -- State: a sorted set, one member per admitted request, scored by the time it was logged at (us);
--- its units of cost count while time + period > now. A member is "<cum>:<cost>", cum (16 digits,
--- zero-padded, so that members of one time sort by it) being the units logged under the key up
--- to and including it. A request is logged at max(now, newest), so members sorted by time are
+-- its units of cost count while time + period > now. A member is 13 bytes, struct ">Bi8I4":
+-- the byte 255, cum and cost, big-endian so that members of one time sort by cum, cum being the
+-- units logged under the key up to and including it. (The text member "<cum>:<cost>" of the
+-- previous format, cum zero-padded to 16 digits, is still read: its bytes sort below 255, so a
+-- binary member logged at the same time after it sorts after it, as its greater cum does.) A request is logged at max(now, newest), so members sorted by time are
 -- sorted by cum too, and the live units are cum(newest) - (cum - cost)(oldest live member): two
 -- O(log n) reads, and one member written, whatever the cost. At most limit members (each logs
 -- at least one unit, and a write first trims the expired ones).
 -- A module of request.lua and refund.lua, which list KEYS, ARGV and the reply. It works on one
--- key: load(key, value read by MGET, rule, now_us) -> state, or nil when there is none or it is
--- out of range (see MAX_AHEAD in common.lua); decide(rule, state, now_us, cost) ->
--- allowed, limit, remaining, reset_after_us, retry_after_us or nil (five values); store(key, rule, state,
--- now_us, cost) writes the state with its TTL; refund(key, rule, now_us, cost).
+-- key: load(key, ignored, rule, now_us) -> state (a table), or nil when there is none or it is
+-- out of range (see MAX_AHEAD in common.lua); decide(rule, now_us, cost, state) -> allowed,
+-- limit, remaining, reset_after_us, retry_after_us or nil (five values); store(key, rule, now_us,
+-- cost, state) writes the state with its TTL; refund(key, rule, now_us, cost).
 
 local function sliding_log()
   local M = {}
@@ -23,12 +25,20 @@ local function sliding_log()
     return '(' .. int(now - period)
   end
 
+  local FORMAT = '>Bi8I4'
+
   -- A member's cum and cost, or nil when it is not one this script writes.
   local function parse(member)
     if type(member) ~= 'string' then return nil end
-    local cum, cost = string.match(member, '^(%d+):(%d+)$')
-    if not cum then return nil end
-    cum, cost = tonumber(cum), tonumber(cost)
+    local tag, cum, cost
+    if #member == 13 then
+      tag, cum, cost = struct.unpack(FORMAT, member)
+      if tag ~= 255 then return nil end
+    else
+      cum, cost = string.match(member, '^(%d+):(%d+)$')
+      if not cum then return nil end
+      cum, cost = tonumber(cum), tonumber(cost)
+    end
     if cost < 1 or cost > cum or cum > MAX_CUM then return nil end
     return cum, cost
   end
@@ -39,7 +49,7 @@ local function sliding_log()
   -- reads as none (ZRANGE fails), and so does a log whose newest entry has expired, as the
   -- memory store drops it.
   function M.load(key, value, rule, now)
-    local last = redis.pcall('ZRANGE', key, -1, -1, 'WITHSCORES')
+    local last = redis.pcall('ZRANGE', key, '-1', '-1', 'WITHSCORES')
     if type(last) ~= 'table' or #last ~= 2 then return nil end
     local cum = parse(last[1])
     local newest = tonumber(last[2])
@@ -47,41 +57,49 @@ local function sliding_log()
     if newest + rule.period <= now then return nil end
     -- The newest member is live, so there is an oldest live one: the oldest member when it has
     -- not expired (then a write has nothing to trim), else the first scored after now - period.
-    local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+    local first = redis.call('ZRANGE', key, '0', '0', 'WITHSCORES')
     local oldest = tonumber(first[2])
     local expired = not (oldest and oldest > now - rule.period)
     if expired then
       first = redis.call('ZRANGEBYSCORE', key, live_from(now, rule.period), '+inf', 'WITHSCORES',
-        'LIMIT', 0, 1)
+        'LIMIT', '0', '1')
     end
     local first_cum, first_cost = parse(first[1])
     if not first_cum or first_cum > cum then return nil end
     local base = first_cum - first_cost
     if cum - base > rule.count then return nil end
+    -- found (the members read past the first, by offset) is built only by a denial's search.
     return {
       key = key, expired = expired, now = now, period = rule.period, newest = newest,
       member = last[1], cum = cum, base = base, count = cum - base,
-      found = {[0] = {first_cum, tonumber(first[2])}},
+      first_cum = first_cum, first_at = first[2], found = false,
     }
   end
 
   -- The cum and time of the live member at offset j (oldest first), read once; nil past the end.
   local function member_at(s, j)
-    local m = s.found[j]
+    if j == 0 then return s.first_cum, tonumber(s.first_at) end
+    local found = s.found
+    if not found then
+      found = {}
+      s.found = found
+    end
+    local m = found[j]
     if m == nil then
       local from = live_from(s.now, s.period)
       local e = redis.call('ZRANGEBYSCORE', s.key, from, '+inf', 'WITHSCORES', 'LIMIT', j, 1)
       m = false
       if #e == 2 then m = {parse(e[1]) or s.cum, tonumber(e[2])} end
-      s.found[j] = m
+      found[j] = m
     end
-    return m
+    if not m then return nil end
+    return m[1], m[2]
   end
 
   -- Whether the live members up to offset j hold at least target units (monotone in j).
   local function reaches(j, s, target)
-    local m = member_at(s, j)
-    return not m or m[1] >= target
+    local cum = member_at(s, j)
+    return not cum or cum >= target
   end
 
   local function reset_after(c, latest, period, now)
@@ -89,7 +107,7 @@ local function sliding_log()
     return 0
   end
 
-  function M.decide(rule, s, now, cost)
+  function M.decide(rule, now, cost, s)
     local period, limit = rule.period, rule.count
     local count, newest = 0, now
     if s then count, newest = s.count, s.newest end
@@ -107,13 +125,14 @@ local function sliding_log()
       -- bounded search otherwise (common.lua).
       local k = count - (limit - cost)
       local j = first(0, k - 1, k - 1, true, reaches, s, s.base + k)
-      local m = member_at(s, j) or {s.cum, s.newest}
-      retry = m[2] + period - now
+      local cum, at = member_at(s, j)
+      if not cum then at = s.newest end
+      retry = at + period - now
     end
     return allowed, limit, math.max(limit - after, 0), reset_after(after, latest, period, now), retry
   end
 
-  function M.store(key, rule, s, now, cost)
+  function M.store(key, rule, now, cost, s)
     local period = rule.period
     local stamp, cum = now, cost
     if s then
@@ -123,7 +142,7 @@ local function sliding_log()
       -- No state, a corrupt log or another type of key: start afresh.
       redis.call('DEL', key)
     end
-    redis.call('ZADD', key, int(stamp), string.format('%016d:%d', cum, cost))
+    redis.call('ZADD', key, int(stamp), struct.pack(FORMAT, 255, cum, cost))
     redis.call('PEXPIRE', key, ttl_ms(stamp + period - now))
   end
 

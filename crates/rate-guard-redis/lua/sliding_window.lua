@@ -1,36 +1,52 @@
 -- sliding_window.lua: two-window weighted counter; mirrors algorithm/sliding_window.rs.
--- State: string "S <expires_at_us> <current> <previous>", expires_at = current start + 2 periods.
+-- State: 16 bytes, struct "<i8I4I4": its expiry (us: the current window's start + 2 periods),
+-- the current and the previous window's counts (common.lua: a value of another length is read
+-- as the previous text "S <expires_at> <current> <previous>").
 -- weight = (period - elapsed) / period; weighted = prev * weight; admits n = weighted + n <= limit.
 -- A module of request.lua and refund.lua, which list KEYS, ARGV and the reply. It works on one
--- key: load(key, value read by MGET, rule, now_us) -> state, or nil when there is none or it is
--- out of range (see MAX_AHEAD in common.lua); decide(rule, state, now_us, cost) ->
--- allowed, limit, remaining, reset_after_us, retry_after_us or nil (five values); store(key, rule, state,
--- now_us, cost) writes the state with its TTL; refund(key, rule, now_us, cost).
+-- key: load(key, value read by GET or MGET, rule, now_us) -> expires_at, current, previous, or
+-- nil when there is none or it is out of range (see MAX_AHEAD in common.lua); decide(rule,
+-- now_us, cost, expires_at, current, previous) -> allowed, limit, remaining, reset_after_us,
+-- retry_after_us or nil (five values); store(key, rule, now_us, cost, expires_at, current,
+-- previous) writes the state with its TTL; refund(key, rule, now_us, cost).
 
 local function sliding_window()
   local M = {}
 
-  -- value: what MGET read under key. In range: counts a u32 holds, and a counted window that
-  -- starts at most the clock slack ahead (algorithm/sliding_window.rs, in_range). A state that
-  -- has expired is no state either, as the memory store drops it.
-  function M.load(key, value, rule, now)
-    local v = string_state(value)
-    if not v then return nil end
+  local FORMAT = '<i8I4I4'
+
+  -- The text state of the previous format, or nil.
+  local function legacy(v)
     local expires_at, current, previous = string.match(v, '^S (%d+) (%d+) (%d+)$')
     if not expires_at then return nil end
-    expires_at, current, previous = tonumber(expires_at), tonumber(current), tonumber(previous)
+    return tonumber(expires_at), tonumber(current), tonumber(previous)
+  end
+
+  -- value: what GET or MGET read under key (false or an error for another type of key). In
+  -- range: counts a u32 holds, and a counted window that starts at most the clock slack ahead
+  -- (algorithm/sliding_window.rs, in_range). A state that has expired is no state either, as
+  -- the memory store drops it.
+  function M.load(key, value, rule, now)
+    if type(value) ~= 'string' then return nil end
+    local expires_at, current, previous
+    if #value == 16 then
+      expires_at, current, previous = struct.unpack(FORMAT, value)
+    else
+      expires_at, current, previous = legacy(value)
+      if not expires_at then return nil end
+    end
     if current > U32_MAX or previous > U32_MAX or expires_at <= now then return nil end
     if math.max(expires_at - 2 * rule.period, 0) > now + MAX_AHEAD then return nil end
-    return {expires_at = expires_at, current = current, previous = previous}
+    return expires_at, current, previous
   end
 
   -- Start, current and previous counts of the windows in force at now.
-  local function view(period, s, now)
+  local function view(period, now, expires_at, current, previous)
     local start = now - now % period
-    if s then
-      local stored = math.max(s.expires_at - 2 * period, 0)
-      if stored >= start then return stored, s.current, s.previous end
-      if stored + period == start then return start, 0, s.current end
+    if expires_at then
+      local stored = math.max(expires_at - 2 * period, 0)
+      if stored >= start then return stored, current, previous end
+      if stored + period == start then return start, 0, current end
     end
     return start, 0, 0
   end
@@ -75,9 +91,9 @@ local function sliding_window()
     return start + period + e - now
   end
 
-  function M.decide(rule, s, now, cost)
+  function M.decide(rule, now, cost, expires_at, current, previous)
     local limit, period = rule.count, rule.period
-    local start, cur, prev = view(period, s, now)
+    local start, cur, prev = view(period, now, expires_at, current, previous)
     local elapsed = math.max(now - start, 0)
     local w = weighted(period, prev, elapsed)
     if cost > limit then
@@ -91,22 +107,22 @@ local function sliding_window()
     return allowed, limit, remaining(limit, w, count), reset_after(start, period, prev, now, count), retry
   end
 
-  function M.store(key, rule, s, now, cost)
+  function M.store(key, rule, now, cost, expires_at, current, previous)
     local period = rule.period
-    local start, cur, prev = view(period, s, now)
-    local expires_at = start + 2 * period
-    local value = string.format('S %d %d %d', expires_at, math.min(cur + cost, U32_MAX), prev)
-    write_state(key, value, expires_at - now)
+    local start, cur, prev = view(period, now, expires_at, current, previous)
+    expires_at = start + 2 * period
+    local count = cur + cost
+    if count > U32_MAX then count = U32_MAX end
+    redis.call('SET', key, struct.pack(FORMAT, expires_at, count, prev), 'PX', ttl_ms(expires_at - now))
   end
 
   -- Gives back cost consumed at now (the cluster's refund path), from the window it went to.
   function M.refund(key, rule, now, cost)
-    local s = M.load(key, redis.pcall('GET', key), rule, now)
-    if not s then redis.call('DEL', key) return end
+    local expires_at, cur, prev = M.load(key, redis.pcall('GET', key), rule, now)
+    if not expires_at then redis.call('DEL', key) return end
     local period = rule.period
-    local stored = math.max(s.expires_at - 2 * period, 0)
+    local stored = math.max(expires_at - 2 * period, 0)
     local start = now - now % period
-    local cur, prev = s.current, s.previous
     if stored >= start and stored < start + period then
       cur = math.max(cur - cost, 0)
     elseif stored == start + period then
@@ -114,7 +130,7 @@ local function sliding_window()
     else
       return
     end
-    redis.call('SET', key, string.format('S %d %d %d', s.expires_at, cur, prev), 'KEEPTTL')
+    redis.call('SET', key, struct.pack(FORMAT, expires_at, cur, prev), 'KEEPTTL')
   end
 
   return M

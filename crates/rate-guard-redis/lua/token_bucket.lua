@@ -1,30 +1,45 @@
 -- token_bucket.lua: GCRA; mirrors algorithm/token_bucket.rs.
--- State: string "T <at_us> <debt_us>", debt written with 17 significant digits (exact for a double).
+-- State: 16 bytes, struct "<i8d": when it was last admitted at (us) and its debt (us, a double,
+-- exact) (common.lua: a value of another length is read as the previous text "T <at> <debt>").
 -- n = max(now, at); backlog = max(debt - (n - at), 0);
 -- admits k = backlog - (burst - k) * interval <= interval * 1e-6.
 -- A module of request.lua and refund.lua, which list KEYS, ARGV and the reply. It works on one
--- key: load(key, value read by MGET, rule, now_us) -> state, or nil when there is none or it is
--- out of range (see MAX_AHEAD in common.lua); decide(rule, state, now_us, cost) ->
--- allowed, limit, remaining, reset_after_us, retry_after_us or nil (five values); store(key, rule, state,
--- now_us, cost) writes the state with its TTL; refund(key, rule, now_us, cost).
+-- key: load(key, value read by GET or MGET, rule, now_us) -> at, debt, or nil when there is none
+-- or it is out of range (see MAX_AHEAD in common.lua); decide(rule, now_us, cost, at, debt) ->
+-- allowed, limit, remaining, reset_after_us, retry_after_us or nil (five values); store(key,
+-- rule, now_us, cost, at, debt) writes the state with its TTL; refund(key, rule, now_us, cost).
 
 local function token_bucket()
   local M = {}
 
-  -- value: what MGET read under key. In range: admitted at most the clock slack ahead, with a
-  -- backlog in [0, (capacity + 1) intervals] (algorithm/token_bucket.rs, in_range); tonumber
-  -- reads "inf", "nan" and "1e400" too, and a NaN fails both comparisons. A bucket that has
-  -- refilled (at + ceil(debt) <= now) is no state either, as the memory store drops it.
-  function M.load(key, value, rule, now)
-    local v = string_state(value)
-    if not v then return nil end
+  local FORMAT = '<i8d'
+
+  -- The text state of the previous format, or nil (tonumber reads "inf", "nan" and "1e400").
+  local function legacy(v)
     local at, debt = string.match(v, '^T (%d+) (%S+)$')
     if not at then return nil end
-    at, debt = tonumber(at), tonumber(debt)
-    if not debt or at > now + MAX_AHEAD then return nil end
-    if not (debt >= 0 and debt <= (rule.capacity + 1) * (rule.period / rule.count)) then return nil end
+    debt = tonumber(debt)
+    if not debt then return nil end
+    return tonumber(at), debt
+  end
+
+  -- value: what GET or MGET read under key (false or an error for another type of key). In
+  -- range: admitted at most the clock slack ahead, with a backlog in [0, (capacity + 1)
+  -- intervals] (algorithm/token_bucket.rs, in_range; a NaN fails both comparisons). A bucket
+  -- that has refilled (at + ceil(debt) <= now) is no state either, as the memory store drops it.
+  function M.load(key, value, rule, now)
+    if type(value) ~= 'string' then return nil end
+    local at, debt
+    if #value == 16 then
+      at, debt = struct.unpack(FORMAT, value)
+    else
+      at, debt = legacy(value)
+      if not at then return nil end
+    end
+    if at > now + MAX_AHEAD then return nil end
+    if not (debt >= 0 and debt <= (rule.capacity + 1) * rule.interval) then return nil end
     if at + math.ceil(debt) <= now then return nil end
-    return {at = at, debt = debt}
+    return at, debt
   end
 
   local function admits(k, backlog, burst, interval)
@@ -40,10 +55,9 @@ local function token_bucket()
     return largest_satisfying(burst, burst - backlog / interval, admits, backlog, burst, interval)
   end
 
-  function M.decide(rule, s, now, cost)
-    local interval, burst = rule.period / rule.count, rule.capacity
-    local at, debt = now, 0.0
-    if s then at, debt = s.at, s.debt end
+  function M.decide(rule, now, cost, at, debt)
+    local interval, burst = rule.interval, rule.capacity
+    if not at then at, debt = now, 0.0 end
     local n = math.max(now, at)
     local ahead = n - now
     local raw = debt - (n - at)
@@ -63,21 +77,20 @@ local function token_bucket()
     return allowed, burst, remaining(after, burst, interval), ahead + math.ceil(after), retry
   end
 
-  function M.store(key, rule, s, now, cost)
-    local interval = rule.period / rule.count
-    local at, debt = now, 0.0
-    if s then at, debt = s.at, s.debt end
+  function M.store(key, rule, now, cost, at, debt)
+    local interval = rule.interval
+    if not at then at, debt = now, 0.0 end
     local n = math.max(now, at)
     local new_debt = math.max(debt - (n - at), 0) + cost * interval
-    write_state(key, string.format('T %d %.17g', n, new_debt), n + math.ceil(new_debt) - now)
+    redis.call('SET', key, struct.pack(FORMAT, n, new_debt), 'PX', ttl_ms(n + math.ceil(new_debt) - now))
   end
 
   -- Gives back cost consumed at now (the cluster's refund path): the backlog shrinks by it.
   function M.refund(key, rule, now, cost)
-    local s = M.load(key, redis.pcall('GET', key), rule, now)
-    if not s then redis.call('DEL', key) return end
-    local debt = math.max(s.debt - cost * (rule.period / rule.count), 0)
-    redis.call('SET', key, string.format('T %d %.17g', s.at, debt), 'KEEPTTL')
+    local at, debt = M.load(key, redis.pcall('GET', key), rule, now)
+    if not at then redis.call('DEL', key) return end
+    debt = math.max(debt - cost * rule.interval, 0)
+    redis.call('SET', key, struct.pack(FORMAT, at, debt), 'KEEPTTL')
   end
 
   return M

@@ -114,12 +114,44 @@ fn fresh_key(rule: &Rule) -> String {
 
 /// How a poisoned key is written: `SET key value`, or commands that build another type of key.
 enum Poison {
-    Value(String),
+    Value(Vec<u8>),
     Commands(Vec<Vec<String>>),
+    /// Sorted-set members (score, member) written with ZADD.
+    Members(Vec<(String, Vec<u8>)>),
 }
 
+/// A sliding log's binary member (`lua/sliding_log.lua`): a tag byte, cum and cost, big-endian.
+fn member(tag: u8, cum: i64, cost: u32) -> Vec<u8> {
+    [&[tag][..], &cum.to_be_bytes(), &cost.to_be_bytes()].concat()
+}
+
+/// A value of the text format before issue 13 (still read: lua/common.lua), or garbage.
 fn value(v: impl Into<String>) -> Poison {
-    Poison::Value(v.into())
+    Poison::Value(v.into().into_bytes())
+}
+
+/// The binary states of lua/*.lua (little-endian, as `struct.pack` writes them).
+fn fixed(window_end: i64, count: u32) -> Vec<u8> {
+    [&window_end.to_le_bytes()[..], &count.to_le_bytes()].concat()
+}
+
+fn bucket(at: i64, debt: f64) -> Vec<u8> {
+    [at.to_le_bytes(), debt.to_le_bytes()].concat()
+}
+
+fn sliding(expires_at: i64, current: u32, previous: u32) -> Vec<u8> {
+    [
+        &expires_at.to_le_bytes()[..],
+        &current.to_le_bytes(),
+        &previous.to_le_bytes(),
+    ]
+    .concat()
+}
+
+/// A binary value, whole or cut to `len` bytes, or with bytes added.
+fn binary(mut v: Vec<u8>, len: usize) -> Poison {
+    v.resize(len, 7);
+    Poison::Value(v)
 }
 
 /// Keys of other types, which read as no state for every algorithm (a string too, for the log).
@@ -147,8 +179,16 @@ fn other_types(algorithm: Algorithm) -> Vec<Poison> {
     poisons
 }
 
-/// Values of the right shape but out of range for `rule` at NOW (a period of one minute).
+/// Values of the right shape but out of range for `rule` at NOW (a period of one minute), in
+/// both encodings, or not of a state at all.
 fn out_of_range(algorithm: Algorithm) -> Vec<Poison> {
+    let mut poisons = text_out_of_range(algorithm);
+    poisons.extend(binary_out_of_range(algorithm));
+    poisons
+}
+
+/// [`out_of_range`] in the text encoding before issue 13 (read still), and garbage.
+fn text_out_of_range(algorithm: Algorithm) -> Vec<Poison> {
     let minute = 60_000_000;
     let ahead = |d: u64| (NOW + d).to_string();
     match algorithm {
@@ -218,10 +258,94 @@ fn out_of_range(algorithm: Algorithm) -> Vec<Poison> {
     }
 }
 
+/// [`out_of_range`] in the binary encodings of `lua/*.lua`: NaN and infinite doubles, huge,
+/// negative or far-ahead times, values truncated or longer than a state.
+fn binary_out_of_range(algorithm: Algorithm) -> Vec<Poison> {
+    let minute = 60_000_000;
+    let at = |d: u64| i64::try_from(NOW + d).unwrap();
+    let now = at(0);
+    match algorithm {
+        Algorithm::TokenBucket => vec![
+            binary(bucket(now, f64::NAN), 16),
+            binary(bucket(now, f64::INFINITY), 16),
+            binary(bucket(now, f64::NEG_INFINITY), 16),
+            binary(bucket(now, -5.0), 16),
+            binary(bucket(now, 1e300), 16),
+            binary(bucket(now, 99_999_999_999.0), 16),
+            binary(bucket(i64::MAX, 0.0), 16),
+            binary(bucket(at(HOUR + 1), 0.0), 16),
+            binary(bucket(-1, 1e300), 16),
+            // Truncated, or longer: neither binary nor text.
+            binary(bucket(now, 1.0), 15),
+            binary(bucket(now, 1.0), 8),
+            binary(bucket(now, 1.0), 17),
+            binary(Vec::new(), 16),
+        ],
+        Algorithm::FixedWindow => vec![
+            binary(fixed(i64::MAX, 0), 12),
+            binary(fixed(i64::MIN, 1), 12),
+            binary(fixed(-1, 1), 12),
+            binary(fixed(at(minute + HOUR + 1), 0), 12),
+            binary(fixed(now, 1), 12),
+            binary(fixed(at(1_000), 1), 11),
+            binary(fixed(at(1_000), 1), 4),
+            binary(fixed(at(1_000), 1), 13),
+            binary(fixed(at(1_000), 1), 16),
+        ],
+        Algorithm::SlidingWindow => vec![
+            binary(sliding(i64::MAX, 0, 0), 16),
+            binary(sliding(i64::MIN, 1, 1), 16),
+            binary(sliding(-1, 1, 1), 16),
+            binary(sliding(at(2 * minute + HOUR + 1), 1, 1), 16),
+            binary(sliding(now, 1, 1), 16),
+            binary(sliding(at(minute), 1, 1), 15),
+            binary(sliding(at(minute), 1, 1), 12),
+            binary(sliding(at(minute), 1, 1), 17),
+        ],
+        _ => {
+            let at = |d: u64| (NOW + d).to_string();
+            vec![
+                // Binary members that this script does not write: another tag, a cost of
+                // zero or above the cum, a cum above 2^52, four live units where the limit is
+                // 3, truncated or longer members, an older member with a greater cum.
+                Poison::Members(vec![(at(0), member(254, 1, 1))]),
+                Poison::Members(vec![(at(0), member(255, 1, 0))]),
+                Poison::Members(vec![(at(0), member(255, 1, 2))]),
+                Poison::Members(vec![(at(0), member(255, -1, 1))]),
+                Poison::Members(vec![(at(0), member(255, 1 << 53, 1))]),
+                Poison::Members(vec![(at(0), member(255, 4, 4))]),
+                Poison::Members(vec![(at(0), member(255, 1, 1)[..12].to_vec())]),
+                Poison::Members(vec![(at(0), [member(255, 1, 1), vec![0]].concat())]),
+                Poison::Members(vec![
+                    ((NOW - 1_000).to_string(), member(255, 9, 1)),
+                    (at(0), member(255, 2, 1)),
+                ]),
+                Poison::Members(vec![("inf".into(), member(255, 1, 1))]),
+            ]
+        }
+    }
+}
+
 impl Fixture {
     fn poison(&mut self, key: &str, poison: &Poison) {
         match poison {
-            Poison::Value(v) => self.cmd(&["SET", key, v]),
+            Poison::Value(v) => {
+                let _: () = redis::cmd("SET")
+                    .arg(key)
+                    .arg(v.as_slice())
+                    .query(&mut self.con)
+                    .unwrap();
+            }
+            Poison::Members(members) => {
+                for (score, m) in members {
+                    let _: i64 = redis::cmd("ZADD")
+                        .arg(key)
+                        .arg(score)
+                        .arg(m.as_slice())
+                        .query(&mut self.con)
+                        .unwrap();
+                }
+            }
             Poison::Commands(cmds) => {
                 for c in cmds {
                     let args: Vec<&str> = c
@@ -238,8 +362,9 @@ impl Fixture {
 
 fn describe(poison: &Poison) -> String {
     match poison {
-        Poison::Value(v) => format!("{v:?}"),
+        Poison::Value(v) => format!("{:?}", String::from_utf8_lossy(v)),
         Poison::Commands(c) => format!("{c:?}"),
+        Poison::Members(m) => format!("{m:?}"),
     }
 }
 
@@ -338,5 +463,106 @@ fn refunds_delete_poisoned_keys() {
             assert_eq!(refunded, 1);
             assert_eq!(f.pttl(&key), -2, "{algorithm} {}", describe(&poison));
         }
+    }
+}
+
+/// A state written by the text format before issue 13 ("F <end> <count>", "T <at> <debt>",
+/// "S <expiry> <current> <previous>") met after an upgrade is read: it counts as the same
+/// state in the memory store does, and the next admitting hit rewrites it in binary.
+#[test]
+fn states_of_the_previous_text_format_still_count() {
+    let mut f = Fixture::start();
+    let minute = 60_000_000;
+    let start = NOW - NOW % minute;
+    for (algorithm, text, len) in [
+        (
+            Algorithm::FixedWindow,
+            format!("F {} 2", start + minute),
+            12,
+        ),
+        // Two requests at NOW: a debt of two intervals of 20 s.
+        (Algorithm::TokenBucket, format!("T {NOW} 40000000"), 16),
+        (
+            Algorithm::SlidingWindow,
+            format!("S {} 2 0", start + 2 * minute),
+            16,
+        ),
+    ] {
+        let rule = rule("3/minute", algorithm);
+        let memory = MemoryStore::default();
+        let key = fresh_key(&rule);
+        // The memory store sees the two requests the text state holds.
+        let request = |cost| {
+            let checks = [Check {
+                rule: &rule,
+                key: &key,
+                cost: NonZeroU32::new(cost).unwrap(),
+            }];
+            memory
+                .decide_now(Request {
+                    checks: &checks,
+                    mode: Mode::Hit,
+                    now: Some(Timestamp::from_micros(NOW)),
+                })
+                .unwrap();
+        };
+        request(2);
+        f.cmd(&["SET", &key, &text, "PX", "600000"]);
+        let hit = f.decide(&memory, &[(&rule, &key)], 1, Mode::Hit);
+        assert_eq!((hit[0].allowed, hit[0].remaining), (true, 0), "{algorithm}");
+        let stored: Vec<u8> = redis::cmd("GET").arg(&key).query(&mut f.con).unwrap();
+        assert_eq!(stored.len(), len, "{algorithm}: rewritten in binary");
+        let next = f.decide(&memory, &[(&rule, &key)], 1, Mode::Hit);
+        assert!(!next[0].allowed, "{algorithm}");
+    }
+}
+
+/// A valid state without a TTL (written by hand, or left by `PERSIST`) counts as the state it
+/// is; an admitting hit gives it a TTL again, and once it has expired any request deletes it.
+#[test]
+fn a_valid_state_without_a_ttl_counts_and_heals() {
+    let mut f = Fixture::start();
+    for algorithm in [
+        Algorithm::FixedWindow,
+        Algorithm::TokenBucket,
+        Algorithm::SlidingWindow,
+        Algorithm::SlidingLog,
+    ] {
+        let rule = rule("3/minute", algorithm);
+        let memory = MemoryStore::default();
+        let key = fresh_key(&rule);
+        f.decide(&memory, &[(&rule, &key)], 1, Mode::Hit);
+        f.cmd(&["PERSIST", &key]);
+        assert_eq!(f.pttl(&key), -1);
+        let peek = f.decide(&memory, &[(&rule, &key)], 1, Mode::Peek);
+        assert_eq!(peek[0].remaining, 2, "{algorithm}");
+        let hit = f.decide(&memory, &[(&rule, &key)], 1, Mode::Hit);
+        assert_eq!(hit[0].remaining, 1, "{algorithm}");
+        assert!(
+            f.pttl(&key) > 0,
+            "{algorithm}: no TTL after an admitting hit"
+        );
+
+        // Persisted again, and met after it has expired (two periods later): it reads as none
+        // and a peek deletes it.
+        f.cmd(&["PERSIST", &key]);
+        let later = NOW + 2 * rule.period_micros() + 1;
+        let checks = [Check {
+            rule: &rule,
+            key: &key,
+            cost: NonZeroU32::new(1).unwrap(),
+        }];
+        let request = Request {
+            checks: &checks,
+            mode: Mode::Peek,
+            now: Some(Timestamp::from_micros(later)),
+        };
+        let decision = f.rt.block_on(f.redis.decide(request)).unwrap();
+        assert_eq!(decision.rules()[0].remaining, 3, "{algorithm}");
+        assert_eq!(
+            f.pttl(&key),
+            -2,
+            "{algorithm}: an expired state kept after a peek"
+        );
     }
 }
