@@ -101,13 +101,13 @@ end
 -- Set by request() on every call (a function library keeps it between calls).
 local slack_us = 0
 
--- The TTL in milliseconds (at least 1) for a state that matters for ttl_us more microseconds.
--- A number, which redis.call writes with 14 significant digits at least: exact, as a TTL stays
--- below 2^53 microseconds, so below 10^13 milliseconds (and formatting it here costs more).
+-- The TTL in milliseconds (at least 1) for a state that matters for ttl_us more microseconds,
+-- as the digits redis.call sends. (A number argument would be written by redis.call with
+-- "%.17g": exact, but a double's formatting costs ~1 us per argument here, "%d" ~0.2 us.)
 local function ttl_ms(ttl_us)
   local ms = math.ceil((ttl_us + slack_us) / 1000)
-  if ms < 1 then return 1 end
-  return ms
+  if ms < 1 then return '1' end
+  return string.format('%d', ms)
 end
 
 -- Each algorithm file defines a function that builds its module (load, decide, store, refund);

@@ -87,7 +87,7 @@ local function sliding_log()
     local m = found[j]
     if m == nil then
       local from = live_from(s.now, s.period)
-      local e = redis.call('ZRANGEBYSCORE', s.key, from, '+inf', 'WITHSCORES', 'LIMIT', j, 1)
+      local e = redis.call('ZRANGEBYSCORE', s.key, from, '+inf', 'WITHSCORES', 'LIMIT', int(j), '1')
       m = false
       if #e == 2 then m = {parse(e[1]) or s.cum, tonumber(e[2])} end
       found[j] = m
