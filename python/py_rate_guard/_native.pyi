@@ -194,7 +194,7 @@ class Front:
     ) -> RouteLimits: ...
     def plan(
         self,
-        peer: str | None,
+        peer: str | Sequence[Any] | None,
         headers: Iterable[tuple[bytes | str, bytes | str]],
         route: RouteLimits | None = None,
         *,
@@ -203,6 +203,28 @@ class Front:
     ) -> Plan: ...
     def decide(self, guard: Guard, plan: Plan) -> Outcome: ...
     def adecide(self, guard: Guard, plan: Plan) -> Awaitable[Outcome]: ...
+    def decide_request(
+        self,
+        guard: Guard,
+        peer: str | Sequence[Any] | None,
+        headers: Iterable[tuple[bytes | str, bytes | str]],
+        route: RouteLimits | None = None,
+        *,
+        user: str | None = None,
+        custom: str | Sequence[str | None] | None = None,
+    ) -> Outcome: ...
+    def adecide_request(
+        self,
+        guard: Guard,
+        peer: str | Sequence[Any] | None,
+        headers: Iterable[tuple[bytes | str, bytes | str]],
+        route: RouteLimits | None = None,
+        *,
+        user: str | None = None,
+        custom: str | Sequence[str | None] | None = None,
+    ) -> Awaitable[Outcome]: ...
+    @staticmethod
+    def _bridge_round_trip(guard: Guard) -> Awaitable[None]: ...
 
 @final
 class RouteLimits:
@@ -232,6 +254,8 @@ class Outcome:
     def body(self) -> bytes: ...
     @property
     def decision(self) -> Decision | None: ...
+    @property
+    def plan(self) -> Plan | None: ...
     @property
     def rule(self) -> str | None: ...
     @property

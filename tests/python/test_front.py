@@ -261,6 +261,34 @@ def test_adecide_under_asyncio(native_guard: Guard) -> None:
     assert front.decide(native_guard, front.plan(PEER, [])).status == 429
 
 
+def test_decide_request_is_plan_then_decide_in_one_call(native_guard: Guard) -> None:
+    front = Front(global_rules=[spec("3/minute", name="api")])
+    route = front.route("/items/{id}", [spec("2/minute", name="items")])
+    headers = [(b"user-agent", b"test")]
+    # `peer` as ASGI's `scope["client"]`: a (host, port) pair (or a list), or None.
+    first = front.decide_request(native_guard, (PEER, 51000), headers, route)
+    assert first.allowed and header(first, b"x-ratelimit-remaining") == b"1"
+    assert first.plan is not None
+    assert first.plan.keys() == front.plan(PEER, headers, route).keys()
+    assert [identity for _, identity, _, _ in first.plan.items] == [f"ip:{PEER}"] * 2
+
+    async def go() -> Outcome:
+        return await front.adecide_request(native_guard, [PEER, 51001], headers, route)
+
+    second = asyncio.run(go())
+    assert second.allowed and header(second, b"x-ratelimit-remaining") == b"0"
+    assert second.plan is not None and len(second.plan) == 2
+    denied = front.decide_request(native_guard, PEER, headers, route)
+    assert denied.status == 429 and denied.plan is not None
+    # The route's denial consumed no global quota; the other calls share it.
+    assert header(front.decide(native_guard, front.plan(PEER, [])), b"x-ratelimit-remaining") == (
+        b"0"
+    )
+    assert front.decide(native_guard, front.plan(PEER, [])).plan is None
+    unix = front.decide_request(native_guard, None, headers)
+    assert unix.plan is not None and unix.plan.items[0][1].startswith("ip:")
+
+
 def test_a_dead_store_fails_open_or_closed(spawn_redis: SpawnRedis) -> None:
     closed_rules = Rules([("5/minute", "fixed_window", None, "login", False)])
     front = Front(global_rules=[spec("5/minute", name="api")])

@@ -193,6 +193,22 @@ fn text(value: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<Option<Text>> 
     }
 }
 
+/// The peer of a request: a `str`, None, or ASGI's `scope["client"]` as it is (a `(host,
+/// port)` pair, or None), so that an adapter hands the scope's value over without unpacking it.
+fn peer_text(peer: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Text>> {
+    let Some(peer) = peer else {
+        return Ok(None);
+    };
+    let host = if let Ok(pair) = peer.cast::<PyTuple>() {
+        pair.get_item(0).ok()
+    } else if let Ok(pair) = peer.cast::<PyList>() {
+        pair.get_item(0).ok()
+    } else {
+        return text(Some(peer), "peer");
+    };
+    text(host.as_ref(), "peer")
+}
+
 enum Text {
     Borrowed(PyBackedStr),
     Owned(String),
@@ -212,6 +228,9 @@ impl Text {
 #[pyclass(frozen, module = "py_rate_guard._native", name = "Front")]
 pub(crate) struct Front {
     inner: http::Front,
+    /// Whether keys may come from JWTs, whose signature checks are worth releasing the GIL
+    /// for; resolving every other key takes well under the cost of releasing it.
+    reads_tokens: bool,
 }
 
 // PyO3 hands arguments over by value.
@@ -251,6 +270,7 @@ impl Front {
         let forwarded: http::ForwardedHeader = forwarded_header.parse().map_err(config)?;
         let client_ip =
             http::ClientIp::new(&trusted_proxies, forwarded, ipv6_prefix).map_err(config)?;
+        let reads_tokens = !jwt_keys.is_empty() || !jwt_verify;
         let mut builder = http::Front::builder()
             .client_ip(client_ip)
             .header_style(headers.parse().map_err(config)?)
@@ -276,6 +296,7 @@ impl Front {
         }
         Ok(Self {
             inner: builder.build().map_err(config)?,
+            reads_tokens,
         })
     }
 
@@ -295,7 +316,8 @@ impl Front {
     }
 
     /// Resolves the identity of every rule that applies to a request. Never raises for what a
-    /// client sends: a missing or unusable identity falls back to the client address.
+    /// client sends: a missing or unusable identity falls back to the client address. `peer`
+    /// is the client address, or ASGI's `scope["client"]` as it is.
     #[pyo3(signature = (peer, headers, route=None, *, user=None, custom=None))]
     fn plan(
         &self,
@@ -306,27 +328,8 @@ impl Front {
         user: Option<&Bound<'_, PyAny>>,
         custom: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Plan> {
-        let peer = text(peer, "peer")?;
-        let user = text(user, "user")?;
-        let customs = custom_keys(custom)?;
-        let headers = raw_headers(headers)?;
-        let route = route.map(|r| r.get().inner.clone());
-        let front = &self.inner;
-        let plan = py.detach(|| {
-            let keys: SmallVec<[Option<&str>; 4]> = customs
-                .iter()
-                .map(|c| c.as_ref().map(Text::as_str))
-                .collect();
-            let request = http::RequestInfo {
-                peer: http::Peer::parse(peer.as_ref().map(Text::as_str)),
-                headers: &headers[..],
-                user: user.as_ref().map(Text::as_str),
-                custom: keys.first().copied().flatten(),
-            };
-            front.plan_with_keys(&request, route.as_ref(), keys.get(1..).unwrap_or_default())
-        });
         Ok(Plan {
-            inner: Arc::new(plan),
+            inner: Arc::new(self.make_plan(py, peer, headers, route, user, custom)?),
         })
     }
 
@@ -380,12 +383,131 @@ impl Front {
         )
     }
 
+    /// `plan` then `decide` in one call: the outcome of one request (sync, the GIL released
+    /// for Redis), its plan in `Outcome.plan`.
+    #[pyo3(signature = (guard, peer, headers, route=None, *, user=None, custom=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn decide_request(
+        &self,
+        py: Python<'_>,
+        guard: &Bound<'_, Guard>,
+        peer: Option<&Bound<'_, PyAny>>,
+        headers: &Bound<'_, PyAny>,
+        route: Option<&Bound<'_, RouteLimits>>,
+        user: Option<&Bound<'_, PyAny>>,
+        custom: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Outcome> {
+        let plan = Arc::new(self.make_plan(py, peer, headers, route, user, custom)?);
+        let front = &self.inner;
+        if let Some(outcome) = guard
+            .get()
+            .local_limiter()
+            .and_then(|limiter| front.decide_now(limiter, &plan))
+        {
+            return Ok(Outcome::planned(outcome, plan));
+        }
+        let outcome = guard.get().run_blocking(py, |limiter| {
+            let plan = &plan;
+            async move { front.decide(&limiter, plan).await }
+        })?;
+        Ok(Outcome::planned(outcome, plan))
+    }
+
+    /// `plan` then `adecide` in one call (what an ASGI middleware does on every request): an
+    /// awaitable of the `Outcome`, its plan in `Outcome.plan`.
+    #[pyo3(signature = (guard, peer, headers, route=None, *, user=None, custom=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn adecide_request<'py>(
+        &self,
+        py: Python<'py>,
+        guard: &Bound<'py, Guard>,
+        peer: Option<&Bound<'py, PyAny>>,
+        headers: &Bound<'py, PyAny>,
+        route: Option<&Bound<'py, RouteLimits>>,
+        user: Option<&Bound<'py, PyAny>>,
+        custom: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let plan = Arc::new(self.make_plan(py, peer, headers, route, user, custom)?);
+        // The memory store answers at once: an awaitable that is ready, no future built.
+        if let Some(outcome) = guard
+            .get()
+            .local_limiter()
+            .and_then(|limiter| self.inner.decide_now(limiter, &plan))
+        {
+            return crate::bridge::Ready::awaitable(
+                py,
+                Py::new(py, Outcome::planned(outcome, plan)).map(Py::into_any),
+            );
+        }
+        let front = self.inner.clone();
+        guard.get().run_async(
+            py,
+            move |limiter| async move {
+                let outcome = front.decide(&limiter, &plan).await;
+                (outcome, plan)
+            },
+            |py, (outcome, plan)| Ok(Py::new(py, Outcome::planned(outcome, plan))?.into_any()),
+        )
+    }
+
+    /// For `bench/http_bench.py`'s floor case: an awaitable of None that makes the trip of a
+    /// Redis decision through `guard`'s I/O thread and the batched bridge, without the Redis
+    /// call (a task on the I/O runtime that yields once, then hands None back).
+    #[staticmethod]
+    fn _bridge_round_trip<'py>(
+        py: Python<'py>,
+        guard: &Bound<'py, Guard>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        guard.get().run_async(
+            py,
+            |_limiter| tokio::task::yield_now(),
+            |py, ()| Ok(py.None()),
+        )
+    }
+
     fn __repr__(&self) -> String {
         format!(
             "Front(global_rules={}, headers={:?})",
             self.inner.global_limits().len(),
             self.inner.header_style().name()
         )
+    }
+}
+
+impl Front {
+    fn make_plan(
+        &self,
+        py: Python<'_>,
+        peer: Option<&Bound<'_, PyAny>>,
+        headers: &Bound<'_, PyAny>,
+        route: Option<&Bound<'_, RouteLimits>>,
+        user: Option<&Bound<'_, PyAny>>,
+        custom: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<http::Plan> {
+        let peer = peer_text(peer)?;
+        let user = text(user, "user")?;
+        let customs = custom_keys(custom)?;
+        let headers = raw_headers(headers)?;
+        let route = route.map(|r| &r.get().inner);
+        let front = &self.inner;
+        let plan = || {
+            let keys: SmallVec<[Option<&str>; 4]> = customs
+                .iter()
+                .map(|c| c.as_ref().map(Text::as_str))
+                .collect();
+            let request = http::RequestInfo {
+                peer: http::Peer::parse(peer.as_ref().map(Text::as_str)),
+                headers: &headers[..],
+                user: user.as_ref().map(Text::as_str),
+                custom: keys.first().copied().flatten(),
+            };
+            front.plan_with_keys(&request, route, keys.get(1..).unwrap_or_default())
+        };
+        Ok(if self.reads_tokens {
+            py.detach(plan)
+        } else {
+            plan()
+        })
     }
 }
 
@@ -477,12 +599,27 @@ impl Plan {
 pub(crate) struct Outcome {
     inner: http::Outcome,
     decision: Option<Decision>,
+    plan: Option<Arc<http::Plan>>,
 }
 
 impl From<http::Outcome> for Outcome {
     fn from(inner: http::Outcome) -> Self {
         let decision = inner.verdict().map(Decision::from);
-        Self { inner, decision }
+        Self {
+            inner,
+            decision,
+            plan: None,
+        }
+    }
+}
+
+impl Outcome {
+    /// The outcome of `plan`, which it keeps (for the logs of a denial).
+    fn planned(inner: http::Outcome, plan: Arc<http::Plan>) -> Self {
+        Self {
+            plan: Some(plan),
+            ..Self::from(inner)
+        }
     }
 }
 
@@ -523,6 +660,15 @@ impl Outcome {
     #[getter]
     fn decision(&self) -> Option<Decision> {
         self.decision.clone()
+    }
+
+    /// The plan it decided (`Front.decide_request`, `Front.adecide_request`); None from
+    /// `Front.decide` and `Front.adecide`, whose caller holds it.
+    #[getter]
+    fn plan(&self) -> Option<Plan> {
+        self.plan.as_ref().map(|inner| Plan {
+            inner: Arc::clone(inner),
+        })
     }
 
     /// The id of the rule the decision reports (route rules under their scoped id).

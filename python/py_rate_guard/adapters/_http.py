@@ -313,13 +313,14 @@ class HttpGuard(RateGuard):
         (logged; the request goes through)."""
         front = self._route_front if alone else self._front
         try:
-            plan = front.plan(peer, headers, target.native, user=user, custom=custom)
-            outcome = front.decide(self._guard, plan)
+            outcome = front.decide_request(
+                self._guard, peer, headers, target.native, user=user, custom=custom
+            )
         except Exception:
             logger.exception("rate limiter failed; the request is let through")
             return None
         if target.shadow or not outcome.allowed:
-            self.log(outcome, plan, target)
+            self.log(outcome, target)
         return outcome
 
     async def adecide(
@@ -335,20 +336,22 @@ class HttpGuard(RateGuard):
         """`decide` for the event loop."""
         front = self._route_front if alone else self._front
         try:
-            plan = front.plan(peer, headers, target.native, user=user, custom=custom)
-            outcome = await front.adecide(self._guard, plan)
+            outcome = await front.adecide_request(
+                self._guard, peer, headers, target.native, user=user, custom=custom
+            )
         except Exception:
             logger.exception("rate limiter failed; the request is let through")
             return None
         if target.shadow or not outcome.allowed:
-            self.log(outcome, plan, target)
+            self.log(outcome, target)
         return outcome
 
-    def log(self, outcome: _native.Outcome, plan: _native.Plan, target: Target) -> None:
-        """Logs a denial, or the shadow rules that would have denied (sampled per rule)."""
+    def log(self, outcome: _native.Outcome, target: Target) -> None:
+        """Logs a denial, or the shadow rules that would have denied (sampled per rule), of an
+        outcome that carries its plan (`Front.decide_request`, `Front.adecide_request`)."""
         try:
             native = target.native
-            self.decision_log.outcome(outcome, plan, native.template if native else None)
+            self.decision_log.outcome(outcome, outcome.plan, native.template if native else None)
         except Exception:
             logger.exception("cannot log the decision")
 

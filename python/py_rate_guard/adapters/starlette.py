@@ -32,7 +32,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, cast
 
 from anyio import from_thread
@@ -172,16 +172,15 @@ class StarletteRateGuard(HttpGuard):
         scope = connection.scope
         if not target.simple:
             return await self.adecide_scope(scope, target, connection, alone=True)
-        front = self._route_front
-        client = scope.get("client")
         try:
-            plan = front.plan(client[0] if client else None, scope["headers"], target.native)
-            outcome = await front.adecide(self._guard, plan)
+            outcome = await self._route_front.adecide_request(
+                self._guard, scope.get("client"), scope["headers"], target.native
+            )
         except Exception:
             logger.exception("rate limiter failed; the request is let through")
             return None
         if target.shadow or not outcome.allowed:
-            self.log(outcome, plan, target)
+            self.log(outcome, target)
         return outcome
 
     def endpoint_outcome_sync(
@@ -214,22 +213,21 @@ class StarletteRateGuard(HttpGuard):
                 connection = Request(scope) if scope["type"] == "http" else HTTPConnection(scope)
             custom = await target.acustom_keys(connection)
         user = scope_user(scope) if target.needs_user else None
-        client = scope.get("client")
         front = self._route_front if alone else self._front
         try:  # on every request: `HttpGuard.adecide` inlined, one coroutine less
-            plan = front.plan(
-                client[0] if client else None,
+            outcome = await front.adecide_request(
+                self._guard,
+                scope.get("client"),
                 scope["headers"],
                 target.native,
                 user=user,
                 custom=custom,
             )
-            outcome = await front.adecide(self._guard, plan)
         except Exception:
             logger.exception("rate limiter failed; the request is let through")
             return None
         if target.shadow or not outcome.allowed:
-            self.log(outcome, plan, target)
+            self.log(outcome, target)
         return outcome
 
     # -- the answer to a denied request -------------------------------------------------
@@ -322,18 +320,17 @@ class RateLimitMiddleware:
                 await self.app(scope, receive, send)
                 return
         if target.simple:
-            front = guard.front
-            client = scope.get("client")
-            try:
-                plan = front.plan(client[0] if client else None, scope["headers"], target.native)
-                outcome = await front.adecide(guard.native, plan)
+            try:  # one native call: the keys, the decision, the answer's headers
+                outcome = await guard.front.adecide_request(
+                    guard.native, scope.get("client"), scope["headers"], target.native
+                )
             except Exception:
                 logger.exception("rate limiter failed; the request is let through")
                 await self.app(scope, receive, send)
                 return
             allowed = outcome.allowed
             if target.shadow or not allowed:
-                guard.log(outcome, plan, target)
+                guard.log(outcome, target)
         else:
             decided = await guard.adecide_scope(scope, target)
             if decided is None:
@@ -449,9 +446,10 @@ def _connection(args: tuple[Any, ...], kwargs: dict[str, Any]) -> HTTPConnection
 
 
 def _with_headers(send: Send, headers: list[tuple[bytes, bytes]]) -> Send:
-    async def send_with_headers(message: Message) -> None:
+    # A plain function handing back `send`'s awaitable: no coroutine of its own per message.
+    def send_with_headers(message: Message) -> Awaitable[None]:
         if message["type"] == "http.response.start":
             message = {**message, "headers": [*message.get("headers", ()), *headers]}
-        await send(message)
+        return send(message)
 
     return send_with_headers
