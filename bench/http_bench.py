@@ -57,6 +57,8 @@ from fastapi import FastAPI, Request
 
 VARIANTS = ("none", "ours-memory", "ours-redis", "slowapi-memory", "slowapi-redis")
 FLOORS = ("floor-done", "floor-soon", "floor-bridge")
+NO_HEADERS = ("ours-memory-noheaders", "ours-redis-noheaders")  # `headers="none"`: their cost
+CHOICES = VARIANTS + FLOORS + NO_HEADERS
 BASE = "base:"
 NEVER = "1000000/minute"  # a limit no run reaches: every request is decided and admitted
 PATH = "/hello"
@@ -80,8 +82,9 @@ def build_app(variant: str, redis_url: str | None) -> Any:
         guard = FastAPIRateGuard(
             RateGuardConfig(
                 global_rules=[RateLimitRule(limit=NEVER)],
-                redis_url=redis_url if variant == "ours-redis" else None,
+                redis_url=redis_url if variant.startswith("ours-redis") else None,
                 key_prefix=f"bench{os.getpid()}",
+                headers="none" if variant.endswith("-noheaders") else "legacy",
             )
         )
         app.add_middleware(RateLimitMiddleware, guard=guard)
@@ -122,9 +125,7 @@ def build_app(variant: str, redis_url: str | None) -> Any:
         app.add_middleware(_FloorMiddleware, kind=variant, redis_url=redis_url)
 
     else:
-        raise SystemExit(
-            f"unknown variant {variant!r}; expected one of {', '.join(VARIANTS + FLOORS)}"
-        )
+        raise SystemExit(f"unknown variant {variant!r}; expected one of {', '.join(CHOICES)}")
     return app
 
 
@@ -450,8 +451,8 @@ def asgi_measure(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--serve", choices=VARIANTS + FLOORS, help="run one server (internal)")
-    parser.add_argument("--asgi-run", choices=VARIANTS + FLOORS, help="(internal)")
+    parser.add_argument("--serve", choices=CHOICES, help="run one server (internal)")
+    parser.add_argument("--asgi-run", choices=CHOICES, help="(internal)")
     parser.add_argument(
         "--baseline", help="a directory holding another build of py_rate_guard (base: variants)"
     )
@@ -484,6 +485,9 @@ def main() -> None:
     variants = [v for v in args.variants.split(",") if v]
     if args.baseline:
         variants += [BASE + v for v in variants if v.startswith("ours-")]
+    for variant in variants:
+        if variant.removeprefix(BASE) not in CHOICES:
+            raise SystemExit(f"unknown variant {variant!r}; expected one of {', '.join(CHOICES)}")
     if args.asgi:
         print(
             f"in-process (--asgi): {args.requests} requests, {args.connections} concurrent,"
