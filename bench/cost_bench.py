@@ -8,19 +8,25 @@ over `--rounds` rounds (the median of each metric is reported, with its spread):
 
 1. Client cases, one fixed-window rule of 10000/hour over 1,000 identities round-robin (never
    refused), each measured after a warm-up, with `CONFIG RESETSTAT` and `FLUSHALL` before it:
-   - ours-sync    `RateGuard.hit`, one thread
+   - ours-sync    `RateGuard.hit`, one thread; ours-sync-8t: 8 threads sharing one guard (its
+                  default `redis_pool_size=1`)
    - ours-async   `RateGuard.ahit`, 50 tasks on asyncio
    - limits-sync  `limits` FixedWindowRateLimiter on `limits.storage.RedisStorage` (redis-py;
                   hiredis when installed)
    - limits-async `limits.aio` FixedWindowRateLimiter on its RedisStorage (redis.asyncio), 50 tasks
    - raw-sync     redis-py `EVALSHA` of the reference fixed_window.lua (the floor), one thread
+   - limits-sync-8t, raw-sync-8t: the same from 8 threads sharing one redis-py client (its
+                  connection pool opens a connection per thread that needs one)
    - raw-async    the same on redis.asyncio, 50 tasks
    Columns, per decision: client CPU (`time.process_time()`: every thread of this process, the
    engine's I/O thread included), Redis script time (`INFO commandstats`: `usec` of the
    top-level script commands, EVALSHA/EVAL/FCALL and their _RO forms, plus SCRIPT LOAD),
    Redis process CPU (the server's threads, from /proc/<pid>/task/*/schedstat: it adds what
    commandstats leaves out, reading, parsing and answering the command), their total with the
-   client's, and decisions per second (wall clock).
+   client's, decisions per second (wall clock), and the connections the case used: sync
+   cases build their clients afresh and count, with `CLIENT LIST`, the connections that appeared
+   and, in brackets, those whose last command was a script call (the ones that carried the
+   decisions; a guard also holds its async connection, idle in a sync case).
 2. scripts: the Redis cost of our request script per algorithm against the hand-written
    reference scripts (shared/bench/reference-lua), both driven by
    `redis-benchmark -c 50 -P 16 -r 1000 -n <script-calls> EVALSHA <sha> ...`, in µs per call
@@ -46,6 +52,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -85,13 +92,20 @@ RATE = "10000/hour"  # sliding_log allows at most 10,000; never reached: state i
 LIMIT, PERIOD_S = 10000, 3600
 IDENTITIES = [f"client-{i}" for i in range(1000)]
 TASKS = 50
+THREADS = 8
 ALGORITHMS = ("fixed_window", "sliding_window", "token_bucket", "sliding_log")
 SCRIPT_COMMANDS = {
     *("evalsha", "evalsha_ro", "eval", "eval_ro", "fcall", "fcall_ro"),
     *("script|load", "function|load"),
 }
+# The commands that decide (what a connection that carried decisions last ran).
+CALL_COMMANDS = {"evalsha", "evalsha_ro", "eval", "eval_ro", "fcall", "fcall_ro"}
 PROBE = "cost-probe"
-CLIENT_CASES = ("ours-sync", "ours-async", "limits-sync", "limits-async", "raw-sync", "raw-async")
+CLIENT_CASES = (
+    *("ours-sync", "ours-sync-8t", "ours-async"),
+    *("limits-sync", "limits-sync-8t", "limits-async"),
+    *("raw-sync", "raw-sync-8t", "raw-async"),
+)
 CASES = (*CLIENT_CASES, "scripts")
 
 # Our algorithm, the reference script compared with it, and the reference's KEYS[1] prefix and
@@ -272,9 +286,12 @@ class Sample:
     client_cpu: float
     server_cpu_ns: int
     stats: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # Connections the case opened, and those of them that carried its script calls.
+    connections: tuple[int, int] | None = None
 
     def metrics(self) -> dict[str, float]:
         n = self.decisions
+        opened, carrying = self.connections or (float("nan"), float("nan"))
         script_calls = sum(c for cmd, (c, _) in self.stats.items() if cmd in SCRIPT_COMMANDS)
         script_usec = sum(u for cmd, (_, u) in self.stats.items() if cmd in SCRIPT_COMMANDS)
         return {
@@ -284,6 +301,8 @@ class Sample:
             "server": self.server_cpu_ns / n / 1e3,
             "total": self.client_cpu / n * 1e6 + self.server_cpu_ns / n / 1e3,
             "calls": script_calls / n,
+            "conns": opened,
+            "carrying": carrying,
         }
 
 
@@ -295,6 +314,11 @@ class Probe:
 
     def prepare(self) -> None:
         self.r.flushall()
+
+    def clients(self) -> dict[int, str]:
+        """{id: last command} of the server's connections, this probe's own left out."""
+        me = self.r.client_id()
+        return {int(c["id"]): c["cmd"] for c in self.r.client_list() if int(c["id"]) != me}
 
     def start(self) -> None:
         self.r.config_resetstat()
@@ -311,14 +335,59 @@ class Probe:
         return Sample(decisions, wall, cpu, server, stats)
 
 
-def sync_case(probe: Probe, call: Callable[[int], Any], calls: int) -> Sample:
-    probe.prepare()
-    for i in range(min(calls // 10, 2000)):  # warm-up: connections, scripts, keys
-        call(i)
-    probe.start()
-    for i in range(calls):
-        call(i)
-    return probe.stop(calls)
+def sync_case(
+    probe: Probe,
+    make: Callable[[], tuple[Callable[[int], Any], Callable[[], None]]],
+    calls: int,
+    threads: int = 1,
+) -> Sample:
+    """`calls` decisions of `call(i)` from `threads` threads, with clients that `make()` builds
+    for this run (and whose connections are counted) and closes after it."""
+    before = probe.clients()
+    call, close = make()
+    per_thread = calls // threads
+
+    def work(offset: int, n: int, barrier: threading.Barrier | None) -> None:
+        if barrier is not None:
+            barrier.wait()
+        for i in range(offset, offset + n):
+            call(i)
+
+    def in_threads(n: int, barrier: threading.Barrier | None) -> None:
+        if threads == 1:
+            work(0, n, None)
+            return
+        workers = [threading.Thread(target=work, args=(t * 97, n, barrier)) for t in range(threads)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+
+    try:
+        probe.prepare()
+        # Warm-up: connections (one per thread where a client opens them), scripts, keys.
+        in_threads(min(calls // 10, 2000) // threads + 1, None)
+        barrier = threading.Barrier(threads + 1) if threads > 1 else None
+        if barrier is None:
+            probe.start()
+            in_threads(per_thread, None)
+        else:
+            # Threads wait at the barrier; the clock starts when the last one is ready.
+            runner = threading.Thread(target=in_threads, args=(per_thread, barrier))
+            runner.start()
+            while barrier.n_waiting < threads:
+                time.sleep(0.001)
+            probe.start()
+            barrier.wait()
+            runner.join()
+        sample = probe.stop(per_thread * threads)
+        after = probe.clients()
+    finally:
+        close()
+    opened = {i: cmd for i, cmd in after.items() if i not in before}
+    carrying = sum(1 for cmd in opened.values() if cmd in CALL_COMMANDS)
+    sample.connections = (len(opened), carrying)
+    return sample
 
 
 def async_case(
@@ -353,16 +422,19 @@ def client_cases(addr: str, port: int, ref_dir: Path) -> dict[str, Callable[[Pro
     guard = RateGuard(RateGuardConfig(redis_url=f"redis://{addr}", key_prefix="bench"))
     rule = RateLimitRule(limit=RATE, algorithm="fixed_window")
     item = parse(RATE)
-    limiter = FixedWindowRateLimiter(RedisStorage(f"redis://{addr}"))
     fw_source = (ref_dir / "fixed_window.lua").read_text()
     raw = redis.Redis(host="127.0.0.1", port=port)
     fw_sha = raw.script_load(fw_source)
     raw_keys = [f"ref:fw:{i}" for i in IDENTITIES]
     window_ms, limit = PERIOD_S * 1000, LIMIT
 
-    def ours_sync(probe: Probe, calls: int) -> Sample:
-        hit = guard.hit
-        return sync_case(probe, lambda i: hit(IDENTITIES[i % n_ids], rule), calls)
+    def ours_sync(threads: int) -> Callable[[Probe, int], Sample]:
+        def make() -> tuple[Callable[[int], Any], Callable[[], None]]:
+            fresh = RateGuard(RateGuardConfig(redis_url=f"redis://{addr}", key_prefix="bench"))
+            hit = fresh.hit
+            return (lambda i: hit(IDENTITIES[i % n_ids], rule)), lambda: None
+
+        return lambda probe, calls: sync_case(probe, make, calls, threads)
 
     def ours_async(probe: Probe, calls: int) -> Sample:
         async def setup() -> tuple[Callable[[int], Awaitable[Any]], Any]:
@@ -371,9 +443,19 @@ def client_cases(addr: str, port: int, ref_dir: Path) -> dict[str, Callable[[Pro
 
         return async_case(probe, setup, calls)
 
-    def limits_sync(probe: Probe, calls: int) -> Sample:
-        hit = limiter.hit
-        return sync_case(probe, lambda i: hit(item, IDENTITIES[i % n_ids]), calls)
+    def limits_sync(threads: int) -> Callable[[Probe, int], Sample]:
+        def make() -> tuple[Callable[[int], Any], Callable[[], None]]:
+            storage = RedisStorage(f"redis://{addr}")
+            hit = FixedWindowRateLimiter(storage).hit
+
+            def close() -> None:
+                client = getattr(storage, "storage", None)
+                if client is not None:
+                    client.connection_pool.disconnect()
+
+            return (lambda i: hit(item, IDENTITIES[i % n_ids])), close
+
+        return lambda probe, calls: sync_case(probe, make, calls, threads)
 
     def limits_async(probe: Probe, calls: int) -> Sample:
         async def setup() -> tuple[Callable[[int], Awaitable[Any]], Any]:
@@ -383,11 +465,17 @@ def client_cases(addr: str, port: int, ref_dir: Path) -> dict[str, Callable[[Pro
 
         return async_case(probe, setup, calls)
 
-    def raw_sync(probe: Probe, calls: int) -> Sample:
-        evalsha = raw.evalsha
-        return sync_case(
-            probe, lambda i: evalsha(fw_sha, 1, raw_keys[i % n_ids], window_ms, limit), calls
-        )
+    def raw_sync(threads: int) -> Callable[[Probe, int], Sample]:
+        def make() -> tuple[Callable[[int], Any], Callable[[], None]]:
+            client = redis.Redis(host="127.0.0.1", port=port)
+            evalsha = client.evalsha
+
+            def call(i: int) -> Any:
+                return evalsha(fw_sha, 1, raw_keys[i % n_ids], window_ms, limit)  # type: ignore[arg-type]
+
+            return call, client.connection_pool.disconnect
+
+        return lambda probe, calls: sync_case(probe, make, calls, threads)
 
     def raw_async(probe: Probe, calls: int) -> Sample:
         async def setup() -> tuple[Callable[[int], Awaitable[Any]], Any]:
@@ -402,11 +490,14 @@ def client_cases(addr: str, port: int, ref_dir: Path) -> dict[str, Callable[[Pro
         return async_case(probe, setup, calls)
 
     return {
-        "ours-sync": ours_sync,
+        "ours-sync": ours_sync(1),
+        "ours-sync-8t": ours_sync(THREADS),
         "ours-async": ours_async,
-        "limits-sync": limits_sync,
+        "limits-sync": limits_sync(1),
+        "limits-sync-8t": limits_sync(THREADS),
         "limits-async": limits_async,
-        "raw-sync": raw_sync,
+        "raw-sync": raw_sync(1),
+        "raw-sync-8t": raw_sync(THREADS),
         "raw-async": raw_async,
     }
 
@@ -633,14 +724,17 @@ def run(pid: int, port: int, selected: list[str], args: argparse.Namespace) -> N
         print()
         print(
             "| case | decisions/s | client CPU | Redis script (commandstats) "
-            "| Redis process CPU | client + Redis CPU | script calls |"
+            "| Redis process CPU | client + Redis CPU | script calls | connections |"
         )
-        print("|---|---:|---:|---:|---:|---:|---:|")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|")
         for c in client:
+            conns = max(s["conns"] for s in results[c])
+            carrying = max(s["carrying"] for s in results[c])
+            shown = "-" if conns != conns else f"{conns:.0f} ({carrying:.0f})"  # nan: async
             print(
                 f"| {c} | {med(c, 'rate'):,.0f} | {med(c, 'client'):.1f} µs "
                 f"| {med(c, 'script'):.1f} µs | {med(c, 'server'):.1f} µs "
-                f"| {med(c, 'total'):.1f} µs | {med(c, 'calls'):.2f} |"
+                f"| {med(c, 'total'):.1f} µs | {med(c, 'calls'):.2f} | {shown} |"
             )
         print()
         print("Spread over the rounds, (max - min) / median:")
