@@ -4,20 +4,28 @@
 //! A sync call that hands its Redis call to a runtime worker and parks pays a thread hand-off
 //! each way, about 8–10 µs of a 15 µs call (shared/notes/bridge.md §6). So a sync call runs
 //! its Redis I/O on the thread that asked, with the GIL released: [`block_on`] polls the
-//! limiter's future right there, and when it reaches the store, the thread checks out one
-//! [`Slot`] of the guard's pool — a `current_thread` runtime and one connection made on it —
-//! and runs the call on that runtime. The pool has at most `redis_pool_size` slots, built on
-//! first need: a thread takes an idle slot, or builds one, or else shares the least busy one,
-//! its call pipelined with the others' on that connection (it never waits for a slot). Async
-//! calls keep the shared multiplexed store on the process runtime.
+//! limiter's future right there, and when it reaches the store:
+//!
+//! - on a standalone server over TCP, the call goes through a [`SyncStore`]: blocking
+//!   sockets, one `write` and one `read` per call, no runtime; threads share its
+//!   `redis_pool_size` connections by pipelining (the thread that finds a connection idle
+//!   writes every queued command and reads the replies in order for the others);
+//! - on TLS, Sentinel and Cluster, the thread checks out one [`Slot`] of the guard's pool — a
+//!   `current_thread` runtime and one connection made on it — and runs the call on that
+//!   runtime. The pool has at most `redis_pool_size` slots, built on first need: a thread
+//!   takes an idle slot, or builds one, or else shares the least busy one, its call pipelined
+//!   with the others' on that connection (it never waits for a slot).
+//!
+//! Async calls keep the shared multiplexed store on the process runtime.
 //!
 //! Both stores sit behind one [`Limiter`](rate_guard_core::Limiter), so the breaker, deny
 //! cache and fallback are shared: `decide` picks the store by whether it runs inside
-//! [`block_on`]. A slot's connection is made on its first call within the call timeout; a
+//! [`block_on`]. A sync connection is made on its first call within the call timeout; a
 //! failure there is a store failure like any other (the breaker counts it), and the next call
-//! on that slot tries again. The pool belongs to the guard's engine, which is per process
+//! tries again. The pools belong to the guard's engine, which is per process
 //! ([`ForkLocal`](crate::fork::ForkLocal)): after `fork()` the child builds its own, and the
-//! inherited one (whose lock a parent thread may have held at fork time) is leaked, never used.
+//! inherited ones (whose locks a parent thread may have held at fork time) are leaked, never
+//! used.
 
 use std::cell::Cell;
 use std::fmt;
@@ -30,6 +38,7 @@ use std::thread::{self, Thread};
 use std::time::Duration;
 
 use rate_guard_core::{BoxFuture, Request, Store, StoreError, Verdict};
+use rate_guard_redis::connection::SyncStore;
 use rate_guard_redis::{RedisConfig, RedisStore};
 use tokio::runtime::{Builder, Runtime};
 
@@ -170,6 +179,9 @@ async fn connect(config: &RedisConfig, limit: Duration) -> Result<Arc<RedisStore
 pub(crate) struct ThreadStore {
     /// For async calls, and to hear whether the server is reachable at construction.
     shared: RedisStore,
+    /// Sync calls on a standalone server over TCP.
+    blocking: Option<SyncStore>,
+    /// Sync calls elsewhere (TLS, Sentinel, Cluster).
     pool: Pool,
 }
 
@@ -178,6 +190,7 @@ impl fmt::Debug for ThreadStore {
         f.debug_struct("ThreadStore")
             .field("url", &self.pool.config.url_redacted())
             .field("sync_connections", &self.pool.size)
+            .field("blocking", &self.blocking.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -187,6 +200,7 @@ impl ThreadStore {
     pub(crate) fn new(config: RedisConfig, shared: RedisStore) -> Self {
         let size = config.get_pool_size();
         Self {
+            blocking: SyncStore::new(&config, shared.uses_functions()),
             shared,
             pool: Pool {
                 config: config.pool_size(1),
@@ -200,6 +214,9 @@ impl ThreadStore {
 impl Store for ThreadStore {
     fn decide<'a>(&'a self, request: Request<'a>) -> BoxFuture<'a, Result<Verdict, StoreError>> {
         if IN_CALL.get() {
+            if let Some(blocking) = &self.blocking {
+                return Box::pin(std::future::ready(blocking.decide(request)));
+            }
             Box::pin(async move { self.pool.run(async |store| store.decide(request).await) })
         } else {
             self.shared.decide(request)
@@ -212,6 +229,9 @@ impl Store for ThreadStore {
 
     fn reset<'a>(&'a self, keys: &'a [&'a str]) -> BoxFuture<'a, Result<(), StoreError>> {
         if IN_CALL.get() {
+            if let Some(blocking) = &self.blocking {
+                return Box::pin(std::future::ready(blocking.reset(keys)));
+            }
             Box::pin(async move { self.pool.run(async |store| store.reset(keys).await) })
         } else {
             self.shared.reset(keys)

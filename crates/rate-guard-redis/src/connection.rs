@@ -31,6 +31,8 @@ mod config;
 mod error;
 mod node;
 mod sentinel;
+mod sync;
+mod sync_store;
 mod tls;
 
 use std::fmt;
@@ -40,6 +42,7 @@ use redis::{Cmd, RedisError, RedisResult, Value};
 
 pub use self::config::{RedisConfig, Topology};
 pub use self::error::ConnectionError;
+pub use self::sync_store::SyncStore;
 
 use self::cluster::{to_all_masters, to_any_master, to_slot_master, Cluster};
 use self::config::Endpoints;

@@ -227,13 +227,13 @@ fn push_rule(args: &mut Vec<String>, check: &Check<'_>) {
 /// Whether a refusal of `FCALL` or `FUNCTION LOAD` says that functions are refused on this
 /// server (an unknown or renamed command, an ACL), rather than that the server refuses every
 /// call for now (`OOM`, `BUSY`, `LOADING`…).
-fn refuses_functions(message: &str) -> bool {
+pub(crate) fn refuses_functions(message: &str) -> bool {
     let lower = message.to_ascii_lowercase();
     let about_functions = lower.contains("'fcall") || lower.contains("'function");
     about_functions && (lower.contains("unknown command") || lower.contains("noperm"))
 }
 
-fn algorithm_code(algorithm: Algorithm) -> &'static str {
+pub(crate) fn algorithm_code(algorithm: Algorithm) -> &'static str {
     match algorithm {
         Algorithm::FixedWindow => "fw",
         Algorithm::TokenBucket => "tb",
@@ -253,14 +253,14 @@ fn placeholder() -> Decision {
     }
 }
 
-fn verdict(rules: impl Into<SmallVec<[Decision; 4]>>) -> Result<Verdict, StoreError> {
+pub(crate) fn verdict(rules: impl Into<SmallVec<[Decision; 4]>>) -> Result<Verdict, StoreError> {
     Verdict::from_rules(rules.into()).ok_or(StoreError::InvalidRequest(
         "a request needs at least one rule",
     ))
 }
 
 /// `{now, then per rule: allowed, limit, remaining, reset_after_us, retry_after_us | -1}`.
-fn parse_reply(reply: &Value, rules: usize) -> Result<(u64, Vec<Decision>), StoreError> {
+pub(crate) fn parse_reply(reply: &Value, rules: usize) -> Result<(u64, Vec<Decision>), StoreError> {
     // Whatever made this reply (a corrupt key, a script of another version), it concerns this
     // request: `Rejected`, which leaves the breaker alone.
     let bad = || {
