@@ -2,10 +2,11 @@
 //!
 //! - **Sharded**: a power of two of mutex-guarded maps; a request locks only the shards of its
 //!   keys, in ascending order (so requests on several keys cannot deadlock).
-//! - **Fixed-size entries**: a key is stored as its 128-bit SipHash-1-3 under a random
-//!   per-store secret, not as a string. Entries take no allocation of their own (a sliding log
-//!   aside), which keeps a key near 40 bytes. Two live keys share state only if their hashes
-//!   collide: about n²/2¹²⁹ for n keys, and unforceable without the secret.
+//! - **Fixed-size entries**: a key is stored as two polynomial hashes under random per-store
+//!   points ([`keyhash`](super::keyhash)), not as a string. Entries take no allocation of their
+//!   own (a sliding log aside), which keeps a key near 40 bytes. Two live keys share state only
+//!   if both hashes collide: a chosen key meets a given other one with probability below
+//!   2⁻¹¹¹ (keys up to ~300 bytes), whatever the chooser knows short of the secret points.
 //! - **Bounded**: an entry past its expiry is dropped when touched; each shard sweeps its expired
 //!   entries when a request finds the sweep interval elapsed; and a shard at its share of
 //!   `max_keys` first sweeps, then evicts the entries closest to expiry, down to 7/8 of its
@@ -21,7 +22,7 @@ use std::time::Duration;
 use parking_lot::{Mutex, MutexGuard};
 use smallvec::SmallVec;
 
-use super::siphash::siphash13_128;
+use super::keyhash::KeyHasher;
 use super::{BoxFuture, Check, Mode, Request, Store};
 use crate::algorithm::{self, State};
 use crate::clock::{duration_micros, Clock, SystemClock, Timestamp};
@@ -49,7 +50,7 @@ pub struct MemoryStore {
     shards: Box<[ShardLock]>,
     shard_mask: u64,
     shard_capacity: usize,
-    secret: (u64, u64),
+    hasher: KeyHasher,
     clock: Arc<dyn Clock>,
     sweep_interval: u64,
     evictions: AtomicU64,
@@ -115,13 +116,13 @@ impl MemoryStoreBuilder {
         // The first reading of a `SystemClock` calibrates its counter (up to 200 ms): here, not
         // in the first decision.
         let _ = self.clock.now();
-        // std seeds every `RandomState` from the OS; two hashes of it make the secret.
+        // std seeds every `RandomState` from the OS; two hashes of it make the secret points.
         let seed = RandomState::new();
         Ok(MemoryStore {
             shards: (0..shards).map(|_| ShardLock::default()).collect(),
             shard_mask: shards as u64 - 1,
             shard_capacity: self.max_keys / shards,
-            secret: (seed.hash_one(0x5eed_u64), seed.hash_one(0x00c0_ffee_u64)),
+            hasher: KeyHasher::new([seed.hash_one(0x5eed_u64), seed.hash_one(0x00c0_ffee_u64)]),
             clock: self.clock,
             sweep_interval: duration_micros(self.sweep_interval).max(1),
             evictions: AtomicU64::new(0),
@@ -137,8 +138,12 @@ impl Default for MemoryStore {
     }
 }
 
-/// A key's 128-bit hash as two words (8-byte aligned, which keeps a map entry at 40 bytes):
-/// the first places it in its shard's table, the second picks the shard.
+/// A key's identity as two words (8-byte aligned, which keeps a map entry at 40 bytes). The
+/// first is the first hash mixed with the second (a bijection for a given second word, so the
+/// pair is as unique as the two hashes), and places the key: its bits 32 and up pick the shard,
+/// its low bits the table slot, its top 7 the table's tag (a hash modulo `2^61 - 1` alone
+/// leaves the top bits empty). Placement is the one trace hashes leave outside the process
+/// (through timing), so it shows neither hash as it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct KeyHash([u64; 2]);
 
@@ -323,11 +328,15 @@ impl MemoryStore {
     }
 
     fn hash(&self, key: &str) -> KeyHash {
-        KeyHash(siphash13_128(self.secret.0, self.secret.1, key.as_bytes()))
+        let [h1, h2] = self.hasher.hash(key.as_bytes());
+        KeyHash([
+            (h1 ^ h2.rotate_left(32)).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+            h2,
+        ])
     }
 
     fn shard_of(&self, key: KeyHash) -> usize {
-        (key.0[1] & self.shard_mask) as usize
+        ((key.0[0] >> 32) & self.shard_mask) as usize
     }
 
     /// Decides `request` on the calling thread; what [`Store::decide`] does, without a future.

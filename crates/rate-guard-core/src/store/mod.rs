@@ -1,7 +1,7 @@
 //! The [`Store`] contract: one call decides a whole request, atomically and all-or-nothing.
 
+mod keyhash;
 mod memory;
-mod siphash;
 
 use std::fmt;
 use std::future::Future;
