@@ -88,6 +88,10 @@ struct Anchor {
     counter: quanta::Clock,
     /// The counter's reading at construction: `monotonic` counts from here.
     origin: u64,
+    /// Microseconds per counter tick, times 2^64: one multiplication turns ticks into
+    /// microseconds (quanta's own scaling to nanoseconds, then a division by 1,000, is a longer
+    /// chain on every read).
+    micros_per_tick: u64,
     /// Wall-clock microseconds minus monotonic microseconds, as of the last anchoring.
     offset: AtomicU64,
     /// The monotonic microsecond at which the next reader re-anchors.
@@ -98,11 +102,20 @@ static ANCHOR: OnceLock<Anchor> = OnceLock::new();
 
 impl Anchor {
     fn new() -> Self {
+        // quanta's calibration, read once over 2^40 ticks (minutes to days of them): exact to
+        // parts in 10^11, far below the anchoring's own error (see `SystemClock`).
+        const TICKS_LOG2: u32 = 40;
         let counter = quanta::Clock::new();
         let origin = counter.raw();
+        let nanos = u128::from(counter.delta_as_nanos(0, 1 << TICKS_LOG2));
+        // Fits unless a tick is longer than a microsecond: quanta counts the TSC (GHz) or, without
+        // one, nanoseconds.
+        let micros_per_tick =
+            u64::try_from((nanos << (64 - TICKS_LOG2)) / 1_000).unwrap_or(u64::MAX);
         let anchor = Anchor {
             counter,
             origin,
+            micros_per_tick,
             offset: AtomicU64::new(0),
             reanchor_at: AtomicU64::new(0),
         };
@@ -110,10 +123,17 @@ impl Anchor {
         anchor
     }
 
-    /// Microseconds since `origin` on the counter.
+    /// Microseconds since `origin` on the counter (0 if the counter reads before it, as a
+    /// counter not synchronised across cores may).
     #[inline]
     fn monotonic(&self) -> u64 {
-        self.counter.delta_as_nanos(self.origin, self.counter.raw()) / 1_000
+        self.micros(self.counter.raw().saturating_sub(self.origin))
+    }
+
+    /// `ticks` of the counter in whole microseconds.
+    #[inline]
+    fn micros(&self, ticks: u64) -> u64 {
+        ((u128::from(ticks) * u128::from(self.micros_per_tick)) >> 64) as u64
     }
 
     /// Measures the offset again; returns the wall time now.
@@ -250,6 +270,20 @@ mod tests {
             now + 1_000 >= before && now <= after + 1_000,
             "{before} {now} {after}"
         );
+    }
+
+    #[test]
+    fn ticks_convert_as_quanta_scales_them() {
+        let anchor = Anchor::new();
+        for ticks in [0, 1, 999, 1 << 20, 3_000_000_000, 1 << 40, 1 << 50] {
+            let quanta = anchor.counter.delta_as_nanos(0, ticks) / 1_000;
+            let ours = anchor.micros(ticks);
+            // Within a microsecond per ~10^11 ticks (a minute of TSC), plus rounding.
+            assert!(
+                ours.abs_diff(quanta) <= 1 + ticks / 100_000_000_000,
+                "{ticks}: {ours} {quanta}"
+            );
+        }
     }
 
     #[test]
