@@ -255,19 +255,21 @@ pub(crate) fn hit_in_place(
     cost: u32,
 ) -> (Decision, bool) {
     let micros = now.as_micros();
-    let live = slot.expires_at().as_micros() > micros && in_range(rule, slot, micros);
     // The token bucket computes the decision and the new state together: the hot path of a
-    // single-rule request.
+    // single-rule request. An expired bucket decides as no bucket (its backlog has run out), so
+    // expiry matters only for whether a denied slot is kept.
     if let (Algorithm::TokenBucket, State::TokenBucket(s)) = (rule.algorithm(), &mut *slot) {
-        let (decision, next) = token_bucket::hit(rule, live.then_some(&*s), micros, cost);
+        let usable = token_bucket::in_range(rule, s, micros);
+        let (decision, next) = token_bucket::hit(rule, usable.then_some(&*s), micros, cost);
         return match next {
             Some(next) => {
                 *s = next;
                 (decision, true)
             }
-            None => (decision, live),
+            None => (decision, usable && s.expires_at() > micros),
         };
     }
+    let live = slot.expires_at().as_micros() > micros && in_range(rule, slot, micros);
     if live {
         let decision = decide(rule, Some(slot), now, cost);
         if decision.allowed {

@@ -98,9 +98,11 @@ impl Bucket {
         backlog - f64::from(self.burst - cost) * self.interval <= self.interval * TOLERANCE
     }
 
-    fn remaining(&self, backlog: f64) -> u32 {
+    /// The largest `k` in `0..=most` that [`admits`](Self::admits) at `backlog`; `most` is
+    /// `burst`, or less when the answer is known to be below it.
+    fn remaining(&self, backlog: f64, most: u32) -> u32 {
         let estimate = f64::from(self.burst) - backlog * self.rate;
-        let k = largest_satisfying(u64::from(self.burst), estimate, |k| {
+        let k = largest_satisfying(u64::from(most), estimate, |k| {
             self.admits(backlog, k as u32)
         });
         k as u32
@@ -111,12 +113,13 @@ impl Bucket {
         self.ahead + ceil_u64(backlog)
     }
 
-    /// Microseconds from `now` until a request of `cost` fits.
-    fn retry_after(&self, cost: u32) -> u64 {
+    /// Microseconds from `now` until a request of `cost` fits; `full` is `ceil(backlog)`, the
+    /// microseconds until the backlog is gone.
+    fn retry_after(&self, cost: u32, full: u64) -> u64 {
         let slack = f64::from(self.burst - cost) * self.interval + self.interval * TOLERANCE;
         let estimate = self.raw_backlog - slack;
         // Once the backlog is gone any cost up to `burst` fits, so the search ends by then.
-        let hi = ceil_u64(self.backlog()) + 1;
+        let hi = full + 1;
         let wait = smallest_satisfying(0, hi, estimate, |d| {
             self.admits((self.raw_backlog - u64_to_f64(d)).max(0.0), cost)
         });
@@ -145,29 +148,41 @@ pub(super) fn hit(
     let bucket = Bucket::new(rule, state, now);
     let backlog = bucket.backlog();
     if cost > bucket.burst {
-        let remaining = bucket.remaining(backlog);
+        let remaining = bucket.remaining(backlog, bucket.burst);
         let decision = never(bucket.burst, remaining, bucket.reset_after(backlog));
         return (decision, None);
     }
-    let allowed = bucket.admits(backlog, cost);
-    // The very sum `consume` stores, so that the state is the one reported on.
-    let after = if allowed {
-        backlog + f64::from(cost) * bucket.interval
-    } else {
-        backlog
+    if bucket.admits(backlog, cost) {
+        // The very sum `consume` stores, so that the state is the one reported on.
+        let after = backlog + f64::from(cost) * bucket.interval;
+        let decision = Decision {
+            allowed: true,
+            limit: bucket.burst,
+            remaining: bucket.remaining(after, bucket.burst),
+            reset_after: Duration::from_micros(bucket.reset_after(after)),
+            retry_after: None,
+        };
+        let next = TokenBucketState {
+            at: bucket.n,
+            debt: after,
+        };
+        return (decision, Some(next));
+    }
+    // A denial leaves fewer than `cost` (the search's predicate just failed at `cost`): a denied
+    // unit request has none left without searching.
+    let remaining = match cost {
+        1 => 0,
+        _ => bucket.remaining(backlog, cost - 1),
     };
+    let full = ceil_u64(backlog);
     let decision = Decision {
-        allowed,
+        allowed: false,
         limit: bucket.burst,
-        remaining: bucket.remaining(after),
-        reset_after: Duration::from_micros(bucket.reset_after(after)),
-        retry_after: (!allowed).then(|| Duration::from_micros(bucket.retry_after(cost))),
+        remaining,
+        reset_after: Duration::from_micros(bucket.ahead + full),
+        retry_after: Some(Duration::from_micros(bucket.retry_after(cost, full))),
     };
-    let next = allowed.then_some(TokenBucketState {
-        at: bucket.n,
-        debt: after,
-    });
-    (decision, next)
+    (decision, None)
 }
 
 pub(super) fn consume(
