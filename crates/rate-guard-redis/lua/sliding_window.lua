@@ -44,7 +44,8 @@ local function sliding_window()
   local function view(period, now, expires_at, current, previous)
     local start = now - now % period
     if expires_at then
-      local stored = math.max(expires_at - 2 * period, 0)
+      local stored = expires_at - 2 * period
+      if 0 > stored then stored = 0 end
       if stored >= start then return stored, current, previous end
       if stored + period == start then return start, 0, current end
     end
@@ -65,8 +66,20 @@ local function sliding_window()
     return weighted(period, prev, e) + n <= limit
   end
 
+  -- The largest k in 0..limit - count that fits (largest_satisfying). The estimate is nearly
+  -- always the answer: it is checked here, without the search's calls, and searched from
+  -- otherwise.
   local function remaining(limit, w, count)
-    return largest_satisfying(math.max(limit - count, 0), limit - w - count, fits_more, w, count, limit)
+    local hi = limit - count
+    if hi <= 0 then return 0 end
+    local estimate = limit - w - count
+    local k = math.floor(estimate)
+    if k >= 0 and k <= hi
+      and (k == 0 or w + (count + k) <= limit)
+      and (k == hi or not (w + (count + (k + 1)) <= limit)) then
+      return k
+    end
+    return largest_satisfying(hi, estimate, fits_more, w, count, limit)
   end
 
   local function reset_after(start, period, prev, now, count)
@@ -94,17 +107,19 @@ local function sliding_window()
   function M.decide(rule, now, cost, expires_at, current, previous)
     local limit, period = rule.count, rule.period
     local start, cur, prev = view(period, now, expires_at, current, previous)
-    local elapsed = math.max(now - start, 0)
-    local w = weighted(period, prev, elapsed)
+    -- math.max, weighted and fits_more written out (the same operations, without the calls).
+    local elapsed = now - start
+    if 0 > elapsed then elapsed = 0 end
+    local w = prev * ((period - elapsed) / period)
     if cost > limit then
       return never(limit, remaining(limit, w, cur), reset_after(start, period, prev, now, cur))
     end
-    local allowed = fits_more(cost, w, cur, limit)
-    local count = cur
-    if allowed then count = cur + cost end
-    local retry = nil
-    if not allowed then retry = retry_after(limit, period, start, cur, prev, now, elapsed, cost) end
-    return allowed, limit, remaining(limit, w, count), reset_after(start, period, prev, now, count), retry
+    if w + (cur + cost) <= limit then
+      local count = cur + cost
+      return true, limit, remaining(limit, w, count), reset_after(start, period, prev, now, count), nil
+    end
+    local retry = retry_after(limit, period, start, cur, prev, now, elapsed, cost)
+    return false, limit, remaining(limit, w, cur), reset_after(start, period, prev, now, cur), retry
   end
 
   function M.store(key, rule, now, cost, expires_at, current, previous)

@@ -51,17 +51,32 @@ local function token_bucket()
     return admits(cost, math.max(raw - d, 0), burst, interval)
   end
 
+  -- The largest k in 0..burst that admits (largest_satisfying). The estimate is nearly always
+  -- the answer: it is checked here, without the search's calls, and searched from otherwise.
   local function remaining(backlog, burst, interval)
-    return largest_satisfying(burst, burst - backlog / interval, admits, backlog, burst, interval)
+    if burst == 0 then return 0 end
+    local estimate = burst - backlog / interval
+    local k = math.floor(estimate)
+    if k >= 0 and k <= burst then
+      local tolerance = interval * TOLERANCE
+      if (k == 0 or backlog - (burst - k) * interval <= tolerance)
+        and (k == burst or not (backlog - (burst - (k + 1)) * interval <= tolerance)) then
+        return k
+      end
+    end
+    return largest_satisfying(burst, estimate, admits, backlog, burst, interval)
   end
 
   function M.decide(rule, now, cost, at, debt)
     local interval, burst = rule.interval, rule.capacity
     if not at then at, debt = now, 0.0 end
-    local n = math.max(now, at)
+    -- math.max(now, at) and math.max(raw, 0), without the calls.
+    local n = now
+    if at > n then n = at end
     local ahead = n - now
     local raw = debt - (n - at)
-    local backlog = math.max(raw, 0)
+    local backlog = raw
+    if 0 > backlog then backlog = 0 end
     if cost > burst then
       return never(burst, remaining(backlog, burst, interval), ahead + math.ceil(backlog))
     end
