@@ -41,8 +41,12 @@ local function rule_of(count, period, capacity)
     count = tonumber(count), period = tonumber(period), capacity = tonumber(capacity),
     period_text = period, capacity_text = capacity,
   }
-  -- A token bucket's interval (us), as rule.interval_micros() computes it.
-  if rule.count and rule.period then rule.interval = rule.period / rule.count end
+  -- A token bucket's interval (us), as rule.interval_micros() computes it, and the most debt
+  -- an in-range state holds.
+  if rule.count and rule.period and rule.capacity then
+    rule.interval = rule.period / rule.count
+    rule.max_debt = (rule.capacity + 1) * rule.interval
+  end
   if rules_held >= MEMO_MAX then rules, rules_held = {}, 0 end
   if rules[count] == nil then rules_held = rules_held + 1 end
   rules[count] = rule
@@ -63,10 +67,18 @@ end
 -- The rule whose five arguments start after argv[base]: its module, its parameters and the
 -- request's cost; or nil and an error reply for an unknown algorithm.
 local function rule_at(argv, base)
-  local algorithm = algorithm_of(argv[base + 1])
+  -- The memo tables' hits inline (the common case), the builders otherwise.
+  local code = argv[base + 1]
+  local algorithm = modules[code] or algorithm_of(code)
   if not algorithm then
-    return nil, redis.error_reply('rate_guard: unknown algorithm ' .. tostring(argv[base + 1]))
+    return nil, redis.error_reply('rate_guard: unknown algorithm ' .. tostring(code))
   end
-  return algorithm, rule_of(argv[base + 2], argv[base + 3], argv[base + 4]),
-    cost_of(argv[base + 5])
+  local count, period, capacity = argv[base + 2], argv[base + 3], argv[base + 4]
+  local rule = rules[count]
+  if not (rule and rule.period_text == period and rule.capacity_text == capacity) then
+    rule = rule_of(count, period, capacity)
+  end
+  local cost = costs[argv[base + 5]]
+  if cost == nil then cost = cost_of(argv[base + 5]) end
+  return algorithm, rule, cost
 end

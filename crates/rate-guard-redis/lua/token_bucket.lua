@@ -37,7 +37,7 @@ local function token_bucket()
       if not at then return nil end
     end
     if at > now + MAX_AHEAD then return nil end
-    if not (debt >= 0 and debt <= (rule.capacity + 1) * rule.interval) then return nil end
+    if not (debt >= 0 and debt <= rule.max_debt) then return nil end
     if at + math.ceil(debt) <= now then return nil end
     return at, debt
   end
@@ -95,8 +95,11 @@ local function token_bucket()
   function M.store(key, rule, now, cost, at, debt)
     local interval = rule.interval
     if not at then at, debt = now, 0.0 end
-    local n = math.max(now, at)
-    local new_debt = math.max(debt - (n - at), 0) + cost * interval
+    local n = now
+    if at > n then n = at end
+    local backlog = debt - (n - at)
+    if 0 > backlog then backlog = 0 end
+    local new_debt = backlog + cost * interval
     redis.call('SET', key, struct.pack(FORMAT, n, new_debt), 'PX', ttl_ms(n + math.ceil(new_debt) - now))
   end
 
