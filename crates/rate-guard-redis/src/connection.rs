@@ -30,6 +30,7 @@ mod cluster;
 mod config;
 mod error;
 mod node;
+mod pipe;
 mod sentinel;
 mod sync;
 mod sync_store;
@@ -37,7 +38,6 @@ mod tls;
 
 use std::fmt;
 
-use redis::aio::MultiplexedConnection;
 use redis::{Cmd, RedisError, RedisResult, Value};
 
 pub use self::config::{RedisConfig, Topology};
@@ -47,8 +47,9 @@ pub use self::sync_store::SyncStore;
 use self::cluster::{to_all_masters, to_any_master, to_slot_master, Cluster};
 use self::config::Endpoints;
 use self::error::{is_no_function, is_no_script};
-use self::node::{Node, Settings, Target};
+use self::node::{Link, Node, Settings, Target};
 use self::tls::Tls;
+use crate::resp;
 
 /// A connection to Redis, whatever its topology. Cloning is cheap and clones share the
 /// sockets.
@@ -164,25 +165,24 @@ impl Connection {
         keys: &[&str],
         args: &[A],
     ) -> Result<Value, ConnectionError> {
-        let mut evalsha = redis::cmd("EVALSHA");
-        evalsha.arg(sha).arg(keys.len()).arg(keys);
-        for arg in args {
-            evalsha.arg(arg.as_ref());
-        }
-        self.eval_cmd(&evalsha, sha, body, keys.first().copied())
+        let command = script_call(b"EVALSHA", sha, keys, args);
+        self.eval_encoded(sha, body, keys.first().copied(), &command)
             .await
     }
 
-    async fn eval_cmd(
+    /// [`eval_script`](Self::eval_script) of a command already written: `command` is the
+    /// whole `EVALSHA sha numkeys key… arg…` in RESP (see [`crate::resp`]), whose first key
+    /// is `first_key`.
+    pub async fn eval_encoded(
         &self,
-        evalsha: &Cmd,
         sha: &str,
         body: &str,
         first_key: Option<&str>,
+        command: &[u8],
     ) -> Result<Value, ConnectionError> {
         let check = |loaded: Value| check_sha(sha, &redis::from_redis_value::<String>(loaded)?);
         self.call_reloading(
-            evalsha,
+            command,
             is_no_script,
             || script_load(body),
             check,
@@ -205,18 +205,27 @@ impl Connection {
         keys: &[&str],
         args: &[A],
     ) -> Result<Value, ConnectionError> {
-        let mut fcall = redis::cmd("FCALL");
-        fcall.arg(function).arg(keys.len()).arg(keys);
-        for arg in args {
-            fcall.arg(arg.as_ref());
-        }
+        let command = script_call(b"FCALL", function, keys, args);
+        self.call_encoded(library, keys.first().copied(), &command)
+            .await
+    }
+
+    /// [`call_function`](Self::call_function) of a command already written: `command` is the
+    /// whole `FCALL function numkeys key… arg…` in RESP (see [`crate::resp`]), whose first
+    /// key is `first_key`; `library` is reloaded when the server lost it.
+    pub async fn call_encoded(
+        &self,
+        library: &str,
+        first_key: Option<&str>,
+        command: &[u8],
+    ) -> Result<Value, ConnectionError> {
         let check = |_: Value| Ok(());
         self.call_reloading(
-            &fcall,
+            command,
             is_no_function,
             || function_load(library),
             check,
-            keys.first().copied(),
+            first_key,
         )
         .await
     }
@@ -227,7 +236,7 @@ impl Connection {
     /// a command on every call.
     async fn call_reloading(
         &self,
-        call: &Cmd,
+        call: &[u8],
         missing: fn(&RedisError) -> bool,
         load: impl Fn() -> Cmd,
         check: impl Fn(Value) -> RedisResult<()>,
@@ -236,11 +245,11 @@ impl Connection {
         let (check, load) = (&check, &load);
         match &self.kind {
             Kind::Node(node) => {
-                node.run(|mut conn: MultiplexedConnection| async move {
-                    match call.query_async::<Value>(&mut conn).await {
+                node.run(|mut link: Link| async move {
+                    match link.query(call).await {
                         Err(e) if missing(&e) => {
-                            check(load().query_async(&mut conn).await?)?;
-                            call.query_async(&mut conn).await
+                            check(link.query_cmd(&load()).await?)?;
+                            link.query(call).await
                         }
                         reply => reply,
                     }
@@ -248,6 +257,10 @@ impl Connection {
                 .await
             }
             Kind::Cluster(cluster) => {
+                let call = resp::to_cmd(call).ok_or_else(|| {
+                    ConnectionError::Rejected("a command that is not RESP".to_owned())
+                })?;
+                let call = &call;
                 let (routing, load_routing) = match first_key {
                     Some(key) => (to_slot_master(key), to_slot_master(key)),
                     None => (to_any_master(), to_all_masters()),
@@ -274,9 +287,9 @@ impl Connection {
         let load = function_load(source);
         match &self.kind {
             Kind::Node(node) => {
-                node.run(|mut conn| {
+                node.run(|mut link: Link| {
                     let load = &load;
-                    async move { load.query_async::<Value>(&mut conn).await }
+                    async move { link.query_cmd(load).await }
                 })
                 .await?;
             }
@@ -293,9 +306,9 @@ impl Connection {
         let load = script_load(body);
         let reply = match &self.kind {
             Kind::Node(node) => {
-                node.run(|mut conn| {
+                node.run(|mut link: Link| {
                     let load = &load;
-                    async move { load.query_async::<Value>(&mut conn).await }
+                    async move { link.query_cmd(load).await }
                 })
                 .await?
             }
@@ -314,9 +327,9 @@ impl Connection {
             Kind::Node(node) => {
                 let mut del = redis::cmd("DEL");
                 del.arg(keys);
-                node.run(|mut conn| {
+                node.run(|mut link: Link| {
                     let del = &del;
-                    async move { del.query_async::<Value>(&mut conn).await }
+                    async move { link.query_cmd(del).await }
                 })
                 .await
                 .map(drop)
@@ -336,15 +349,31 @@ impl Connection {
         command.arg(&args[1..]);
         match &self.kind {
             Kind::Node(node) => node
-                .run(|mut conn| {
+                .run(|mut link: Link| {
                     let command = &command;
-                    async move { command.query_async::<Value>(&mut conn).await }
+                    async move { link.query_cmd(command).await }
                 })
                 .await
                 .map(drop),
             Kind::Cluster(cluster) => cluster.route(command, to_all_masters()).await.map(drop),
         }
     }
+}
+
+/// `name target numkeys key… arg…` in RESP.
+fn script_call<A: AsRef<[u8]>>(name: &[u8], target: &str, keys: &[&str], args: &[A]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + 32 * (keys.len() + args.len()));
+    resp::array(&mut out, 3 + keys.len() + args.len());
+    resp::bulk(&mut out, name);
+    resp::bulk(&mut out, target.as_bytes());
+    resp::bulk_int(&mut out, keys.len());
+    for key in keys {
+        resp::bulk(&mut out, key.as_bytes());
+    }
+    for arg in args {
+        resp::bulk(&mut out, arg.as_ref());
+    }
+    out
 }
 
 fn function_load(source: &str) -> Cmd {

@@ -19,12 +19,13 @@
 //! ```
 
 pub mod connection;
+pub mod resp;
 mod script;
 mod store;
 
 pub use connection::{Connection, ConnectionError, RedisConfig};
 pub use script::{library_source, request_function, REFUND_SOURCE, REQUEST_SOURCE};
-pub use store::RedisStore;
+pub use store::{encode_request, Head, RedisStore};
 
 /// The README's Rust snippets (they use this crate and the core), compiled as doctests.
 #[cfg(doctest)]

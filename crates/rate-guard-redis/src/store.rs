@@ -14,6 +14,7 @@ use redis::Value;
 use smallvec::SmallVec;
 
 use crate::connection::{Connection, ConnectionError, RedisConfig};
+use crate::resp;
 use crate::script::{Script, LIBRARY, REFUND, REQUEST};
 
 /// Rate-limit state in Redis: standalone, Sentinel or Cluster.
@@ -160,46 +161,43 @@ impl RedisStore {
         now: Option<Timestamp>,
         group: &[(usize, &Check<'_>)],
     ) -> Result<(u64, Vec<Decision>), StoreError> {
-        let keys: Vec<&str> = group.iter().map(|(_, c)| c.key).collect();
-        let mut args = Vec::with_capacity(2 + 5 * group.len());
-        args.push(match mode {
-            Mode::Peek => "peek".to_owned(),
-            _ => "hit".to_owned(),
-        });
-        args.push(now.map_or_else(String::new, |t| t.as_micros().to_string()));
-        for (_, check) in group {
-            push_rule(&mut args, check);
-        }
-        let function = &LIBRARY.request;
-        let reply = self.call(script, function, &keys, &args).await?;
+        let checks = || group.iter().map(|(_, c)| *c);
+        let lead = Lead::Request(mode, now);
+        let encode = |out: &mut Vec<u8>, head: Head<'_>| encode_call(out, head, lead, checks());
+        let first_key = group.first().map(|(_, c)| c.key);
+        let reply = self
+            .call(script, &LIBRARY.request, first_key, encode)
+            .await?;
         parse_reply(&reply, group.len())
     }
 
     async fn refund(&self, now: u64, group: &[(usize, &Check<'_>)]) -> Result<(), StoreError> {
-        let keys: Vec<&str> = group.iter().map(|(_, c)| c.key).collect();
-        let mut args = Vec::with_capacity(1 + 5 * group.len());
-        args.push(now.to_string());
-        for (_, check) in group {
-            push_rule(&mut args, check);
-        }
-        self.call(&REFUND, &LIBRARY.refund, &keys, &args).await?;
+        let checks = || group.iter().map(|(_, c)| *c);
+        let lead = Lead::Refund(now);
+        let encode = |out: &mut Vec<u8>, head: Head<'_>| encode_call(out, head, lead, checks());
+        let first_key = group.first().map(|(_, c)| c.key);
+        self.call(&REFUND, &LIBRARY.refund, first_key, encode)
+            .await?;
         Ok(())
     }
 
     /// `FCALL` of `function`, or `EVALSHA` of `script` (the same code) where functions are
-    /// refused. A server that starts refusing them (a failover to Redis 6, an ACL changed) is
-    /// answered with `EVALSHA` from then on, this call included.
+    /// refused; `encode` writes the command for either head. A server that starts refusing
+    /// functions (a failover to Redis 6, an ACL changed) is answered with `EVALSHA` from then
+    /// on, this call included.
     async fn call(
         &self,
         script: &Script,
         function: &str,
-        keys: &[&str],
-        args: &[String],
+        first_key: Option<&str>,
+        encode: impl Fn(&mut Vec<u8>, Head<'_>),
     ) -> Result<Value, ConnectionError> {
+        let mut command = Vec::with_capacity(256);
         if self.uses_functions() {
+            encode(&mut command, Head::Function(function));
             match self
                 .connection
-                .call_function(function, &LIBRARY.source, keys, args)
+                .call_encoded(&LIBRARY.source, first_key, &command)
                 .await
             {
                 Err(ConnectionError::Refused(message)) if refuses_functions(&message) => {
@@ -207,21 +205,99 @@ impl RedisStore {
                 }
                 reply => return reply,
             }
+            command.clear();
         }
+        encode(&mut command, Head::Script(&script.sha));
         self.connection
-            .eval_script(&script.sha, script.source, keys, args)
+            .eval_encoded(&script.sha, script.source, first_key, &command)
             .await
     }
 }
 
-/// The five arguments a script takes per rule: algorithm, count, period (µs), capacity, cost.
-fn push_rule(args: &mut Vec<String>, check: &Check<'_>) {
-    let rule = check.rule;
-    args.push(algorithm_code(rule.algorithm()).to_owned());
-    args.push(rule.count().to_string());
-    args.push(rule.period_micros().to_string());
-    args.push(rule.capacity().to_string());
-    args.push(check.cost.to_string());
+/// What a script call names: a function of the library (`FCALL`) or a script by its SHA1
+/// (`EVALSHA`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Head<'a> {
+    /// `FCALL name`.
+    Function(&'a str),
+    /// `EVALSHA sha`.
+    Script(&'a str),
+}
+
+/// The arguments before the rules: the request's mode and time, or a refund's time.
+#[derive(Clone, Copy)]
+enum Lead {
+    Request(Mode, Option<Timestamp>),
+    Refund(u64),
+}
+
+/// Writes the call of the request script (`head` names the function or the script) that
+/// decides `checks` together, in RESP, into `out`: what [`RedisStore`] sends for a request
+/// outside a cluster, for a connection of one's own to send the same.
+pub fn encode_request(
+    out: &mut Vec<u8>,
+    head: Head<'_>,
+    mode: Mode,
+    now: Option<Timestamp>,
+    checks: &[Check<'_>],
+) {
+    encode_call(out, head, Lead::Request(mode, now), checks.iter());
+}
+
+/// `head numkeys key… lead… (algorithm count period capacity cost)…` in RESP.
+fn encode_call<'c>(
+    out: &mut Vec<u8>,
+    head: Head<'_>,
+    lead: Lead,
+    checks: impl ExactSizeIterator<Item = &'c Check<'c>> + Clone,
+) {
+    let rules = checks.len();
+    let leading = match lead {
+        Lead::Request(..) => 2,
+        Lead::Refund(_) => 1,
+    };
+    resp::array(out, 3 + rules + leading + 5 * rules);
+    let target = match head {
+        Head::Function(name) => {
+            resp::bulk(out, b"FCALL");
+            name
+        }
+        Head::Script(sha) => {
+            resp::bulk(out, b"EVALSHA");
+            sha
+        }
+    };
+    resp::bulk(out, target.as_bytes());
+    resp::bulk_int(out, rules);
+    for check in checks.clone() {
+        resp::bulk(out, check.key.as_bytes());
+    }
+    match lead {
+        Lead::Request(mode, now) => {
+            resp::bulk(
+                out,
+                match mode {
+                    Mode::Peek => b"peek",
+                    _ => b"hit",
+                },
+            );
+            match now {
+                Some(t) => resp::bulk_int(out, t.as_micros()),
+                None => resp::bulk(out, b""),
+            }
+        }
+        Lead::Refund(now) => resp::bulk_int(out, now),
+    }
+    for check in checks {
+        // The five arguments a script takes per rule: algorithm, count, period (µs),
+        // capacity, cost.
+        let rule = check.rule;
+        resp::bulk(out, algorithm_code(rule.algorithm()).as_bytes());
+        resp::bulk_int(out, rule.count());
+        resp::bulk_int(out, rule.period_micros());
+        resp::bulk_int(out, rule.capacity());
+        resp::bulk_int(out, check.cost.get());
+    }
 }
 
 /// Whether a refusal of `FCALL` or `FUNCTION LOAD` says that functions are refused on this

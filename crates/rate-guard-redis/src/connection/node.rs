@@ -9,6 +9,7 @@
 //! announcement was missed.
 
 use std::future::Future;
+use std::io;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Once};
 use std::time::Duration;
@@ -19,15 +20,18 @@ use parking_lot::Mutex;
 use redis::aio::MultiplexedConnection;
 use redis::{
     AsyncConnectionConfig, Client, ConnectionAddr, ConnectionInfo, IntoConnectionInfo,
-    RedisConnectionInfo, RedisResult, Value,
+    Cmd, RedisConnectionInfo, RedisResult, Value,
 };
+use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::config::{Credentials, HostPort};
 use super::error::{aftermath, classify, is_read_only, Aftermath, ConnectionError};
+use super::pipe::Pipe;
 use super::sentinel;
 use super::tls::Tls;
+use crate::resp;
 
 /// What every connection of a [`Node`] is made with.
 #[derive(Debug, Clone)]
@@ -104,10 +108,11 @@ struct InFlight {
     refresh: Refresh,
 }
 
-/// Multiplexed connections to one server, taken in turn.
+/// Connections to one server, taken in turn: lean [`Pipe`]s over plain TCP, the redis
+/// crate's multiplexed connections over TLS.
 pub(crate) struct Pool {
     server: HostPort,
-    conns: Vec<MultiplexedConnection>,
+    conns: Vec<Link>,
     next: AtomicUsize,
     born: Instant,
     /// When calls began to time out without any answer since, in milliseconds after `born`
@@ -115,8 +120,54 @@ pub(crate) struct Pool {
     silent_since: AtomicU64,
 }
 
+impl Drop for Pool {
+    fn drop(&mut self) {
+        for conn in &self.conns {
+            if let Link::Pipe(pipe) = conn {
+                pipe.close("the connection was replaced");
+            }
+        }
+    }
+}
+
+/// One connection of a pool: what a call runs on.
+#[derive(Clone)]
+pub(crate) enum Link {
+    /// Plain TCP: a [`Pipe`].
+    Pipe(Arc<Pipe>),
+    /// TLS: the redis crate's multiplexed connection.
+    Mux(MultiplexedConnection),
+}
+
+impl Link {
+    /// Sends `command` (RESP, as [`resp`](crate::resp) writes it) and waits for its reply.
+    pub(crate) async fn query(&mut self, command: &[u8]) -> RedisResult<Value> {
+        match self {
+            Link::Pipe(pipe) => pipe.call(command).await,
+            Link::Mux(conn) => match resp::to_cmd(command) {
+                Some(cmd) => cmd.query_async(conn).await,
+                None => Err(redis::RedisError::from((
+                    redis::ErrorKind::Client,
+                    "not a RESP command",
+                ))),
+            },
+        }
+    }
+
+    /// Sends `cmd` and waits for its reply.
+    pub(crate) async fn query_cmd(&mut self, cmd: &Cmd) -> RedisResult<Value> {
+        match self {
+            Link::Pipe(pipe) => pipe.call(&cmd.get_packed_command()).await,
+            Link::Mux(conn) => cmd.query_async(conn).await,
+        }
+    }
+}
+
 impl Pool {
-    fn pick(&self) -> MultiplexedConnection {
+    fn pick(&self) -> Link {
+        if let [only] = self.conns.as_slice() {
+            return only.clone();
+        }
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.conns.len();
         self.conns[i].clone()
     }
@@ -191,7 +242,7 @@ impl Node {
     /// answer, which means nothing was written, is followed by one more try on the new master.
     pub(crate) async fn run<F, Fut>(&self, op: F) -> Result<Value, ConnectionError>
     where
-        F: Fn(MultiplexedConnection) -> Fut,
+        F: Fn(Link) -> Fut,
         Fut: Future<Output = RedisResult<Value>>,
     {
         let settings = &self.inner.settings;
@@ -358,16 +409,17 @@ pub(crate) async fn connect_pool(
         settings.db,
     )
     .map_err(|e| fail(&e))?;
-    let opens = (0..settings.pool_size).map(|_| open(info.clone(), settings));
+    let opens = (0..settings.pool_size).map(|_| open_link(addr, info.clone(), settings));
     let conns = futures_util::future::try_join_all(opens)
         .await
         .map_err(|e| fail(&e))?;
     let mut first = conns[0].clone();
+    let role = async |first: &mut Link| -> RedisResult<Vec<Value>> {
+        let reply = first.query_cmd(&redis::cmd("ROLE")).await?;
+        Ok(redis::from_redis_value(reply)?)
+    };
     match probe {
-        Probe::NotReplica => match redis::cmd("ROLE")
-            .query_async::<Vec<Value>>(&mut first)
-            .await
-        {
+        Probe::NotReplica => match role(&mut first).await {
             Ok(role) => {
                 if let Some(master) = replica_of(&role) {
                     return Err(ConnectionError::Refused(format!(
@@ -376,18 +428,15 @@ pub(crate) async fn connect_pool(
                 }
             }
             Err(e) if e.code().is_some_and(|c| c == "NOPERM" || c == "ERR") => {
-                redis::cmd("PING")
-                    .query_async::<()>(&mut first)
+                first
+                    .query_cmd(&redis::cmd("PING"))
                     .await
                     .map_err(|e| fail(&e))?;
             }
             Err(e) => return Err(fail(&e)),
         },
         Probe::Master => {
-            let role: Vec<Value> = redis::cmd("ROLE")
-                .query_async(&mut first)
-                .await
-                .map_err(|e| fail(&e))?;
+            let role: Vec<Value> = role(&mut first).await.map_err(|e| fail(&e))?;
             let role = role
                 .into_iter()
                 .next()
@@ -422,6 +471,44 @@ fn replica_of(role: &[Value]) -> Option<String> {
         .and_then(|v| redis::from_redis_value_ref::<u16>(v).ok())
         .unwrap_or_default();
     Some(HostPort { host, port }.to_string())
+}
+
+/// One connection of a pool: a pipe over plain TCP, a multiplexed connection over TLS.
+async fn open_link(addr: &HostPort, info: ConnectionInfo, settings: &Settings) -> RedisResult<Link> {
+    if settings.tls.is_some() {
+        return Ok(Link::Mux(open(info, settings).await?));
+    }
+    Ok(Link::Pipe(open_pipe(addr, settings).await?))
+}
+
+/// A pipe to `addr` (plain TCP), authenticated and on the settings' database, within the
+/// connect timeout.
+async fn open_pipe(addr: &HostPort, settings: &Settings) -> RedisResult<Arc<Pipe>> {
+    let connect = TcpStream::connect((addr.host.as_str(), addr.port));
+    let stream = tokio::time::timeout(settings.connect_timeout, connect)
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
+    let pipe = Pipe::start(stream);
+    let credentials = &settings.credentials;
+    let mut command = Vec::new();
+    if let Some(password) = &credentials.password {
+        let user = credentials.username.as_deref();
+        resp::array(&mut command, if user.is_some() { 3 } else { 2 });
+        resp::bulk(&mut command, b"AUTH");
+        if let Some(user) = user {
+            resp::bulk(&mut command, user.as_bytes());
+        }
+        resp::bulk(&mut command, password.as_bytes());
+        pipe.call(&command).await?;
+    }
+    if settings.db != 0 {
+        command.clear();
+        resp::array(&mut command, 2);
+        resp::bulk(&mut command, b"SELECT");
+        resp::bulk_int(&mut command, settings.db);
+        pipe.call(&command).await?;
+    }
+    Ok(pipe)
 }
 
 /// One multiplexed connection. Replies are not bounded here: every call is bounded as a whole
