@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Coroutine, Hashable, Sequence
+from typing import Any
 
 from py_rate_guard import _native, logs, metrics
 from py_rate_guard._native import ConfigError, Decision
@@ -84,19 +85,36 @@ class RateGuard:
         pairs = [(identity, self._rules_of(limit)) for identity, limit in requests]
         return self._guard.decide_many(pairs, cost, peek=True)
 
-    async def ahit(self, identity: str, limit: Limit, *, cost: int | None = None) -> Decision:
+    def ahit(
+        self, identity: str, limit: Limit, *, cost: int | None = None
+    ) -> Coroutine[Any, Any, Decision]:
         """`hit` for asyncio (and uvloop): the Redis call runs on the engine's I/O thread and
         its result comes back to this loop without blocking it. On the memory store, or when
-        the answer needs no I/O (a key already denied, an open breaker), it returns at once."""
-        seen = self._by_id.get(id(limit))
-        rules = seen[1] if seen is not None and seen[0] is limit else self._remember(limit)
-        return await self._guard.ahit(identity, rules, cost)
+        the answer needs no I/O (a key already denied, an open breaker), it returns at once.
 
-    async def apeek(self, identity: str, limit: Limit, *, cost: int | None = None) -> Decision:
+        A coroutine, started when awaited (so it may be made before the loop runs); bad
+        arguments raise then. It is the native coroutine itself once `limit` was seen: no
+        Python frame per call."""
+        seen = self._by_id.get(id(limit))
+        if seen is not None and seen[0] is limit:
+            return self._guard.ahit(identity, seen[1], cost)
+        return self._first(identity, limit, cost, peek=False)
+
+    def apeek(
+        self, identity: str, limit: Limit, *, cost: int | None = None
+    ) -> Coroutine[Any, Any, Decision]:
         """`peek` for asyncio."""
         seen = self._by_id.get(id(limit))
-        rules = seen[1] if seen is not None and seen[0] is limit else self._remember(limit)
-        return await self._guard.apeek(identity, rules, cost)
+        if seen is not None and seen[0] is limit:
+            return self._guard.apeek(identity, seen[1], cost)
+        return self._first(identity, limit, cost, peek=True)
+
+    async def _first(self, identity: str, limit: Limit, cost: int | None, peek: bool) -> Decision:
+        """`ahit`/`apeek` of a limit not seen yet: its rules are built when awaited."""
+        rules = self._remember(limit)
+        if peek:
+            return await self._guard.apeek(identity, rules, cost)
+        return await self._guard.ahit(identity, rules, cost)
 
     async def ahit_many(
         self, requests: Sequence[tuple[str, Limit]], *, cost: int | None = None

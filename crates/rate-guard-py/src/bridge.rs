@@ -19,15 +19,20 @@
 #![allow(unsafe_code)]
 
 use std::cell::RefCell;
+use std::future::Future;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, Waker};
 
-use pyo3::exceptions::PyStopIteration;
+use pyo3::exceptions::{PyRuntimeError, PyStopIteration};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyCFunction, PyTuple, PyWeakrefReference};
+
+use tokio::runtime::Runtime;
 
 use crate::fork;
 
@@ -39,11 +44,22 @@ struct Completion {
     resolve: Resolve,
 }
 
+/// A call started on the loop thread, to be handed to the runtime with its batch.
+struct Outgoing {
+    job: Job,
+    future: Py<PyAny>,
+    runtime: &'static Runtime,
+}
+
 /// One event loop's completion queue and its wake-up descriptor.
 pub(crate) struct LoopBridge {
     efd: OwnedFd,
     armed: AtomicBool,
     queue: Mutex<Vec<Completion>>,
+    /// The queue's other buffer: the two take turns, so draining allocates nothing.
+    spare: Mutex<Vec<Completion>>,
+    /// Calls started in this loop iteration, handed to the runtime together by a [`Flusher`].
+    outbox: Mutex<Vec<Outgoing>>,
 }
 
 impl LoopBridge {
@@ -58,6 +74,8 @@ impl LoopBridge {
             efd: unsafe { OwnedFd::from_raw_fd(fd) },
             armed: AtomicBool::new(false),
             queue: Mutex::new(Vec::new()),
+            spare: Mutex::new(Vec::new()),
+            outbox: Mutex::new(Vec::new()),
         })
     }
 
@@ -81,12 +99,63 @@ impl LoopBridge {
         unsafe { libc::read(self.efd.as_raw_fd(), (&raw mut sink).cast(), 8) };
         // Disarm before taking the queue: a result pushed after the take re-arms and wakes us.
         self.armed.store(false, Ordering::SeqCst);
-        let batch = std::mem::take(&mut *self.queue.lock().unwrap_or_else(PoisonError::into_inner));
-        for Completion { future, resolve } in batch {
+        let mut batch =
+            std::mem::take(&mut *self.spare.lock().unwrap_or_else(PoisonError::into_inner));
+        std::mem::swap(
+            &mut *self.queue.lock().unwrap_or_else(PoisonError::into_inner),
+            &mut batch,
+        );
+        for Completion { future, resolve } in batch.drain(..) {
             let future = future.into_bound(py);
             if let Err(e) = deliver(&future, resolve) {
                 e.write_unraisable(py, Some(&future));
             }
+        }
+        *self.spare.lock().unwrap_or_else(PoisonError::into_inner) = batch;
+    }
+
+    /// Queues `call` for the runtime; the first of a loop iteration schedules the
+    /// [`Flusher`] that hands them over together (one wake-up of the runtime and of each
+    /// connection for the batch, not one per call).
+    fn send_later(self: &Arc<Self>, event_loop: &Bound<'_, PyAny>, call: Outgoing) -> PyResult<()> {
+        let first = {
+            let mut outbox = self.outbox.lock().unwrap_or_else(PoisonError::into_inner);
+            outbox.push(call);
+            outbox.len() == 1
+        };
+        if first {
+            let py = event_loop.py();
+            let flusher = Flusher {
+                bridge: Arc::clone(self),
+            };
+            if let Err(e) = event_loop.call_method1(pyo3::intern!(py, "call_soon"), (flusher,)) {
+                // A closed loop: nothing will run these calls.
+                drop(std::mem::take(
+                    &mut *self.outbox.lock().unwrap_or_else(PoisonError::into_inner),
+                ));
+                rate_guard_redis::wake_deferred();
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(self: &Arc<Self>) {
+        // The connections first: their writes start while the calls are being spawned.
+        rate_guard_redis::wake_deferred();
+        let batch =
+            std::mem::take(&mut *self.outbox.lock().unwrap_or_else(PoisonError::into_inner));
+        for Outgoing {
+            job,
+            future,
+            runtime,
+        } in batch
+        {
+            let bridge = Arc::clone(self);
+            runtime.spawn(async move {
+                let resolve = job.await;
+                bridge.complete(future, resolve);
+            });
         }
     }
 
@@ -120,6 +189,20 @@ pub(crate) struct Drainer {
 impl Drainer {
     fn __call__(&self, py: Python<'_>) {
         self.bridge.drain(py);
+    }
+}
+
+/// Hands the calls started in one loop iteration to the runtime (scheduled with
+/// `loop.call_soon` by the first of them).
+#[pyclass(frozen, module = "py_rate_guard._native")]
+pub(crate) struct Flusher {
+    bridge: Arc<LoopBridge>,
+}
+
+#[pymethods]
+impl Flusher {
+    fn __call__(&self) {
+        self.bridge.flush();
     }
 }
 
@@ -319,5 +402,152 @@ impl Ready {
             Some(Err(e)) => Err(e),
             None => Err(PyStopIteration::new_err(())),
         }
+    }
+}
+
+/// Work for the I/O runtime whose output becomes a Python value on the loop thread.
+pub(crate) type Job = Pin<Box<dyn Future<Output = Resolve> + Send>>;
+
+/// The awaitable of an async call: a coroutine (it has `send`, `throw` and `close`, so
+/// `asyncio.run`, `create_task` and `gather` take it) that starts its job when first awaited,
+/// in the loop that awaits it; so it can be made outside a running loop. A job that needs no
+/// I/O (memory store, deny cache, open breaker) finishes in that first step; otherwise the
+/// coroutine waits on a future of the loop, resolved through the batched bridge.
+///
+/// It replaces an `async def` around an awaitable: one object and no Python frame per call.
+#[pyclass(module = "py_rate_guard._native")]
+pub(crate) struct Call {
+    state: State,
+}
+
+enum State {
+    /// Not awaited yet. (The mutex makes the job `Sync`, as a Python object must be; it is
+    /// only ever reached through `&mut`, without locking.)
+    Start {
+        job: Mutex<Job>,
+        runtime: Option<&'static Runtime>,
+    },
+    /// The call failed before it started (its arguments); raised when awaited.
+    Failed(PyErr),
+    /// Waiting on this future of the loop.
+    Waiting(Py<PyAny>),
+    Done,
+}
+
+impl Call {
+    /// A call of `job`, run on `runtime` (the process's runtime when `None`) if it waits.
+    pub(crate) fn new(job: Job, runtime: Option<&'static Runtime>) -> Self {
+        Self {
+            state: State::Start {
+                job: Mutex::new(job),
+                runtime,
+            },
+        }
+    }
+
+    /// A call that raises `error` when awaited.
+    pub(crate) fn failed(error: PyErr) -> Self {
+        Self {
+            state: State::Failed(error),
+        }
+    }
+
+    /// One step: the future to wait on, or `StopIteration` with the result, or the error.
+    fn step(&mut self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        match std::mem::replace(&mut self.state, State::Done) {
+            State::Start { job, runtime } => {
+                let mut job = job.into_inner().unwrap_or_else(PoisonError::into_inner);
+                // The first poll writes the command; its connection is woken with the
+                // batch (`send_later`).
+                let waiting = {
+                    let _context = runtime.map(Runtime::enter);
+                    rate_guard_redis::defer_wakeups(|| {
+                        job.as_mut().poll(&mut Context::from_waker(Waker::noop()))
+                    })
+                };
+                if let Poll::Ready(resolve) = waiting {
+                    rate_guard_redis::wake_deferred();
+                    return Err(PyStopIteration::new_err((resolve(py)?,)));
+                }
+                let started = (|| {
+                    let runtime = match runtime {
+                        Some(runtime) => runtime,
+                        None => crate::runtime::runtime()?,
+                    };
+                    let event_loop = running_loop(py)?;
+                    let bridge = bridge_for(&event_loop)?;
+                    let future = event_loop.call_method0(pyo3::intern!(py, "create_future"))?;
+                    let call = Outgoing {
+                        job,
+                        future: future.clone().unbind(),
+                        runtime,
+                    };
+                    bridge.send_later(&event_loop, call)?;
+                    Ok::<_, PyErr>(future)
+                })();
+                let future = match started {
+                    Ok(future) => future,
+                    Err(e) => {
+                        rate_guard_redis::wake_deferred();
+                        return Err(e);
+                    }
+                };
+                // What `Future.__await__` does before it yields the future to the task.
+                future.setattr(pyo3::intern!(py, "_asyncio_future_blocking"), true)?;
+                let future = future.unbind();
+                self.state = State::Waiting(future.clone_ref(py));
+                Ok(future)
+            }
+            State::Failed(error) => Err(error),
+            State::Waiting(future) => {
+                let result = future.bind(py).call_method0(pyo3::intern!(py, "result"))?;
+                Err(PyStopIteration::new_err((result.unbind(),)))
+            }
+            State::Done => Err(PyRuntimeError::new_err(
+                "cannot reuse already awaited coroutine",
+            )),
+        }
+    }
+}
+
+#[pymethods]
+impl Call {
+    fn __await__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__(&mut self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        self.step(py)
+    }
+
+    /// The loop resumes the coroutine with `None`; the value is not used.
+    #[allow(clippy::needless_pass_by_value)]
+    fn send(&mut self, py: Python<'_>, _value: Py<PyAny>) -> PyResult<Py<PyAny>> {
+        self.step(py)
+    }
+
+    /// Raises `value` (or `kind`) in the coroutine: it ends there (a call in flight still
+    /// counts, as a cancelled one does).
+    #[pyo3(signature = (kind, value=None, _traceback=None))]
+    #[allow(clippy::needless_pass_by_value)]
+    fn throw(
+        &mut self,
+        kind: Bound<'_, PyAny>,
+        value: Option<Bound<'_, PyAny>>,
+        _traceback: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        self.state = State::Done;
+        Err(match value.filter(|v| !v.is_none()) {
+            Some(value) => PyErr::from_value(value),
+            None => PyErr::from_value(kind),
+        })
+    }
+
+    fn close(&mut self) {
+        self.state = State::Done;
     }
 }

@@ -16,7 +16,7 @@ use smallvec::SmallVec;
 use tokio::runtime::Runtime;
 
 use crate::args;
-use crate::bridge::{self, Ready};
+use crate::bridge::{self, Call, Job, Ready, Resolve};
 use crate::decision::Decision;
 use crate::errors::Failure;
 use crate::fork::ForkLocal;
@@ -322,33 +322,36 @@ impl Guard {
         engine.spawn(py, future, convert)
     }
 
-    /// The async twin of `decide_many`: the pairs travel with the task and are dropped on the
-    /// loop thread, with the GIL.
-    fn start<'py>(
+    /// The coroutine of an async call (see [`bridge::Call`]): the pairs travel with the job
+    /// and are dropped on the loop thread, with the GIL.
+    fn call(
         &self,
-        py: Python<'py>,
-        requests: Vec<Owned>,
-        cost: Option<NonZeroU32>,
+        py: Python<'_>,
+        requests: Result<Vec<Owned>, Failure>,
+        cost: Result<Option<NonZeroU32>, Failure>,
         mode: Mode,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        self.run_async(
-            py,
-            move |limiter| async move {
-                let verdict = {
-                    let hits: Vec<Hit<'_>> = requests
-                        .iter()
-                        .flat_map(|(identity, rules)| hits(identity, rules.get(), cost))
-                        .collect();
-                    limiter.decide(&hits, mode).await
-                };
-                (verdict, requests)
-            },
-            |py, (verdict, requests)| {
+    ) -> Call {
+        let (requests, cost, engine) = match (requests, cost, self.engine_with_gil(py)) {
+            (Ok(requests), Ok(cost), Ok(engine)) => (requests, cost, engine),
+            (Err(e), _, _) | (_, Err(e), _) => return Call::failed(e.into()),
+            (_, _, Err(e)) => return Call::failed(e),
+        };
+        let limiter = Arc::clone(&engine.limiter);
+        let job: Job = Box::pin(async move {
+            let verdict = {
+                let hits: SmallVec<[Hit<'_>; 4]> = requests
+                    .iter()
+                    .flat_map(|(identity, rules)| hits(identity, rules.get(), cost))
+                    .collect();
+                limiter.decide(&hits, mode).await
+            };
+            Box::new(move |py: Python<'_>| {
                 drop(requests);
                 let verdict = verdict.map_err(Failure::from)?;
                 Ok(Py::new(py, Decision::from(&verdict))?.into_any())
-            },
-        )
+            }) as Resolve
+        });
+        Call::new(job, engine.runtime)
     }
 
     fn decide(
@@ -527,47 +530,44 @@ impl Guard {
         Ok(Decision::from(&verdict))
     }
 
-    /// The async [`hit`](Self::hit): an awaitable of the `Decision`.
+    /// The async [`hit`](Self::hit): a coroutine of the `Decision`, started when first
+    /// awaited; bad arguments raise then.
     #[pyo3(signature = (identity, rules, cost=None))]
-    fn ahit<'py>(
+    fn ahit(
         &self,
-        py: Python<'py>,
-        identity: &Bound<'py, PyAny>,
+        py: Python<'_>,
+        identity: &Bound<'_, PyAny>,
         rules: Py<Rules>,
-        cost: Option<&Bound<'py, PyAny>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let identity = args::identity(identity)?;
-        let cost = args::cost(cost)?;
-        self.start(py, vec![(identity, rules)], cost, Mode::Hit)
+        cost: Option<&Bound<'_, PyAny>>,
+    ) -> Call {
+        let requests = args::identity(identity).map(|identity| vec![(identity, rules)]);
+        self.call(py, requests, args::cost(cost), Mode::Hit)
     }
 
     /// The async [`peek`](Self::peek).
     #[pyo3(signature = (identity, rules, cost=None))]
-    fn apeek<'py>(
+    fn apeek(
         &self,
-        py: Python<'py>,
-        identity: &Bound<'py, PyAny>,
+        py: Python<'_>,
+        identity: &Bound<'_, PyAny>,
         rules: Py<Rules>,
-        cost: Option<&Bound<'py, PyAny>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let identity = args::identity(identity)?;
-        let cost = args::cost(cost)?;
-        self.start(py, vec![(identity, rules)], cost, Mode::Peek)
+        cost: Option<&Bound<'_, PyAny>>,
+    ) -> Call {
+        let requests = args::identity(identity).map(|identity| vec![(identity, rules)]);
+        self.call(py, requests, args::cost(cost), Mode::Peek)
     }
 
     /// The async [`decide_many`](Self::decide_many).
     #[pyo3(signature = (requests, cost=None, peek=false))]
-    fn adecide_many<'py>(
+    fn adecide_many(
         &self,
-        py: Python<'py>,
-        requests: &Bound<'py, PyAny>,
-        cost: Option<&Bound<'py, PyAny>>,
+        py: Python<'_>,
+        requests: &Bound<'_, PyAny>,
+        cost: Option<&Bound<'_, PyAny>>,
         peek: bool,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let requests = pairs(requests)?;
-        let cost = args::cost(cost)?;
+    ) -> Call {
         let mode = if peek { Mode::Peek } else { Mode::Hit };
-        self.start(py, requests, cost, mode)
+        self.call(py, pairs(requests), args::cost(cost), mode)
     }
 
     /// Forgets the state of `rules` for `identity`.

@@ -198,7 +198,7 @@ mod _native {
     };
 
     #[pymodule_export]
-    use crate::bridge::{Drainer, Ready};
+    use crate::bridge::{Call, Drainer, Flusher, Ready};
     #[pymodule_export]
     use crate::decision::Decision;
     #[pymodule_export]

@@ -42,6 +42,7 @@ use redis::{Cmd, RedisError, RedisResult, Value};
 
 pub use self::config::{RedisConfig, Topology};
 pub use self::error::ConnectionError;
+pub use self::pipe::{defer_wakeups, wake_deferred};
 pub use self::sync_store::SyncStore;
 
 use self::cluster::{to_all_masters, to_any_master, to_slot_master, Cluster};

@@ -23,7 +23,7 @@ pub mod resp;
 mod script;
 mod store;
 
-pub use connection::{Connection, ConnectionError, RedisConfig};
+pub use connection::{defer_wakeups, wake_deferred, Connection, ConnectionError, RedisConfig};
 pub use script::{library_source, request_function, REFUND_SOURCE, REQUEST_SOURCE};
 pub use store::{encode_request, Head, RedisStore};
 

@@ -253,7 +253,11 @@ mod tests {
             stream.extend_from_slice(b":7\r\n");
             assert_eq!(frame_len(&stream).unwrap(), Some(reply.len()), "{reply:?}");
             for cut in 0..reply.len() {
-                assert_eq!(frame_len(&reply[..cut]).unwrap(), None, "{reply:?} cut at {cut}");
+                assert_eq!(
+                    frame_len(&reply[..cut]).unwrap(),
+                    None,
+                    "{reply:?} cut at {cut}"
+                );
             }
         }
         assert!(frame_len(b"?\r\n").is_err());
@@ -272,7 +276,10 @@ mod tests {
             b"*1\r\n*1\r\n:1\r\n",
         ];
         for reply in replies {
-            assert_eq!(parse(reply).unwrap(), redis::parse_redis_value(reply).unwrap());
+            assert_eq!(
+                parse(reply).unwrap(),
+                redis::parse_redis_value(reply).unwrap()
+            );
         }
         let error = parse(b"-NOSCRIPT No matching script.\r\n").unwrap_err();
         assert_eq!(error.code(), Some("NOSCRIPT"));

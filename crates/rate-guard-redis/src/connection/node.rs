@@ -19,8 +19,8 @@ use futures_util::{FutureExt, TryFutureExt};
 use parking_lot::Mutex;
 use redis::aio::MultiplexedConnection;
 use redis::{
-    AsyncConnectionConfig, Client, ConnectionAddr, ConnectionInfo, IntoConnectionInfo,
-    Cmd, RedisConnectionInfo, RedisResult, Value,
+    AsyncConnectionConfig, Client, Cmd, ConnectionAddr, ConnectionInfo, IntoConnectionInfo,
+    RedisConnectionInfo, RedisResult, Value,
 };
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -474,7 +474,11 @@ fn replica_of(role: &[Value]) -> Option<String> {
 }
 
 /// One connection of a pool: a pipe over plain TCP, a multiplexed connection over TLS.
-async fn open_link(addr: &HostPort, info: ConnectionInfo, settings: &Settings) -> RedisResult<Link> {
+async fn open_link(
+    addr: &HostPort,
+    info: ConnectionInfo,
+    settings: &Settings,
+) -> RedisResult<Link> {
     if settings.tls.is_some() {
         return Ok(Link::Mux(open(info, settings).await?));
     }

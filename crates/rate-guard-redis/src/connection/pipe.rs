@@ -10,11 +10,16 @@
 //! them out in order; a flat array of integers (the request script's reply) is read without the
 //! general parser.
 //!
+//! A thread that makes many calls in a row (the asyncio loop thread, in one loop iteration) can
+//! defer even that wake-up: calls made inside [`defer_wakeups`] only queue their bytes, and
+//! [`wake_deferred`] wakes each pipe they used once, after the batch.
+//!
 //! Everything else (connecting and probing, `FUNCTION LOAD`, `SCRIPT LOAD`, `DEL`, TLS,
 //! Cluster) stays on the redis crate. A pipe that breaks fails its calls at once and every
 //! later one, which the [`Node`](super::node::Node) answers by replacing its pool (and the
 //! pipe with it), as for a broken multiplexed connection.
 
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::io;
 use std::sync::Arc;
@@ -41,10 +46,63 @@ struct Shared {
     out: Vec<u8>,
     /// Where the replies go, in the order of the commands.
     waiting: VecDeque<Reply>,
-    /// Whether the writer was told there is work (it clears this when it finds none).
-    armed: bool,
+    /// Whether the writer was told there is work.
+    armed: Armed,
     /// Why the connection is gone, once it is.
     broken: Option<String>,
+}
+
+/// The writer's state, as callers see it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Armed {
+    /// Asleep or about to sleep: the next command must wake it.
+    Idle,
+    /// Commands wait for a deferred wake-up ([`wake_deferred`]).
+    Deferred,
+    /// Woken: it will write whatever is queued before it sleeps again.
+    Notified,
+}
+
+thread_local! {
+    /// Set while this thread defers its wake-ups ([`defer_wakeups`]).
+    static DEFERRING: Cell<bool> = const { Cell::new(false) };
+    /// The pipes this thread owes a wake-up.
+    static DEFERRED: RefCell<Vec<Arc<Pipe>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f`; the pipes that calls made in `f` write to are not woken now but by the next
+/// [`wake_deferred`] on this thread, which the caller must make soon (their calls wait for it).
+pub fn defer_wakeups<R>(f: impl FnOnce() -> R) -> R {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            DEFERRING.set(self.0);
+        }
+    }
+    let _reset = Reset(DEFERRING.replace(true));
+    f()
+}
+
+/// Wakes the pipes that calls deferred on this thread wrote to ([`defer_wakeups`]).
+pub fn wake_deferred() {
+    let pipes = DEFERRED.take();
+    for pipe in &pipes {
+        let wake = {
+            let mut shared = pipe.shared.lock();
+            std::mem::replace(&mut shared.armed, Armed::Notified) == Armed::Deferred
+        };
+        if wake {
+            pipe.wake.notify_one();
+        }
+    }
+    // Keep the vector's buffer for the next batch.
+    let mut pipes = pipes;
+    pipes.clear();
+    DEFERRED.with_borrow_mut(|deferred| {
+        if deferred.is_empty() {
+            *deferred = pipes;
+        }
+    });
 }
 
 impl Pipe {
@@ -56,7 +114,7 @@ impl Pipe {
             shared: Mutex::new(Shared {
                 out: Vec::with_capacity(4096),
                 waiting: VecDeque::new(),
-                armed: false,
+                armed: Armed::Idle,
                 broken: None,
             }),
             wake: Notify::new(),
@@ -68,8 +126,9 @@ impl Pipe {
 
     /// Sends `command` (one RESP command) and waits for its reply. Dropping the future gives
     /// the reply up without harming the connection.
-    pub(crate) async fn call(&self, command: &[u8]) -> RedisResult<Value> {
+    pub(crate) async fn call(self: &Arc<Self>, command: &[u8]) -> RedisResult<Value> {
         let (tx, rx) = oneshot::channel();
+        let deferring = DEFERRING.get();
         let wake = {
             let mut shared = self.shared.lock();
             if let Some(why) = &shared.broken {
@@ -77,7 +136,18 @@ impl Pipe {
             }
             shared.out.extend_from_slice(command);
             shared.waiting.push_back(tx);
-            !std::mem::replace(&mut shared.armed, true)
+            match (shared.armed, deferring) {
+                (Armed::Notified, _) | (Armed::Deferred, true) => false,
+                (Armed::Idle, true) => {
+                    shared.armed = Armed::Deferred;
+                    DEFERRED.with_borrow_mut(|d| d.push(Arc::clone(self)));
+                    false
+                }
+                (Armed::Idle | Armed::Deferred, false) => {
+                    shared.armed = Armed::Notified;
+                    true
+                }
+            }
         };
         if wake {
             self.wake.notify_one();
@@ -115,7 +185,10 @@ impl Pipe {
 }
 
 fn closed(why: &str) -> RedisError {
-    RedisError::from(io::Error::new(io::ErrorKind::ConnectionReset, why.to_owned()))
+    RedisError::from(io::Error::new(
+        io::ErrorKind::ConnectionReset,
+        why.to_owned(),
+    ))
 }
 
 async fn write_loop(pipe: Arc<Pipe>, mut write: OwnedWriteHalf) {
@@ -127,7 +200,10 @@ async fn write_loop(pipe: Arc<Pipe>, mut write: OwnedWriteHalf) {
                 break;
             }
             if shared.out.is_empty() {
-                shared.armed = false;
+                // A deferred wake-up still owed stays owed.
+                if shared.armed == Armed::Notified {
+                    shared.armed = Armed::Idle;
+                }
             } else {
                 std::mem::swap(&mut shared.out, &mut buf);
             }
