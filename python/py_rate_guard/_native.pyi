@@ -8,9 +8,11 @@ from typing_extensions import Self
 
 __version__: Final[str]
 __all__ = [
+    "Call",
     "ConfigError",
     "Decision",
     "Drainer",
+    "Flusher",
     "Front",
     "Guard",
     "Outcome",
@@ -153,6 +155,23 @@ class Drainer:
     """The async bridge's reader callback (internal)."""
 
     def __call__(self, *args: Any, **kwargs: Any) -> None: ...
+
+@final
+class Flusher:
+    """Hands the async calls of one loop iteration to the I/O thread (internal)."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> None: ...
+
+@final
+class Call:
+    """The coroutine of one async call, started when awaited (internal)."""
+
+    def __await__(self) -> Any: ...
+    def __iter__(self) -> Call: ...
+    def __next__(self) -> Any: ...
+    def send(self, _value: Any) -> Any: ...
+    def throw(self, kind: Any, value: Any = None, _traceback: Any = None) -> Any: ...
+    def close(self) -> None: ...
 
 @final
 class Ready:

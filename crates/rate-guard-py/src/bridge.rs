@@ -166,17 +166,22 @@ impl LoopBridge {
 
 fn deliver(future: &Bound<'_, PyAny>, resolve: Resolve) -> PyResult<()> {
     let py = future.py();
-    if future
-        .call_method0(pyo3::intern!(py, "done"))?
-        .is_truthy()?
-    {
-        return Ok(()); // cancelled while in flight
-    }
-    match resolve(py) {
-        Ok(value) => future.call_method1(pyo3::intern!(py, "set_result"), (value,))?,
-        Err(e) => future.call_method1(pyo3::intern!(py, "set_exception"), (e.into_value(py),))?,
+    let delivered = match resolve(py) {
+        Ok(value) => future.call_method1(pyo3::intern!(py, "set_result"), (value,)),
+        Err(e) => future.call_method1(pyo3::intern!(py, "set_exception"), (e.into_value(py),)),
     };
-    Ok(())
+    match delivered {
+        Ok(_) => Ok(()),
+        // Cancelled while in flight (asked only then: one call less per result).
+        Err(_)
+            if future
+                .call_method0(pyo3::intern!(py, "done"))?
+                .is_truthy()? =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// The reader callback registered with `loop.add_reader` (runs on the loop thread).
@@ -431,7 +436,17 @@ enum State {
     Failed(PyErr),
     /// Waiting on this future of the loop.
     Waiting(Py<PyAny>),
+    /// Answered at once, when awaited: the next step returns this.
+    Finished(Py<PyAny>),
     Done,
+}
+
+/// What starting a job gave.
+enum Started<'py> {
+    /// The job needed no I/O: its value.
+    Value(Py<PyAny>),
+    /// The future of the running loop that the job will resolve.
+    Future(Bound<'py, PyAny>),
 }
 
 impl Call {
@@ -452,52 +467,66 @@ impl Call {
         }
     }
 
-    /// One step: the future to wait on, or `StopIteration` with the result, or the error.
+    /// Starts the job: its value when it needs no I/O, else the future of the running loop
+    /// it will resolve.
+    fn start<'py>(
+        py: Python<'py>,
+        job: Mutex<Job>,
+        runtime: Option<&'static Runtime>,
+    ) -> PyResult<Started<'py>> {
+        let mut job = job.into_inner().unwrap_or_else(PoisonError::into_inner);
+        // The first poll writes the command; its connection is woken with the
+        // batch (`send_later`).
+        let waiting = {
+            let _context = runtime.map(Runtime::enter);
+            rate_guard_redis::defer_wakeups(|| {
+                job.as_mut().poll(&mut Context::from_waker(Waker::noop()))
+            })
+        };
+        if let Poll::Ready(resolve) = waiting {
+            rate_guard_redis::wake_deferred();
+            return Ok(Started::Value(resolve(py)?));
+        }
+        let started = (|| {
+            let runtime = match runtime {
+                Some(runtime) => runtime,
+                None => crate::runtime::runtime()?,
+            };
+            let event_loop = running_loop(py)?;
+            let bridge = bridge_for(&event_loop)?;
+            let future = event_loop.call_method0(pyo3::intern!(py, "create_future"))?;
+            let call = Outgoing {
+                job,
+                future: future.clone().unbind(),
+                runtime,
+            };
+            bridge.send_later(&event_loop, call)?;
+            Ok::<_, PyErr>(future)
+        })();
+        match started {
+            Ok(future) => Ok(Started::Future(future)),
+            Err(e) => {
+                rate_guard_redis::wake_deferred();
+                Err(e)
+            }
+        }
+    }
+
+    /// One step (`send`, `__next__`): the future to wait on, or `StopIteration` with the
+    /// result, or the error.
     fn step(&mut self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         match std::mem::replace(&mut self.state, State::Done) {
-            State::Start { job, runtime } => {
-                let mut job = job.into_inner().unwrap_or_else(PoisonError::into_inner);
-                // The first poll writes the command; its connection is woken with the
-                // batch (`send_later`).
-                let waiting = {
-                    let _context = runtime.map(Runtime::enter);
-                    rate_guard_redis::defer_wakeups(|| {
-                        job.as_mut().poll(&mut Context::from_waker(Waker::noop()))
-                    })
-                };
-                if let Poll::Ready(resolve) = waiting {
-                    rate_guard_redis::wake_deferred();
-                    return Err(PyStopIteration::new_err((resolve(py)?,)));
+            State::Start { job, runtime } => match Self::start(py, job, runtime)? {
+                Started::Value(value) => Err(PyStopIteration::new_err((value,))),
+                Started::Future(future) => {
+                    // What `Future.__await__` does before it yields the future to the task.
+                    future.setattr(pyo3::intern!(py, "_asyncio_future_blocking"), true)?;
+                    let future = future.unbind();
+                    self.state = State::Waiting(future.clone_ref(py));
+                    Ok(future)
                 }
-                let started = (|| {
-                    let runtime = match runtime {
-                        Some(runtime) => runtime,
-                        None => crate::runtime::runtime()?,
-                    };
-                    let event_loop = running_loop(py)?;
-                    let bridge = bridge_for(&event_loop)?;
-                    let future = event_loop.call_method0(pyo3::intern!(py, "create_future"))?;
-                    let call = Outgoing {
-                        job,
-                        future: future.clone().unbind(),
-                        runtime,
-                    };
-                    bridge.send_later(&event_loop, call)?;
-                    Ok::<_, PyErr>(future)
-                })();
-                let future = match started {
-                    Ok(future) => future,
-                    Err(e) => {
-                        rate_guard_redis::wake_deferred();
-                        return Err(e);
-                    }
-                };
-                // What `Future.__await__` does before it yields the future to the task.
-                future.setattr(pyo3::intern!(py, "_asyncio_future_blocking"), true)?;
-                let future = future.unbind();
-                self.state = State::Waiting(future.clone_ref(py));
-                Ok(future)
-            }
+            },
+            State::Finished(value) => Err(PyStopIteration::new_err((value,))),
             State::Failed(error) => Err(error),
             State::Waiting(future) => {
                 let result = future.bind(py).call_method0(pyo3::intern!(py, "result"))?;
@@ -512,8 +541,29 @@ impl Call {
 
 #[pymethods]
 impl Call {
-    fn __await__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
-        slf
+    /// `await call`: the job starts here, and what the awaiting coroutine then iterates is the
+    /// loop future's own iterator (C, no exception per result), or this object when the answer
+    /// is already known. A task that drives the call itself (`asyncio.run`, `create_task`)
+    /// uses `send` instead.
+    fn __await__(mut slf: PyRefMut<'_, Self>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let (job, runtime) = match std::mem::replace(&mut slf.state, State::Done) {
+            State::Start { job, runtime } => (job, runtime),
+            other => {
+                // Already under way (driven by `send`): go on that way.
+                slf.state = other;
+                return Ok(slf.into_pyobject(py)?.into_any().unbind());
+            }
+        };
+        match Self::start(py, job, runtime)? {
+            Started::Value(value) => {
+                slf.state = State::Finished(value);
+                Ok(slf.into_pyobject(py)?.into_any().unbind())
+            }
+            Started::Future(future) => Ok(future
+                .call_method0(pyo3::intern!(py, "__await__"))?
+                .unbind()),
+        }
     }
 
     fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
