@@ -21,6 +21,11 @@ use pyo3::PyTypeInfo;
 use rate_guard_core::bounds;
 use rate_guard_http as http;
 
+/// mimalloc: every async call allocates on one thread what another frees (the job, its task,
+/// its reply), and glibc's malloc takes the owning arena's lock for each such free.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod args;
 mod bridge;
 mod decision;
