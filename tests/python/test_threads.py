@@ -98,3 +98,50 @@ def test_guards_made_and_dropped_do_not_pile_up_connections(redis_url: str) -> N
         del guard
         gc.collect()
     assert open_fds() <= before + 4
+
+
+def test_threads_sharing_a_connection_all_return_within_the_budget_when_redis_freezes(
+    spawn_redis: Callable[[], AbstractContextManager[tuple[str, Popen[bytes]]]],
+) -> None:
+    # Eight threads pipeline their calls on the one sync connection (`redis_pool_size=1`):
+    # when Redis freezes, the thread reading for the others times out and so does every call
+    # queued behind it, each within its own budget; once Redis is back, decisions are its again.
+    budget = 0.2
+    with spawn_redis() as (url, proc):
+        guard = RateGuard(
+            RateGuardConfig(
+                redis_url=url, redis_timeout=budget, breaker_threshold=1000, key_prefix="freeze"
+            )
+        )
+        assert guard.hit("warm", "1000/minute").source == "store"
+        os.kill(proc.pid, signal.SIGSTOP)
+        took: list[float] = []
+        sources: list[str] = []
+        lock = threading.Lock()
+        barrier = threading.Barrier(8)
+
+        def work(n: int) -> None:
+            barrier.wait()
+            for i in range(3):
+                started = time.monotonic()
+                decision = guard.hit(f"t{n}-{i}", "1000/minute")
+                with lock:
+                    took.append(time.monotonic() - started)
+                    sources.append(decision.source)
+
+        try:
+            threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=60)
+        finally:
+            os.kill(proc.pid, signal.SIGCONT)
+        assert len(took) == 24
+        assert set(sources) == {"fail_open"}
+        # Generous: a loaded 2-core machine must not make this flaky; a hang would be seconds.
+        assert max(took) < budget + 0.5, sorted(took)[-3:]
+        deadline = time.monotonic() + 5
+        while guard.hit("after", "1000/minute").source != "store":
+            assert time.monotonic() < deadline, "decisions never went back to Redis"
+            time.sleep(0.05)

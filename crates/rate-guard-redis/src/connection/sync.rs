@@ -6,15 +6,17 @@
 //! blocking socket needs 2 (one `write`, one `read`). A [`SyncPool`] holds at most
 //! `pool_size` [`SyncConn`]s, connected on first use; a call takes the least busy one.
 //!
-//! Threads share a connection by pipelining (leader/follower): a call appends its command to
-//! the connection's queue; if no thread is doing the connection's I/O, it becomes the leader:
-//! it writes every queued command in one `write` and reads replies in order, handing each to
-//! the thread that asked, until its own is in. Commands queued meanwhile are written as soon as
-//! the leader gets back from a `read`, and before it leaves; then the oldest thread still
-//! waiting leads. The leader is always the oldest outstanding call, so its deadline comes
-//! first: when it expires (Redis hung), every outstanding call fails with it and the socket is
-//! dropped, and the next call reconnects. Reads are bounded by `SO_RCVTIMEO` set to what is
-//! left of the call's budget, writes by `SO_SNDTIMEO`.
+//! Threads share a connection by pipelining (leader/follower): a call writes its command at
+//! once (under the queue's lock, so that the order on the wire is the order of the queue of
+//! waiting calls) and queues itself for the reply; if no thread is reading, it becomes the
+//! leader: it reads replies in order, handing each to the thread that asked, until its own is
+//! in and every complete reply read so far is handed out; then the oldest thread still waiting
+//! leads. Commands never wait for a reader to come back from a `read`. The leader is always
+//! the oldest outstanding call, so its deadline comes first: when it expires (Redis hung),
+//! every outstanding call fails with it and the socket is dropped, and the next call
+//! reconnects. Reads are bounded by `SO_RCVTIMEO` set to what is left of the call's budget,
+//! writes by `SO_SNDTIMEO`. Commands made while (re)connecting are queued and written by the
+//! leader once it is connected.
 //!
 //! Standalone servers over TCP only: TLS, Sentinel and Cluster keep the async connection
 //! ([`SyncPool::new`] says `None` for them).
@@ -22,7 +24,7 @@
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::mem;
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -134,7 +136,10 @@ pub(crate) struct SyncConn {
 
 #[derive(Default)]
 struct Queue {
-    /// Commands queued and not written yet.
+    /// The socket's writing end (a duplicate of the reader's), once connected: a call writes
+    /// its command at once, in the order of `waiting`.
+    writer: Option<TcpStream>,
+    /// Commands queued while not connected, written once the leader has connected.
     out: Vec<u8>,
     /// One entry per command queued or written and not answered, oldest first; replies come
     /// in this order.
@@ -225,7 +230,16 @@ impl SyncConn {
         let me = Arc::new(Waiter::default());
         let lead = {
             let mut queue = lock(&self.queue);
-            queue.out.extend_from_slice(command);
+            if let Some(writer) = &queue.writer {
+                if let Err(e) = write_to(writer, command, &self.settings) {
+                    // The reader, if any, wakes up on the shut socket and fails the others.
+                    let _ = writer.shutdown(Shutdown::Both);
+                    queue.writer = None;
+                    return Err(e);
+                }
+            } else {
+                queue.out.extend_from_slice(command);
+            }
             queue.waiting.push_back(Arc::clone(&me));
             !mem::replace(&mut queue.led, true)
         };
@@ -266,14 +280,6 @@ impl SyncConn {
                     self.fail(&mut io, &e);
                     return Err(e);
                 };
-                // Whatever was queued meanwhile goes out before the next leader takes over.
-                let pending = mem::take(&mut lock(&self.queue).out);
-                if !pending.is_empty() {
-                    if let Err(e) = io.write(&pending, &self.settings) {
-                        self.fail(&mut io, &e);
-                        return reply;
-                    }
-                }
                 let next = {
                     let mut queue = lock(&self.queue);
                     let next = queue.waiting.front().cloned();
@@ -305,22 +311,34 @@ impl SyncConn {
         }
     }
 
-    /// Writes what is queued and reads replies, handing them out, until `me` has its own.
+    /// Reads replies, handing them out, until `me` has its own (connecting first if need be).
     fn drive(
         &self,
         io: &mut Io,
         me: &Arc<Waiter>,
         deadline: Instant,
     ) -> Result<(), ConnectionError> {
+        let writer_gone = lock(&self.queue).writer.is_none();
+        if io.socket.is_some() && writer_gone {
+            // A write failed: commands written before it wait for replies that will not come
+            // (the socket is shut): they all fail, and the next call connects afresh.
+            return Err(ConnectionError::Unavailable(format!(
+                "{}: the connection broke",
+                self.settings.server
+            )));
+        }
         if io.socket.is_none() {
             io.connect(&self.settings, deadline)?;
+            let writer = io.duplicate(&self.settings)?;
+            let mut queue = lock(&self.queue);
+            let pending = mem::take(&mut queue.out);
+            write_to(&writer, &pending, &self.settings)?;
+            queue.writer = Some(writer);
         }
         loop {
-            let pending = mem::take(&mut lock(&self.queue).out);
-            if !pending.is_empty() {
-                io.write(&pending, &self.settings)?;
-            }
-            // A previous leader may have read replies past its own.
+            // Every complete reply read so far goes out (a previous leader may have read past
+            // its own), so that the next leader is woken only for replies still to come.
+            let mut mine = false;
             while let Some(reply) = io.next_reply()? {
                 let waiter = lock(&self.queue).waiting.pop_front();
                 let Some(waiter) = waiter else {
@@ -332,9 +350,13 @@ impl SyncConn {
                 if Arc::ptr_eq(&waiter, me) {
                     // Nobody waits on the leader's own state: no wake-up to send.
                     *lock(&me.state) = State::Done(Ok(reply));
-                    return Ok(());
+                    mine = true;
+                } else {
+                    waiter.set(State::Done(Ok(reply)));
                 }
-                waiter.set(State::Done(Ok(reply)));
+            }
+            if mine {
+                return Ok(());
             }
             io.fill(deadline, &self.settings)?;
         }
@@ -347,6 +369,7 @@ impl SyncConn {
         io.start = 0;
         let waiting = {
             let mut queue = lock(&self.queue);
+            queue.writer = None;
             queue.out.clear();
             queue.led = false;
             mem::take(&mut queue.waiting)
@@ -443,14 +466,20 @@ impl Io {
     fn write(&mut self, bytes: &[u8], settings: &Settings) -> Result<(), ConnectionError> {
         let socket = self
             .socket
-            .as_mut()
+            .as_ref()
             .ok_or_else(|| not_connected(settings))?;
-        socket.write_all(bytes).map_err(|e| match e.kind() {
-            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
-                ConnectionError::Timeout(settings.timeout)
-            }
-            _ => ConnectionError::Unavailable(format!("{}: {e}", settings.server)),
-        })
+        write_to(socket, bytes, settings)
+    }
+
+    /// A second handle on the socket, for writing while another thread reads.
+    fn duplicate(&self, settings: &Settings) -> Result<TcpStream, ConnectionError> {
+        let socket = self
+            .socket
+            .as_ref()
+            .ok_or_else(|| not_connected(settings))?;
+        socket
+            .try_clone()
+            .map_err(|e| ConnectionError::Unavailable(format!("{}: {e}", settings.server)))
     }
 
     /// Reads what the server sent (waiting for it until `deadline`).
@@ -529,6 +558,23 @@ impl Io {
         self.start += len;
         Ok(Some(value))
     }
+}
+
+/// Writes `bytes` whole (bounded by the socket's write timeout, the command timeout).
+fn write_to(
+    mut socket: &TcpStream,
+    bytes: &[u8],
+    settings: &Settings,
+) -> Result<(), ConnectionError> {
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    socket.write_all(bytes).map_err(|e| match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+            ConnectionError::Timeout(settings.timeout)
+        }
+        _ => ConnectionError::Unavailable(format!("{}: {e}", settings.server)),
+    })
 }
 
 fn not_connected(settings: &Settings) -> ConnectionError {
