@@ -2,7 +2,8 @@
 # Redis CPU per decision of our Lua code against the hand-written reference scripts
 # (shared/bench/reference-lua), per algorithm, one rule of 10000/hour over 1,000 keys:
 #
-#   crates/rate-guard-redis/benches/script_cost.sh [BEFORE_REV]   (ROUNDS=5 N=100000 by default)
+#   crates/rate-guard-redis/benches/script_cost.sh [BEFORE_REV]   (ROUNDS=5 N=100000 by default;
+#   ALGOS="fw tb sw sl" the algorithms of the single-rule table)
 #
 # Starts its own redis-server on a free port (--save ''), loads the function library and the
 # request script as src/script.rs builds them from lua/ (and, given BEFORE_REV, that commit's
@@ -10,7 +11,7 @@
 # store sends (FCALL <request function> 1 <key> hit '' <code> 10000 3600000000 10000 1, the key
 # made __rand_int__), the same by EVALSHA of the request script, the floor (a function that
 # makes the redis.calls our code makes on that path -- TIME, GET, SET ... PX for a string state;
-# TIME, two ZRANGEs, ZADD, PEXPIRE for a sliding log -- with no logic around them) and the
+# TIME, two ZRANGEs (without scores), ZADD, PEXPIRE for a sliding log -- with no logic around them) and the
 # reference script, each with
 # `redis-benchmark -c 50 -P 16 -r 1000 -n N` after FLUSHALL and CONFIG RESETSTAT. Prints the
 # median per call of `usec_per_call` of the script command in INFO commandstats (time spent
@@ -70,8 +71,8 @@ redis.register_function('rate_guard_floor_string', function(keys, argv)
 end)
 redis.register_function('rate_guard_floor_log', function(keys, argv)
   local now = now_us()
-  redis.pcall('ZRANGE', keys[1], '-1', '-1', 'WITHSCORES')
-  redis.call('ZRANGE', keys[1], '0', '0', 'WITHSCORES')
+  redis.pcall('ZRANGE', keys[1], '-1', '-1')
+  redis.call('ZRANGE', keys[1], '0', '0')
   redis.call('ZADD', keys[1], string.format('%d', now), string.format('%013d', now))
   redis.call('PEXPIRE', keys[1], 3600000)
   return {now, 1, 10000, 9999, 3600000000, -1}
@@ -101,7 +102,7 @@ median() { tr ' ' '\n' | grep . | sort -g | awk '{a[NR] = $1} END {print a[int((
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", a / b}'; }
 
 printf '| algorithm | case | commandstats µs/call | CPU µs/call | CPU / reference |\n|---|---|---:|---:|---:|\n'
-for code in fw tb sw sl; do
+for code in ${ALGOS:-fw tb sw sl}; do
   args=(1 "$KEY" hit '' "$code" 10000 3600000000 10000 1)
   declare -A cases=()
   order=()

@@ -1,10 +1,14 @@
 -- sliding_log.lua: the exact log; mirrors algorithm/sliding_log.rs.
 -- State: a sorted set, one member per admitted request, scored by the time it was logged at (us);
--- its units of cost count while time + period > now. A member is 13 bytes, struct ">Bi8I4":
--- the byte 255, cum and cost, big-endian so that members of one time sort by cum, cum being the
--- units logged under the key up to and including it. (The text member "<cum>:<cost>" of the
--- previous format, cum zero-padded to 16 digits, is still read: its bytes sort below 255, so a
--- binary member logged at the same time after it sorts after it, as its greater cum does.) A request is logged at max(now, newest), so members sorted by time are
+-- its units of cost count while time + period > now. A member is 21 bytes, struct ">Bi8i8I4":
+-- the byte 255, its time (the score's, so that both ends of the log are read without
+-- WITHSCORES, whose replies Redis 7.0 formats with "%.17g", ~1 us a score), cum and cost,
+-- big-endian so that members of one time sort by cum, cum being the units logged under the key
+-- up to and including it. A member's time is read from the member; its score orders the log
+-- and bounds the searches. (Members of the previous formats, the text "<cum>:<cost>", cum
+-- zero-padded to 16 digits, and the 13 bytes ">Bi8I4" without the time, are still read, with
+-- their scores: the text sorts below 255, and the 13 bytes sort below a later member of the same
+-- time, as their smaller cum does.) A request is logged at max(now, newest), so members sorted by time are
 -- sorted by cum too, and the live units are cum(newest) - (cum - cost)(oldest live member): two
 -- O(log n) reads, and one member written, whatever the cost. At most limit members (each logs
 -- at least one unit, and a write first trims the expired ones).
@@ -25,14 +29,25 @@ local function sliding_log()
     return '(' .. int(now - period)
   end
 
-  local FORMAT = '>Bi8I4'
+  local FORMAT = '>Bi8i8I4'
 
-  -- A member's cum and cost, or nil when it is not one this script writes.
+  -- A member's time, cum and cost, or nil when it is not one of FORMAT.
+  local function parse_timed(member)
+    if type(member) ~= 'string' or #member ~= 21 then return nil end
+    local tag, at, cum, cost = struct.unpack(FORMAT, member)
+    if tag ~= 255 or cost < 1 or cost > cum or cum > MAX_CUM then return nil end
+    return at, cum, cost
+  end
+
+  -- A member's cum and cost (of any format), or nil when it is not one this script writes.
   local function parse(member)
     if type(member) ~= 'string' then return nil end
-    local tag, cum, cost
-    if #member == 13 then
-      tag, cum, cost = struct.unpack(FORMAT, member)
+    local tag, cum, cost, _
+    if #member == 21 then
+      tag, _, cum, cost = struct.unpack(FORMAT, member)
+      if tag ~= 255 then return nil end
+    elseif #member == 13 then
+      tag, cum, cost = struct.unpack('>Bi8I4', member)
       if tag ~= 255 then return nil end
     else
       cum, cost = string.match(member, '^(%d+):(%d+)$')
@@ -48,7 +63,7 @@ local function sliding_log()
   -- slack ahead ("inf" fails the comparison), at most limit live units. Another type of key
   -- reads as none (ZRANGE fails), and so does a log whose newest entry has expired, as the
   -- memory store drops it.
-  function M.load(key, value, rule, now)
+  local function load_scored(key, rule, now)
     local last = redis.pcall('ZRANGE', key, '-1', '-1', 'WITHSCORES')
     if type(last) ~= 'table' or #last ~= 2 then return nil end
     local cum = parse(last[1])
@@ -72,13 +87,44 @@ local function sliding_log()
     return {
       key = key, expired = expired, now = now, period = rule.period, newest = newest,
       member = last[1], cum = cum, base = base, count = cum - base,
-      first_cum = first_cum, first_at = first[2], found = false,
+      first_cum = first_cum, first_at = tonumber(first[2]), found = false,
+    }
+  end
+
+  -- Both ends of the log, read without scores when their members carry their times (else as
+  -- load_scored: a log of the previous formats, or a mixed one after an upgrade).
+  function M.load(key, value, rule, now)
+    local last = redis.pcall('ZRANGE', key, '-1', '-1')
+    if type(last) ~= 'table' or #last ~= 1 then return nil end
+    if #last[1] ~= 21 then return load_scored(key, rule, now) end
+    local newest, cum = parse_timed(last[1])
+    if not (newest and newest <= now + MAX_AHEAD) then return nil end
+    local period = rule.period
+    if newest + period <= now then return nil end
+    local oldest = redis.call('ZRANGE', key, '0', '0')[1]
+    if type(oldest) == 'string' and #oldest ~= 21 then return load_scored(key, rule, now) end
+    local first_at, first_cum, first_cost = parse_timed(oldest)
+    if not first_at then return nil end
+    local expired = not (first_at > now - period)
+    if expired then
+      oldest = redis.call('ZRANGEBYSCORE', key, live_from(now, period), '+inf', 'LIMIT', '0', '1')[1]
+      if type(oldest) == 'string' and #oldest ~= 21 then return load_scored(key, rule, now) end
+      first_at, first_cum, first_cost = parse_timed(oldest)
+      if not first_at then return nil end
+    end
+    if first_cum > cum then return nil end
+    local base = first_cum - first_cost
+    if cum - base > rule.count then return nil end
+    return {
+      key = key, expired = expired, now = now, period = period, newest = newest,
+      member = last[1], cum = cum, base = base, count = cum - base,
+      first_cum = first_cum, first_at = first_at, found = false,
     }
   end
 
   -- The cum and time of the live member at offset j (oldest first), read once; nil past the end.
   local function member_at(s, j)
-    if j == 0 then return s.first_cum, tonumber(s.first_at) end
+    if j == 0 then return s.first_cum, s.first_at end
     local found = s.found
     if not found then
       found = {}
@@ -142,7 +188,7 @@ local function sliding_log()
       -- No state, a corrupt log or another type of key: start afresh.
       redis.call('DEL', key)
     end
-    redis.call('ZADD', key, int(stamp), struct.pack(FORMAT, 255, cum, cost))
+    redis.call('ZADD', key, int(stamp), struct.pack(FORMAT, 255, stamp, cum, cost))
     redis.call('PEXPIRE', key, ttl_ms(stamp + period - now))
   end
 

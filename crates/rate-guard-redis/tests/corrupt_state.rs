@@ -120,9 +120,22 @@ enum Poison {
     Members(Vec<(String, Vec<u8>)>),
 }
 
-/// A sliding log's binary member (`lua/sliding_log.lua`): a tag byte, cum and cost, big-endian.
+/// A sliding log's binary member of the first binary format: a tag byte, cum and cost,
+/// big-endian (read still, with its score).
 fn member(tag: u8, cum: i64, cost: u32) -> Vec<u8> {
     [&[tag][..], &cum.to_be_bytes(), &cost.to_be_bytes()].concat()
+}
+
+/// A sliding log's member (`lua/sliding_log.lua`): a tag byte, its time, cum and cost,
+/// big-endian.
+fn timed(tag: u8, at: i64, cum: i64, cost: u32) -> Vec<u8> {
+    [
+        &[tag][..],
+        &at.to_be_bytes(),
+        &cum.to_be_bytes(),
+        &cost.to_be_bytes(),
+    ]
+    .concat()
 }
 
 /// A value of the text format before issue 13 (still read: lua/common.lua), or garbage.
@@ -321,6 +334,22 @@ fn binary_out_of_range(algorithm: Algorithm) -> Vec<Poison> {
                     (at(0), member(255, 2, 1)),
                 ]),
                 Poison::Members(vec![("inf".into(), member(255, 1, 1))]),
+                // The same for members that carry their time.
+                Poison::Members(vec![(at(0), timed(254, now, 1, 1))]),
+                Poison::Members(vec![(at(0), timed(255, now, 1, 0))]),
+                Poison::Members(vec![(at(0), timed(255, now, 1, 2))]),
+                Poison::Members(vec![(at(0), timed(255, now, -1, 1))]),
+                Poison::Members(vec![(at(0), timed(255, now, 1 << 53, 1))]),
+                Poison::Members(vec![(at(0), timed(255, now, 4, 4))]),
+                Poison::Members(vec![(at(0), timed(255, i64::MAX, 1, 1))]),
+                Poison::Members(vec![(at(0), timed(255, i64::MIN, 1, 1))]),
+                Poison::Members(vec![(at(HOUR + 1), timed(255, now + 3_600_000_001, 1, 1))]),
+                Poison::Members(vec![(at(0), timed(255, now, 1, 1)[..20].to_vec())]),
+                Poison::Members(vec![(at(0), [timed(255, now, 1, 1), vec![0]].concat())]),
+                Poison::Members(vec![
+                    ((NOW - 1_000).to_string(), timed(255, now - 1_000, 9, 1)),
+                    (at(0), timed(255, now, 2, 1)),
+                ]),
             ]
         }
     }
@@ -515,6 +544,43 @@ fn states_of_the_previous_text_format_still_count() {
         let next = f.decide(&memory, &[(&rule, &key)], 1, Mode::Hit);
         assert!(!next[0].allowed, "{algorithm}");
     }
+}
+
+/// A sliding log of the previous formats (text members "<cum>:<cost>", read with their scores)
+/// keeps counting after an upgrade, members that carry their time joining it.
+#[test]
+fn sliding_logs_of_the_previous_format_still_count() {
+    let mut f = Fixture::start();
+    let rule = rule("3/minute", Algorithm::SlidingLog);
+    let memory = MemoryStore::default();
+    let key = fresh_key(&rule);
+    let checks = [Check {
+        rule: &rule,
+        key: &key,
+        cost: NonZeroU32::new(2).unwrap(),
+    }];
+    memory
+        .decide_now(Request {
+            checks: &checks,
+            mode: Mode::Hit,
+            now: Some(Timestamp::from_micros(NOW - 1_000)),
+        })
+        .unwrap();
+    let score = (NOW - 1_000).to_string();
+    f.cmd(&["ZADD", &key, &score, "0000000000000002:2"]);
+    f.cmd(&["PEXPIRE", &key, "600000"]);
+    let hit = f.decide(&memory, &[(&rule, &key)], 1, Mode::Hit);
+    assert_eq!((hit[0].allowed, hit[0].remaining), (true, 0));
+    let newest: Vec<Vec<u8>> = redis::cmd("ZRANGE")
+        .arg(&key)
+        .arg(-1)
+        .arg(-1)
+        .query(&mut f.con)
+        .unwrap();
+    assert_eq!(newest[0].len(), 21, "the new member carries its time");
+    let next = f.decide(&memory, &[(&rule, &key)], 1, Mode::Hit);
+    assert!(!next[0].allowed);
+    assert!(next[0].retry_after.is_some());
 }
 
 /// A valid state without a TTL (written by hand, or left by `PERSIST`) counts as the state it
