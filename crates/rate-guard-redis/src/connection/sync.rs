@@ -33,6 +33,7 @@ use redis::Value;
 
 use super::config::{Credentials, Endpoints, HostPort, RedisConfig};
 use super::error::{classify, ConnectionError};
+use crate::resp;
 
 /// Blocking connections to one standalone server, at most `pool_size`, each connected on first
 /// use (see the module docs).
@@ -436,12 +437,12 @@ impl Io {
                 args.push(user.as_bytes());
             }
             args.push(password.as_bytes());
-            write_command(&mut hello, &args);
+            command(&mut hello, &args);
             replies += 1;
         }
         if settings.db != 0 {
             let db = settings.db.to_string();
-            write_command(&mut hello, &[b"SELECT", db.as_bytes()]);
+            command(&mut hello, &[b"SELECT", db.as_bytes()]);
             replies += 1;
         }
         if replies > 0 {
@@ -546,7 +547,9 @@ impl Io {
     /// The next complete reply in the buffer, if there is one.
     fn next_reply(&mut self) -> Result<Option<Value>, ConnectionError> {
         let data = &self.buf[self.start..];
-        let Some(len) = frame_len(data, 0)? else {
+        let Some(len) = resp::frame_len(data)
+            .map_err(|_| ConnectionError::Unavailable("a malformed reply".to_owned()))?
+        else {
             return Ok(None);
         };
         let frame = &data[..len];
@@ -581,44 +584,6 @@ fn not_connected(settings: &Settings) -> ConnectionError {
     ConnectionError::Unavailable(format!("{}: not connected", settings.server))
 }
 
-/// Deepest nesting of arrays accepted in a reply (ours are flat).
-const MAX_DEPTH: usize = 8;
-
-/// The length of the RESP2 frame at the start of `data`, `None` while it is incomplete.
-fn frame_len(data: &[u8], depth: usize) -> Result<Option<usize>, ConnectionError> {
-    let bad = || ConnectionError::Unavailable("a malformed reply".to_owned());
-    let Some(end) = find_crlf(data) else {
-        return Ok(None);
-    };
-    let line = end + 2;
-    match data.first() {
-        Some(b'+' | b'-' | b':' | b',' | b'#' | b'_') => Ok(Some(line)),
-        Some(b'$') => {
-            let n = parse_int(&data[1..end]).ok_or_else(bad)?;
-            if n < 0 {
-                return Ok(Some(line));
-            }
-            let total = line + usize::try_from(n).map_err(|_| bad())? + 2;
-            Ok((data.len() >= total).then_some(total))
-        }
-        Some(b'*') => {
-            if depth >= MAX_DEPTH {
-                return Err(bad());
-            }
-            let n = parse_int(&data[1..end]).ok_or_else(bad)?;
-            let mut at = line;
-            for _ in 0..n.max(0) {
-                match frame_len(&data[at..], depth + 1)? {
-                    Some(len) => at += len,
-                    None => return Ok(None),
-                }
-            }
-            Ok(Some(at))
-        }
-        _ => Err(bad()),
-    }
-}
-
 fn find_crlf(data: &[u8]) -> Option<usize> {
     data.windows(2).position(|w| w == b"\r\n")
 }
@@ -644,91 +609,17 @@ fn int_array(frame: &[u8]) -> Option<Value> {
     rest.is_empty().then_some(Value::Array(items))
 }
 
-/// Appends the RESP encoding of the command `args` to `out`.
-pub(crate) fn write_command(out: &mut Vec<u8>, args: &[&[u8]]) {
-    write_header(out, args.len());
+/// Appends the command `args` in RESP to `out`.
+pub(crate) fn command(out: &mut Vec<u8>, args: &[&[u8]]) {
+    resp::array(out, args.len());
     for arg in args {
-        write_bulk(out, arg);
-    }
-}
-
-/// Appends the header of a command of `argc` arguments (then write each with [`write_bulk`]
-/// or [`write_uint`]).
-pub(crate) fn write_header(out: &mut Vec<u8>, argc: usize) {
-    out.push(b'*');
-    push_decimal(out, argc as u64);
-    out.extend_from_slice(b"\r\n");
-}
-
-/// Appends one argument.
-pub(crate) fn write_bulk(out: &mut Vec<u8>, arg: &[u8]) {
-    out.push(b'$');
-    push_decimal(out, arg.len() as u64);
-    out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(arg);
-    out.extend_from_slice(b"\r\n");
-}
-
-/// Appends one argument, the decimal digits of `n`.
-pub(crate) fn write_uint(out: &mut Vec<u8>, n: u64) {
-    let mut digits = [0u8; 20];
-    let len = decimal(&mut digits, n);
-    write_bulk(out, &digits[digits.len() - len..]);
-}
-
-fn push_decimal(out: &mut Vec<u8>, n: u64) {
-    let mut digits = [0u8; 20];
-    let len = decimal(&mut digits, n);
-    out.extend_from_slice(&digits[digits.len() - len..]);
-}
-
-/// Writes the digits of `n` at the end of `digits`; returns how many.
-fn decimal(digits: &mut [u8; 20], mut n: u64) -> usize {
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return digits.len() - at;
-        }
+        resp::bulk(out, arg);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn commands_are_encoded_as_resp() {
-        let mut out = Vec::new();
-        write_header(&mut out, 3);
-        write_bulk(&mut out, b"SET");
-        write_bulk(&mut out, b"k");
-        write_uint(&mut out, 1_234_567_890_123);
-        assert_eq!(
-            out,
-            b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$13\r\n1234567890123\r\n"
-        );
-        let mut zero = Vec::new();
-        write_uint(&mut zero, 0);
-        write_uint(&mut zero, u64::MAX);
-        assert_eq!(zero, b"$1\r\n0\r\n$20\r\n18446744073709551615\r\n");
-    }
-
-    #[test]
-    fn frames_are_found_whole_or_not_at_all() {
-        let reply = b"*3\r\n:1\r\n$3\r\nabc\r\n*2\r\n:-5\r\n$-1\r\n";
-        for cut in 0..reply.len() {
-            assert_eq!(frame_len(&reply[..cut], 0).unwrap(), None, "cut at {cut}");
-        }
-        assert_eq!(frame_len(reply, 0).unwrap(), Some(reply.len()));
-        let mut two = reply.to_vec();
-        two.extend_from_slice(b"+OK\r\n");
-        assert_eq!(frame_len(&two, 0).unwrap(), Some(reply.len()));
-        assert!(frame_len(b"?x\r\n", 0).is_err());
-        assert!(frame_len(&b"*1\r\n".repeat(MAX_DEPTH + 1), 0).is_err());
-    }
 
     #[test]
     fn integer_arrays_read_as_the_general_parser_reads_them() {

@@ -2,21 +2,22 @@
 //! that do their Redis I/O on the calling thread.
 //!
 //! It sends what [`RedisStore`](crate::RedisStore) sends (`FCALL` of the request function, or
-//! `EVALSHA` of the request script where functions are refused), with the same reload on a
-//! lost library or script and the same reply, so the two decide alike; the command's bytes are
-//! written once, straight from the request.
+//! `EVALSHA` of the request script where functions are refused), written by the same
+//! [`encode_request`] straight from the request, with the same reload on a lost library or
+//! script and the same reply, so the two decide alike.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use rate_guard_core::{Mode, Request, StoreError, Verdict};
+use rate_guard_core::{Request, StoreError, Verdict};
 use redis::Value;
 
 use super::config::RedisConfig;
 use super::error::{is_no_function, is_no_script, ConnectionError};
-use super::sync::{write_bulk, write_command, write_header, write_uint, SyncConn, SyncPool};
+use super::sync::{command, SyncConn, SyncPool};
+use crate::resp;
 use crate::script::{LIBRARY, REQUEST};
-use crate::store::{algorithm_code, parse_reply, refuses_functions, verdict};
+use crate::store::{encode_request, parse_reply, refuses_functions, verdict, Head};
 
 /// Decides requests on a standalone server over blocking connections (see the module docs).
 #[derive(Debug)]
@@ -56,7 +57,18 @@ impl SyncStore {
         loop {
             let functions = self.functions.load(Ordering::Relaxed);
             command.clear();
-            encode_request(&mut command, functions, &request);
+            let head = if functions {
+                Head::Function(&LIBRARY.request)
+            } else {
+                Head::Script(&REQUEST.sha)
+            };
+            encode_request(
+                &mut command,
+                head,
+                request.mode,
+                request.now,
+                request.checks,
+            );
             match self.outcome(conn.call(&command, deadline)?, functions)? {
                 Outcome::Reply(reply) => {
                     let (_, rules) = parse_reply(&reply, request.checks.len())?;
@@ -87,10 +99,10 @@ impl SyncStore {
         }
         let deadline = Instant::now() + self.pool.timeout();
         let mut command = Vec::with_capacity(64);
-        write_header(&mut command, 1 + keys.len());
-        write_bulk(&mut command, b"DEL");
+        resp::array(&mut command, 1 + keys.len());
+        resp::bulk(&mut command, b"DEL");
         for key in keys {
-            write_bulk(&mut command, key.as_bytes());
+            resp::bulk(&mut command, key.as_bytes());
         }
         let reply = self.pool.pick().call(&command, deadline)?;
         match reply.extract_error() {
@@ -122,59 +134,26 @@ impl SyncStore {
         functions: bool,
         deadline: Instant,
     ) -> Result<(), ConnectionError> {
-        let mut command = Vec::new();
+        let mut load = Vec::new();
         if functions {
-            write_command(
-                &mut command,
-                &[b"FUNCTION", b"LOAD", b"REPLACE", LIBRARY.source.as_bytes()],
+            command(
+                &mut load,
+                &[
+                    &b"FUNCTION"[..],
+                    b"LOAD",
+                    b"REPLACE",
+                    LIBRARY.source.as_bytes(),
+                ],
             );
         } else {
-            write_command(
-                &mut command,
-                &[b"SCRIPT", b"LOAD", REQUEST.source.as_bytes()],
+            command(
+                &mut load,
+                &[&b"SCRIPT"[..], b"LOAD", REQUEST.source.as_bytes()],
             );
         }
-        match conn.call(&command, deadline)?.extract_error() {
+        match conn.call(&load, deadline)?.extract_error() {
             Ok(_) => Ok(()),
             Err(e) => Err(self.pool.classify(&e)),
         }
-    }
-}
-
-/// Appends the call of the request function (`FCALL`, or `EVALSHA` of the request script) for
-/// `request` to `out`: the keys, then the arguments of `lua/request.lua` (mode, time, and five
-/// per rule as [`RedisStore`](crate::RedisStore) sends them).
-fn encode_request(out: &mut Vec<u8>, functions: bool, request: &Request<'_>) {
-    let checks = request.checks;
-    write_header(out, 3 + checks.len() + 2 + 5 * checks.len());
-    if functions {
-        write_bulk(out, b"FCALL");
-        write_bulk(out, LIBRARY.request.as_bytes());
-    } else {
-        write_bulk(out, b"EVALSHA");
-        write_bulk(out, REQUEST.sha.as_bytes());
-    }
-    write_uint(out, checks.len() as u64);
-    for check in checks {
-        write_bulk(out, check.key.as_bytes());
-    }
-    write_bulk(
-        out,
-        match request.mode {
-            Mode::Peek => b"peek",
-            _ => b"hit",
-        },
-    );
-    match request.now {
-        Some(now) => write_uint(out, now.as_micros()),
-        None => write_bulk(out, b""),
-    }
-    for check in checks {
-        let rule = check.rule;
-        write_bulk(out, algorithm_code(rule.algorithm()).as_bytes());
-        write_uint(out, u64::from(rule.count()));
-        write_uint(out, rule.period_micros());
-        write_uint(out, u64::from(rule.capacity()));
-        write_uint(out, u64::from(check.cost.get()));
     }
 }
