@@ -22,7 +22,8 @@
 use std::time::Duration;
 
 use super::{
-    ceil_u64, largest_satisfying, never, smallest_satisfying, u64_to_f64, State, MAX_AHEAD,
+    ceil_both, ceil_u64, largest_satisfying, never, smallest_satisfying, u64_to_f64, State,
+    MAX_AHEAD,
 };
 use crate::decision::Decision;
 use crate::rule::Rule;
@@ -116,13 +117,21 @@ impl Bucket {
     /// Microseconds from `now` until a request of `cost` fits; `full` is `ceil(backlog)`, the
     /// microseconds until the backlog is gone.
     fn retry_after(&self, cost: u32, full: u64) -> u64 {
-        let slack = f64::from(self.burst - cost) * self.interval + self.interval * TOLERANCE;
-        let estimate = self.raw_backlog - slack;
+        // `admits` at the backlog `d` microseconds from now, its products computed once.
+        let taken = f64::from(self.burst - cost) * self.interval;
+        let tolerance = self.interval * TOLERANCE;
+        let admits_in = |d: f64| (self.raw_backlog - d).max(0.0) - taken <= tolerance;
+        let estimate = self.raw_backlog - (taken + tolerance);
         // Once the backlog is gone any cost up to `burst` fits, so the search ends by then.
         let hi = full + 1;
-        let wait = smallest_satisfying(0, hi, estimate, |d| {
-            self.admits((self.raw_backlog - u64_to_f64(d)).max(0.0), cost)
-        });
+        // The usual case, without a search: the estimate's ceiling is the first wait that
+        // admits (the one before it does not; 0 never does, the request was just denied).
+        if let Some((wait, waitf)) = ceil_both(estimate) {
+            if (1..hi).contains(&wait) && admits_in(waitf) && !admits_in(waitf - 1.0) {
+                return self.ahead + wait;
+            }
+        }
+        let wait = smallest_satisfying(0, hi, estimate, |d| admits_in(u64_to_f64(d)));
         self.ahead + wait
     }
 }
