@@ -82,11 +82,15 @@ fn interleaving() -> bool {
 
 /// Ours and governor's alternately, `ROUNDS` rounds of `batch` checks each, the order swapped
 /// every round, so that a swing in the machine's load hits both alike. Prints the median time
-/// per check of each and the median (and quartiles) of the per-round ratios.
+/// per check of each and the median (and quartiles) of the ratios of two consecutive rounds
+/// (ours over governor's, each side summed over both orders: whichever runs first in a round may
+/// pay for the other's traces in the caches, and at a million keys that skews a single round's
+/// ratio either way).
 ///
-/// Batches are short (about a millisecond or less on one thread) so that most pairs run
-/// between two preemptions of a loaded machine; the medians drop the pairs that did not.
-/// Two threads take longer batches, since spawning them costs tens of microseconds.
+/// Batches are short (about a millisecond on one thread at 1,000 keys, a few at a million) so
+/// that most pairs run between two preemptions of a loaded machine; the medians drop the pairs
+/// that did not. Two threads take longer batches, since spawning them costs tens of
+/// microseconds.
 fn interleave(
     label: &str,
     keys: usize,
@@ -94,15 +98,16 @@ fn interleave(
     ours: &(dyn Fn(u64) + Sync),
     theirs: &(dyn Fn(u64) + Sync),
 ) {
-    const ROUNDS: usize = 301;
+    const ROUNDS: usize = 302;
     let batch: u64 = match (keys <= 10_000, threads) {
         (true, 1) => 2_000,
-        (false, 1) => 500,
+        (false, 1) => 5_000,
         (true, _) => 50_000,
-        (false, _) => 5_000,
+        (false, _) => 20_000,
     };
     let per_check = |d: Duration| d.as_secs_f64() * 1e9 / batch as f64;
     let (mut a, mut b, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
+    let mut pair = (Duration::ZERO, Duration::ZERO);
     for round in 0..ROUNDS {
         let base = round as u64 * batch;
         let offset = |f: &(dyn Fn(u64) + Sync)| run(threads, batch, &|i| f(base + i));
@@ -115,16 +120,24 @@ fn interleave(
         };
         a.push(per_check(x));
         b.push(per_check(y));
-        ratio.push(x.as_secs_f64() / y.as_secs_f64());
+        pair = (pair.0 + x, pair.1 + y);
+        if round % 2 == 1 {
+            ratio.push(pair.0.as_secs_f64() / pair.1.as_secs_f64());
+            pair = (Duration::ZERO, Duration::ZERO);
+        }
     }
     for v in [&mut a, &mut b, &mut ratio] {
         v.sort_by(f64::total_cmp);
     }
-    let (q1, mid, q3) = (ROUNDS / 4, ROUNDS / 2, ROUNDS - 1 - ROUNDS / 4);
+    let q = |v: &[f64], k: usize| v[(v.len() - 1) * k / 4];
     println!(
         "interleaved {label}/{threads}_threads: rate_guard {:.1} ns, governor {:.1} ns, \
          ratio {:.2}x (quartiles {:.2}-{:.2}, {ROUNDS} rounds of {batch})",
-        a[mid], b[mid], ratio[mid], ratio[q1], ratio[q3]
+        q(&a, 2),
+        q(&b, 2),
+        q(&ratio, 2),
+        q(&ratio, 1),
+        q(&ratio, 3)
     );
 }
 
