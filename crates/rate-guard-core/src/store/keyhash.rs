@@ -30,12 +30,12 @@
 //! leave, through timing of tens of nanoseconds, below the noise of any network path).
 //!
 //! This is a proven bound, where SipHash-1-3-128 (the previous identity) offers a conjectured one
-//! near `2^-128`; it costs about a third of SipHash's instructions and runs its multiplications
-//! in parallel where SipHash's rounds are one dependency chain (BENCHMARKS.md, keyed check:
-//! 244 → ~90 instructions, 34–49 → ~10 ns for a 45-byte key). Rejected, measured in issue 13: a
-//! seeded non-cryptographic hash (foldhash, ahash: fast, but no collision bound under
-//! adversarial input, and two seeds of one function share any seed-independent collision); NH
-//! (needs 256 bits of output for the same bound, taking entries from 40 to 56 bytes).
+//! near `2^-128`; it takes about 150 instructions for a 45-byte key where SipHash took 244, and
+//! its 14 multiplications are independent where SipHash's rounds are one dependency chain
+//! (BENCHMARKS.md, keyed check). Rejected in issue 13: a seeded non-cryptographic hash (foldhash,
+//! ahash: fast, but no collision bound under adversarial input, and two seeds of one function
+//! share any seed-independent collision); NH (needs 256 bits of output for the same bound, taking
+//! entries from 40 to 56 bytes).
 //!
 //! # Evaluation
 //!
