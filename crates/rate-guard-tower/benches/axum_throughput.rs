@@ -1,17 +1,26 @@
-//! Throughput of an axum hello-world without the layer, with it on the memory store, and with it
-//! on Redis (a `redis-server` of the testkit), measured by one small keep-alive HTTP/1.1 load
-//! generator in the same run, in interleaved rounds (bare, memory, redis, bare, ...) so that the
-//! variants share the machine's conditions.
+//! Throughput and CPU per request of an axum hello-world without the layer, with it on the
+//! memory store (with and without rate limit headers), with `tower_governor` (its keyed limiter
+//! by peer IP, headers on), and with the layer on Redis (a `redis-server` of the testkit),
+//! measured by one small keep-alive HTTP/1.1 load generator in the same run, in interleaved
+//! rounds (bare, memory, ..., bare, ...) so that the variants share the machine's conditions.
 //!
 //! ```text
 //! cargo bench -p rate-guard-tower --bench axum_throughput \
-//!     [-- --connections 64 --seconds 3 --rounds 5 --threads 1 --only bare,memory,redis]
+//!     [-- --connections 64 --seconds 3 --rounds 5 --threads 1
+//!         --only bare,memory,memory-no-headers,governor,redis]
 //! ```
 //!
 //! The guard applies one global rule per client IP (`1000000000/minute`: never limiting, so
-//! every request does the full decide path and gets its `X-RateLimit-*` headers). The server
-//! runtime and the load generator's each get `--threads` worker threads (default 1 each,
+//! every request does the full decide path and gets its `X-RateLimit-*` headers);
+//! `tower_governor` gets the same quota (one cell per 60 ns, a burst of 10^9) per peer IP. The
+//! server runtime and the load generator's each get `--threads` worker threads (default 1 each,
 //! which on a 2-core box keeps them from fighting over cores).
+//!
+//! Besides requests per second, each round reports the CPU time per request of the server's
+//! threads, of the load generator's threads and (Redis variant) of `redis-server`, read from
+//! `/proc/<pid>/task/*/schedstat` (nanoseconds on CPU) before and after the round. On a shared,
+//! noisy machine the server's CPU per request is the steadier figure: throughput swings with
+//! whatever else runs, the work per request does not.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,6 +34,13 @@ use rate_guard_tower::{RateGuard, RateGuardBuilder};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Runtime;
+use tower::ServiceExt;
+use tower_governor::governor::GovernorConfigBuilder;
+use tower_governor::GovernorLayer;
+
+/// Thread names of the two runtimes, so that their CPU can be told apart.
+const SERVER_THREADS: &str = "bench-server";
+const CLIENT_THREADS: &str = "bench-client";
 
 struct Options {
     connections: usize,
@@ -60,19 +76,16 @@ impl Options {
     }
 }
 
-fn runtime(threads: usize) -> Runtime {
+fn runtime(threads: usize, name: &str) -> Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
+        .thread_name(name)
         .enable_all()
         .build()
         .expect("a runtime")
 }
 
-async fn serve(guard: Option<RateGuard>) -> SocketAddr {
-    let mut app = Router::new().route("/", get(|| async { "Hello, World!" }));
-    if let Some(guard) = guard {
-        app = app.layer(guard.layer());
-    }
+async fn serve(app: Router) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("a port");
     let addr = listener.local_addr().expect("an address");
     tokio::spawn(async move {
@@ -86,8 +99,88 @@ async fn serve(guard: Option<RateGuard>) -> SocketAddr {
     addr
 }
 
+fn hello() -> Router {
+    Router::new().route("/", get(|| async { "Hello, World!" }))
+}
+
+fn guarded(guard: &RateGuard) -> Router {
+    hello().layer(guard.layer())
+}
+
+/// `tower_governor`'s keyed limiter by peer IP with its rate limit headers, on the guard's
+/// quota: 10^9 a minute is one cell per 60 ns, with the whole minute as burst.
+fn governed() -> Router {
+    let config = GovernorConfigBuilder::default()
+        .period(Duration::from_nanos(60))
+        .burst_size(1_000_000_000)
+        .use_headers()
+        .finish()
+        .expect("a governor configuration");
+    hello().layer(GovernorLayer::new(config))
+}
+
 fn guard() -> RateGuardBuilder {
     RateGuard::builder().global("1000000000/minute")
+}
+
+/// Nanoseconds on CPU of the threads of process `pid` whose name starts with `name` (every
+/// thread when `name` is empty), from the scheduler's per-thread accounting.
+fn cpu_ns(pid: &str, name: &str) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    let mut total = 0;
+    for task in tasks.flatten() {
+        let path = task.path();
+        let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        if !comm.starts_with(name) {
+            continue;
+        }
+        let stat = std::fs::read_to_string(path.join("schedstat")).unwrap_or_default();
+        total += stat
+            .split_whitespace()
+            .next()
+            .and_then(|ns| ns.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    total
+}
+
+/// CPU of the server's threads, the load generator's, and Redis's, in nanoseconds.
+#[derive(Clone, Copy, Default)]
+struct Cpu {
+    server: u64,
+    client: u64,
+    redis: u64,
+}
+
+impl Cpu {
+    fn now(redis_pid: &str) -> Self {
+        Self {
+            server: cpu_ns("self", SERVER_THREADS),
+            client: cpu_ns("self", CLIENT_THREADS),
+            redis: cpu_ns(redis_pid, ""),
+        }
+    }
+}
+
+/// One round of one variant: requests answered 200, seconds, CPU used.
+#[derive(Clone, Copy)]
+struct Round {
+    requests: u64,
+    seconds: f64,
+    cpu: Cpu,
+}
+
+impl Round {
+    fn rate(&self) -> f64 {
+        self.requests as f64 / self.seconds
+    }
+
+    /// Microseconds of CPU per request.
+    fn per_request(&self, ns: u64) -> f64 {
+        ns as f64 / 1000.0 / self.requests.max(1) as f64
+    }
 }
 
 /// Keep-alive GETs on one connection until `deadline`; counts 200s in `ok`, others in `bad`.
@@ -136,10 +229,17 @@ async fn client(addr: SocketAddr, deadline: Instant, ok: Arc<AtomicU64>, bad: Ar
     }
 }
 
-/// Requests per second answered 200 by `addr` under `connections` keep-alive clients.
-fn measure(client_rt: &Runtime, addr: SocketAddr, connections: usize, seconds: f64) -> f64 {
+/// One round against `addr` under `connections` keep-alive clients.
+fn measure(
+    client_rt: &Runtime,
+    addr: SocketAddr,
+    connections: usize,
+    seconds: f64,
+    redis_pid: &str,
+) -> Round {
     let ok = Arc::new(AtomicU64::new(0));
     let bad = Arc::new(AtomicU64::new(0));
+    let before = Cpu::now(redis_pid);
     let started = Instant::now();
     let deadline = started + Duration::from_secs_f64(seconds);
     client_rt.block_on(async {
@@ -151,15 +251,57 @@ fn measure(client_rt: &Runtime, addr: SocketAddr, connections: usize, seconds: f
         }
     });
     let elapsed = started.elapsed().as_secs_f64();
+    let after = Cpu::now(redis_pid);
     assert_eq!(
         bad.load(Ordering::Relaxed),
         0,
         "every request must be admitted"
     );
-    ok.load(Ordering::Relaxed) as f64 / elapsed
+    Round {
+        requests: ok.load(Ordering::Relaxed),
+        seconds: elapsed,
+        cpu: Cpu {
+            server: after.server - before.server,
+            client: after.client - before.client,
+            redis: after.redis - before.redis,
+        },
+    }
 }
 
-fn median(values: &mut [f64]) -> f64 {
+/// Nanoseconds on CPU of the calling thread.
+fn thread_cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// CPU per request of `app` called in-process, one request after the other, without a
+/// connection: the application's own cost (router, handler, response; with the layer, the
+/// layer's), free of the HTTP/1 codec, the kernel and the load generator.
+fn in_process_ns(rt: &Runtime, app: &Router, requests: u32) -> f64 {
+    let peer = axum::extract::ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40000)));
+    rt.block_on(async {
+        let call = || async {
+            let request = http::Request::get("/")
+                .extension(peer)
+                .body(axum::body::Body::empty())
+                .expect("a request");
+            let response = app.clone().oneshot(request).await.expect("a response");
+            assert!(response.status().is_success());
+        };
+        for _ in 0..requests / 10 {
+            call().await;
+        }
+        let started = thread_cpu_ns();
+        for _ in 0..requests {
+            call().await;
+        }
+        (thread_cpu_ns() - started) as f64 / f64::from(requests)
+    })
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
 }
@@ -171,11 +313,12 @@ fn main() {
         return;
     }
     let options = Options::from_args();
-    let server_rt = runtime(options.threads);
-    let client_rt = runtime(options.threads);
+    let server_rt = runtime(options.threads, SERVER_THREADS);
+    let client_rt = runtime(options.threads, CLIENT_THREADS);
     let redis = RedisServer::start().expect("redis-server starts");
+    let redis_pid = redis.pid().map_or_else(String::new, |pid| pid.to_string());
     let url = redis.url();
-    let mut targets: Vec<(&str, SocketAddr)> = server_rt.block_on(async {
+    let mut targets = server_rt.block_on(async {
         let memory = guard().build().await.expect("a memory guard");
         // The same, without rate-limit headers: what the larger responses cost.
         let quiet = guard()
@@ -191,29 +334,64 @@ fn main() {
             .build()
             .await
             .expect("a Redis guard");
-        vec![
-            ("bare", serve(None).await),
-            ("memory", serve(Some(memory)).await),
-            ("memory-no-headers", serve(Some(quiet)).await),
-            ("redis", serve(Some(on_redis)).await),
-        ]
+        let apps = vec![
+            ("bare", hello()),
+            ("memory", guarded(&memory)),
+            ("memory-no-headers", guarded(&quiet)),
+            ("governor", governed()),
+            ("redis", guarded(&on_redis)),
+        ];
+        let mut targets = Vec::new();
+        for (name, app) in apps {
+            targets.push((name, app.clone(), serve(app).await));
+        }
+        targets
     });
     if let Some(only) = &options.only {
-        targets.retain(|(name, _)| only.split(',').any(|o| o == *name));
+        targets.retain(|(name, _, _)| only.split(',').any(|o| o == *name));
     }
+    let in_process = runtime(1, "bench-direct");
+    // Interleaved like the HTTP rounds, so that every variant sees the same machine.
+    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); targets.len()];
+    for _ in 0..15 {
+        for ((_, app, _), samples) in targets.iter().zip(&mut samples) {
+            samples.push(in_process_ns(&in_process, app, 20_000));
+        }
+    }
+    println!("in-process, one request at a time (ns of CPU per request, median of 15 x 20,000):");
+    for ((name, _, _), samples) in targets.iter().zip(samples) {
+        println!("  {name:>17}: {:>6.0} ns", median(samples));
+    }
+    let targets: Vec<(&str, SocketAddr)> = targets
+        .into_iter()
+        .map(|(name, _, addr)| (name, addr))
+        .collect();
     println!(
         "axum hello-world, {} keep-alive connections, {} s x {} rounds, {} server + {} client threads",
         options.connections, options.seconds, options.rounds, options.threads, options.threads
     );
+    println!("CPU per request (µs): server threads / load generator threads / redis-server");
     for (_, addr) in &targets {
-        measure(&client_rt, *addr, options.connections, 0.5); // warm-up
+        measure(&client_rt, *addr, options.connections, 0.5, &redis_pid); // warm-up
     }
-    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); targets.len()];
+    let mut rounds: Vec<Vec<Round>> = vec![Vec::new(); targets.len()];
     for round in 0..options.rounds {
         for (i, (name, addr)) in targets.iter().enumerate() {
-            let rate = measure(&client_rt, *addr, options.connections, options.seconds);
-            println!("  round {round} {name:>6}: {rate:>9.0} req/s");
-            rates[i].push(rate);
+            let r = measure(
+                &client_rt,
+                *addr,
+                options.connections,
+                options.seconds,
+                &redis_pid,
+            );
+            println!(
+                "  round {round} {name:>17}: {:>7.0} req/s  cpu {:>5.2} / {:>5.2} / {:>5.2}",
+                r.rate(),
+                r.per_request(r.cpu.server),
+                r.per_request(r.cpu.client),
+                r.per_request(r.cpu.redis),
+            );
+            rounds[i].push(r);
         }
     }
     // Ratios to the bare server when it was measured, else to the first variant.
@@ -221,13 +399,28 @@ fn main() {
         .iter()
         .position(|(name, _)| *name == "bare")
         .unwrap_or(0);
-    let reference_rate = median(&mut rates[reference].clone());
-    println!("median of {} rounds:", options.rounds);
-    for (i, (name, _)) in targets.iter().enumerate() {
-        let rate = median(&mut rates[i]);
+    let medians: Vec<[f64; 4]> = rounds
+        .iter()
+        .map(|rs| {
+            let of = |f: &dyn Fn(&Round) -> f64| median(rs.iter().map(f).collect());
+            [
+                of(&Round::rate),
+                of(&|r| r.per_request(r.cpu.server)),
+                of(&|r| r.per_request(r.cpu.client)),
+                of(&|r| r.per_request(r.cpu.redis)),
+            ]
+        })
+        .collect();
+    let [bare_rate, bare_server, _, _] = medians[reference];
+    println!(
+        "median of {} rounds (CPU per request in µs; server CPU ratio: bare's / this one's):",
+        options.rounds
+    );
+    for ((name, _), [rate, server, client, redis]) in targets.iter().zip(&medians) {
         println!(
-            "  {name:>17}: {rate:>9.0} req/s  ({:.2}x bare)",
-            rate / reference_rate
+            "  {name:>17}: {rate:>7.0} req/s  {:.2}x bare   server {server:>5.2} ({:.2}x)  client {client:>5.2}  redis {redis:>5.2}",
+            rate / bare_rate,
+            bare_server / server,
         );
     }
 }
