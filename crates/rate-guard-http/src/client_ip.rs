@@ -17,7 +17,7 @@
 //!   `unix` is among the trusted proxies.
 
 use std::fmt::Write as _;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::str::FromStr;
 
 use crate::cidr::{mask, parse_addr, Cidr};
@@ -229,9 +229,7 @@ impl ClientIp {
         let mut out = String::with_capacity(48);
         out.push_str("ip:");
         match *client {
-            Client::Ip(ip @ IpAddr::V4(_)) => {
-                let _ = write!(out, "{ip}");
-            }
+            Client::Ip(IpAddr::V4(ip)) => push_ipv4(&mut out, ip),
             Client::Ip(ip @ IpAddr::V6(_)) if self.ipv6_prefix == 128 => {
                 let _ = write!(out, "{ip}");
             }
@@ -242,6 +240,23 @@ impl ClientIp {
             Client::Unknown => out.push_str("unknown"),
         }
         out
+    }
+}
+
+/// `ip` in dotted decimal, as `Display` writes it, without the formatting machinery (this is
+/// on every request's path).
+fn push_ipv4(out: &mut String, ip: Ipv4Addr) {
+    for (i, octet) in ip.octets().into_iter().enumerate() {
+        if i > 0 {
+            out.push('.');
+        }
+        if octet >= 100 {
+            out.push(char::from(b'0' + octet / 100));
+        }
+        if octet >= 10 {
+            out.push(char::from(b'0' + octet / 10 % 10));
+        }
+        out.push(char::from(b'0' + octet % 10));
     }
 }
 
@@ -259,6 +274,21 @@ mod tests {
             .map(|v| (&b"X-Forwarded-For"[..], v.as_bytes()))
             .collect();
         ips.identity(&ips.resolve(Peer::parse(Some(peer)), &headers))
+    }
+
+    #[test]
+    fn ipv4_identities_are_dotted_decimal() {
+        for ip in [
+            "0.0.0.0",
+            "1.20.100.255",
+            "9.99.199.249",
+            "127.0.0.1",
+            "203.0.113.10",
+        ] {
+            let mut out = String::new();
+            push_ipv4(&mut out, ip.parse().unwrap());
+            assert_eq!(out, ip);
+        }
     }
 
     #[test]

@@ -332,15 +332,16 @@ impl Front {
         extra_keys: &[Option<&str>],
     ) -> Plan {
         let inner = &*self.inner;
+        let route_limits = route.map_or(&[][..], RouteLimits::limits);
         let resolver = Resolver {
             front: inner,
             request,
             extra_keys,
+            shared_ip: inner.global.len() + route_limits.len() > 1,
             ip: OnceCell::new(),
             claims: OnceCell::new(),
         };
-        let route_limits = route.map_or(&[][..], RouteLimits::limits);
-        let mut items: Vec<PlanItem> = Vec::with_capacity(inner.global.len() + route_limits.len());
+        let mut items: SmallVec<[PlanItem; 2]> = SmallVec::new();
         for limit in inner.global.iter().chain(route_limits) {
             let item = PlanItem {
                 rule: limit.rule.clone(),
@@ -384,8 +385,9 @@ impl Front {
         };
         let failed_closed = error.is_some() && fails_closed(&enforced);
         let admitted = !failed_closed && verdict.as_ref().is_none_or(Verdict::allowed);
-        let shadow_hits = hits(plan, true);
-        let shadow = if admitted && !shadow_hits.is_empty() {
+        let has_shadow = plan.items.iter().any(|item| item.shadow);
+        let shadow = if admitted && has_shadow {
+            let shadow_hits = hits(plan, true);
             // A store that answered the enforced rules at once answers these at once too.
             match limiter.decide_now_uncounted(&shadow_hits, Mode::Hit)? {
                 Ok(verdict) => Some(record_shadow_denials(&shadow_hits, verdict)),
@@ -442,8 +444,9 @@ impl Front {
         };
         let failed_closed = error.is_some() && fails_closed(&enforced);
         let admitted = !failed_closed && verdict.as_ref().is_none_or(Verdict::allowed);
-        let shadow_hits = hits(plan, true);
-        let shadow = if admitted && !shadow_hits.is_empty() {
+        let has_shadow = plan.items.iter().any(|item| item.shadow);
+        let shadow = if admitted && has_shadow {
+            let shadow_hits = hits(plan, true);
             // Not a request of its own in the metrics: only its would-be denials count.
             match limiter.decide_uncounted(&shadow_hits, Mode::Hit).await {
                 Ok(verdict) => Some(record_shadow_denials(&shadow_hits, verdict)),
@@ -467,7 +470,7 @@ impl Front {
 }
 
 /// The hits of `plan`'s enforced (or shadow) rules.
-fn hits(plan: &Plan, shadow: bool) -> SmallVec<[Hit<'_>; 8]> {
+fn hits(plan: &Plan, shadow: bool) -> SmallVec<[Hit<'_>; 4]> {
     plan.items
         .iter()
         .filter(|item| item.shadow == shadow)
@@ -502,6 +505,8 @@ struct Resolver<'r, 'a, H: ?Sized> {
     front: &'r FrontInner,
     request: &'r RequestInfo<'a, H>,
     extra_keys: &'r [Option<&'r str>],
+    /// Whether several limits may need the client address (else it is not kept).
+    shared_ip: bool,
     ip: OnceCell<String>,
     claims: OnceCell<Option<Claims>>,
 }
@@ -529,14 +534,18 @@ impl<H: Headers + ?Sized> Resolver<'_, '_, H> {
                 .and_then(|claims| claim_value(claims, claim))
                 .map(|value| identity::jwt(claim, &value)),
         };
-        resolved.unwrap_or_else(|| self.ip().to_owned())
+        resolved.unwrap_or_else(|| {
+            if self.shared_ip {
+                self.ip.get_or_init(|| self.client_ip()).clone()
+            } else {
+                self.client_ip()
+            }
+        })
     }
 
-    fn ip(&self) -> &str {
-        self.ip.get_or_init(|| {
-            let ips = &self.front.client_ip;
-            ips.identity(&ips.resolve(self.request.peer, self.request.headers))
-        })
+    fn client_ip(&self) -> String {
+        let ips = &self.front.client_ip;
+        ips.identity(&ips.resolve(self.request.peer, self.request.headers))
     }
 
     fn claims(&self) -> Option<&Claims> {

@@ -68,5 +68,5 @@ pub use jwt::{claim_value, Claims, Jwt, JwtBuilder, MAX_TOKEN_LEN};
 pub use key_spec::{KeySpec, MAX_KEY_NAME_LEN};
 pub use outcome::Outcome;
 pub use plan::{Plan, PlanItem};
-pub use response::{human_quota, HeaderStyle};
+pub use response::{human_quota, HeaderStyle, LegacyHeaders};
 pub use route::{scoped_rule_id, RouteLimits};

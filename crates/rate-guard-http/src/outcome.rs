@@ -1,12 +1,14 @@
 //! [`Outcome`]: what [`Front::decide`](crate::Front::decide) answers, ready to become a response.
 
+use std::sync::OnceLock;
+
 use rate_guard_core::{Decision, Error as CoreError, Rule, Source, Verdict};
 use smallvec::SmallVec;
 
 use crate::plan::{Plan, PlanItem};
 use crate::response::{
-    limited_body, push_limit_headers, HeaderList, HeaderStyle, CONTENT_TYPE, RETRY_AFTER,
-    UNAVAILABLE_BODY,
+    limited_body, push_limit_headers, HeaderList, HeaderStyle, LegacyHeaders, CONTENT_TYPE,
+    RETRY_AFTER, UNAVAILABLE_BODY,
 };
 
 /// The answer to one request: whether it goes through, and what to tell the client.
@@ -20,9 +22,15 @@ pub struct Outcome {
     status: u16,
     verdict: Option<Verdict>,
     rule: Option<String>,
-    shadow: Option<Verdict>,
+    /// Boxed: rare, and the outcome is moved on every request.
+    shadow: Option<Box<Verdict>>,
     shadow_denied: Vec<String>,
-    headers: HeaderList,
+    /// The numbers of the legacy headers, when the response carries them.
+    legacy: Option<LegacyHeaders>,
+    /// Every header. Built at once, except for an admitted request with only the legacy
+    /// headers: the most common answer, whose front may well write `legacy` itself, so its
+    /// strings are made on first use only.
+    headers: OnceLock<HeaderList>,
     body: String,
     error: Option<CoreError>,
 }
@@ -43,6 +51,7 @@ impl Outcome {
         let shadows: SmallVec<[&PlanItem; 8]> =
             plan.items.iter().filter(|item| item.shadow).collect();
         let mut headers = HeaderList::new();
+        let mut legacy = None;
         let mut body = String::new();
         let (allowed, status, rule) = match &verdict {
             None if failed_closed => {
@@ -54,9 +63,14 @@ impl Outcome {
                 let deciding = enforced.get(v.deciding_rule()).map(|item| &item.rule);
                 let decision = v.decision();
                 if !matches!(v.source(), Source::FailOpen | Source::FailClosed) {
-                    let rules: SmallVec<[&Rule; 8]> =
-                        enforced.iter().map(|item| &item.rule).collect();
-                    push_limit_headers(&mut headers, style, &rules, v.rules(), &decision);
+                    if style.legacy() {
+                        legacy = Some(LegacyHeaders::of(&decision));
+                    }
+                    if !(v.allowed() && style == HeaderStyle::Legacy) {
+                        let rules: SmallVec<[&Rule; 8]> =
+                            enforced.iter().map(|item| &item.rule).collect();
+                        push_limit_headers(&mut headers, style, &rules, v.rules(), &decision);
+                    }
                 }
                 let status = if v.allowed() {
                     200
@@ -83,14 +97,21 @@ impl Outcome {
                 .collect(),
             _ => Vec::new(),
         };
+        // Admitted with legacy headers only: `headers` is empty, and `legacy` says it all.
+        let lazy = allowed && style == HeaderStyle::Legacy;
         Self {
             allowed,
             status,
             verdict,
             rule,
-            shadow,
+            shadow: shadow.map(Box::new),
             shadow_denied,
-            headers,
+            legacy,
+            headers: if lazy {
+                OnceLock::new()
+            } else {
+                OnceLock::from(headers)
+            },
             body,
             error,
         }
@@ -131,7 +152,7 @@ impl Outcome {
     /// The shadow rules' verdict, when they were decided.
     #[must_use]
     pub fn shadow(&self) -> Option<&Verdict> {
-        self.shadow.as_ref()
+        self.shadow.as_deref()
     }
 
     /// The ids of the shadow rules that would have denied the request.
@@ -143,7 +164,20 @@ impl Outcome {
     /// The response headers (lowercase names); see the type docs.
     #[must_use]
     pub fn headers(&self) -> &[(&'static str, String)] {
-        &self.headers
+        self.headers.get_or_init(|| {
+            let mut headers = HeaderList::new();
+            if let Some(legacy) = self.legacy {
+                legacy.push_to(&mut headers);
+            }
+            headers
+        })
+    }
+
+    /// The numbers of the legacy `x-ratelimit-*` headers, when [`headers`](Self::headers)
+    /// has them (the header style includes them and a store counted the request).
+    #[must_use]
+    pub fn legacy_headers(&self) -> Option<LegacyHeaders> {
+        self.legacy
     }
 
     /// The JSON body of a refusal; empty when allowed.

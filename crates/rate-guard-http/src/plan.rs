@@ -3,12 +3,14 @@
 use std::num::NonZeroU32;
 
 use rate_guard_core::{KeyBuilder, Rule};
+use smallvec::SmallVec;
 
 /// Every rule that applies to one request, with the identity it counts for: the global limits
 /// first, then the route's, in configuration order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
-    pub(crate) items: Vec<PlanItem>,
+    /// Inline up to two rules (a global rule and a route's): no allocation for most requests.
+    pub(crate) items: SmallVec<[PlanItem; 2]>,
 }
 
 /// One rule of a [`Plan`].

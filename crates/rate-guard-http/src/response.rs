@@ -56,7 +56,7 @@ impl HeaderStyle {
         }
     }
 
-    fn legacy(self) -> bool {
+    pub(crate) fn legacy(self) -> bool {
         matches!(self, HeaderStyle::Legacy | HeaderStyle::Both)
     }
 
@@ -116,9 +116,7 @@ pub(crate) fn push_limit_headers(
     reported: &Decision,
 ) {
     if style.legacy() {
-        out.push((X_RATELIMIT_LIMIT, reported.limit.to_string()));
-        out.push((X_RATELIMIT_REMAINING, reported.remaining.to_string()));
-        out.push((X_RATELIMIT_RESET, reported.reset_after_secs().to_string()));
+        LegacyHeaders::of(reported).push_to(out);
     }
     if style.ietf() {
         let mut policy = String::new();
@@ -146,6 +144,36 @@ pub(crate) fn push_limit_headers(
             out.push((RATELIMIT_POLICY, policy));
             out.push((RATELIMIT, current));
         }
+    }
+}
+
+/// The numbers of the legacy `x-ratelimit-*` headers: what a front that writes its own header
+/// values (without going through strings) needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LegacyHeaders {
+    /// `x-ratelimit-limit`.
+    pub limit: u32,
+    /// `x-ratelimit-remaining`.
+    pub remaining: u32,
+    /// `x-ratelimit-reset`: whole seconds, rounded up.
+    pub reset: u64,
+}
+
+impl LegacyHeaders {
+    /// The legacy headers that report `decision`.
+    #[must_use]
+    pub fn of(decision: &Decision) -> Self {
+        Self {
+            limit: decision.limit,
+            remaining: decision.remaining,
+            reset: decision.reset_after_secs(),
+        }
+    }
+
+    pub(crate) fn push_to(self, out: &mut HeaderList) {
+        out.push((X_RATELIMIT_LIMIT, self.limit.to_string()));
+        out.push((X_RATELIMIT_REMAINING, self.remaining.to_string()));
+        out.push((X_RATELIMIT_RESET, self.reset.to_string()));
     }
 }
 

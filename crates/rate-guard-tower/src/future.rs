@@ -10,6 +10,7 @@ use rate_guard_core::BoxFuture;
 use rate_guard_http::Outcome;
 use tower_service::Service;
 
+use crate::guard::Answer;
 use crate::response::{refusal, RateHeaders};
 
 pin_project! {
@@ -31,7 +32,7 @@ pin_project! {
     {
         // Waiting on the store, with the ready inner service and the request.
         Deciding {
-            decision: BoxFuture<'static, Outcome>,
+            decision: BoxFuture<'static, Answer>,
             service: Option<S>,
             request: Option<Request<ReqBody>>,
         },
@@ -39,7 +40,7 @@ pin_project! {
         Calling {
             #[pin]
             future: S::Future,
-            headers: Option<RateHeaders>,
+            headers: RateHeaders,
         },
         // Refused without calling the inner service.
         Refused {
@@ -53,7 +54,7 @@ where
     S: Service<Request<ReqBody>>,
 {
     pub(crate) fn deciding(
-        decision: BoxFuture<'static, Outcome>,
+        decision: BoxFuture<'static, Answer>,
         service: S,
         request: Request<ReqBody>,
     ) -> Self {
@@ -66,16 +67,16 @@ where
         }
     }
 
-    pub(crate) fn calling(future: S::Future, headers: Option<RateHeaders>) -> Self {
+    pub(crate) fn calling(future: S::Future, headers: RateHeaders) -> Self {
         Self {
             state: State::Calling { future, headers },
         }
     }
 
-    pub(crate) fn refused(outcome: Outcome) -> Self {
+    pub(crate) fn refused(outcome: Box<Outcome>) -> Self {
         Self {
             state: State::Refused {
-                outcome: Some(Box::new(outcome)),
+                outcome: Some(outcome),
             },
         }
     }
@@ -115,26 +116,23 @@ where
                     service,
                     request,
                 } => {
-                    let outcome = ready!(decision.as_mut().poll(cx));
-                    if !outcome.allowed() {
-                        this.state.set(State::Refused {
-                            outcome: Some(Box::new(outcome)),
-                        });
-                        continue;
-                    }
+                    let headers = match ready!(decision.as_mut().poll(cx)) {
+                        Answer::Admitted(headers) => headers,
+                        Answer::Refused(outcome) => {
+                            this.state.set(State::Refused {
+                                outcome: Some(outcome),
+                            });
+                            continue;
+                        }
+                    };
                     let mut service = service.take().expect(POLLED_AFTER_READY);
                     let request = request.take().expect(POLLED_AFTER_READY);
                     let future = service.call(request);
-                    this.state.set(State::Calling {
-                        future,
-                        headers: Some(RateHeaders::of(&outcome)),
-                    });
+                    this.state.set(State::Calling { future, headers });
                 }
                 StateProj::Calling { future, headers } => {
                     let mut response = ready!(future.poll(cx))?;
-                    if let Some(headers) = headers.take() {
-                        headers.apply(response.headers_mut());
-                    }
+                    std::mem::take(headers).apply(response.headers_mut());
                     return Poll::Ready(Ok(response));
                 }
                 StateProj::Refused { outcome } => {

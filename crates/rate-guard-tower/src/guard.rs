@@ -7,6 +7,7 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::header::HeaderValue;
 use http::request::Parts;
 use http::Method;
 use rate_guard_core::{
@@ -22,6 +23,7 @@ use crate::config::{redact_url, RateGuardConfig, RouteConfig, RuleConfig};
 use crate::error::Error;
 use crate::extract::{self, HeaderMapHeaders};
 use crate::log::{DecisionLog, Identities};
+use crate::response::{self, RateHeaders};
 
 /// A value read from a request for key resolution: a user id, a custom key, a route template.
 pub type RequestFn = Arc<dyn Fn(&Parts) -> Option<String> + Send + Sync>;
@@ -67,6 +69,16 @@ struct Inner {
     route_fn: Option<RequestFn>,
     has_global: bool,
     log: DecisionLog,
+    /// The `x-ratelimit-limit` value of each limit a rule can report, made once.
+    limit_values: Vec<(u32, HeaderValue)>,
+}
+
+/// A decided request, as the service acts on it.
+pub(crate) enum Answer {
+    /// Call the inner service, and add these headers to its response.
+    Admitted(RateHeaders),
+    /// Do not call it: refuse with this outcome.
+    Refused(Box<Outcome>),
 }
 
 impl fmt::Debug for RateGuard {
@@ -181,20 +193,20 @@ impl RateGuard {
 
     /// [`decide`](Self::decide) at once, without a future, when the store answers at once
     /// (the memory store); `None` when it may wait (Redis).
-    pub(crate) fn decide_now(&self, plan: &Plan) -> Option<Outcome> {
+    pub(crate) fn decide_now(&self, plan: &Plan) -> Option<Answer> {
         let outcome = self.inner.front.decide_now(&self.inner.limiter, plan)?;
         self.inner.log.outcome(&outcome, plan);
-        Some(outcome)
+        Some(self.inner.answer(outcome))
     }
 
     /// [`decide`](Self::decide) as a future that owns what it needs.
-    pub(crate) fn decide_owned(&self, plan: Plan) -> BoxFuture<'static, Outcome> {
+    pub(crate) fn decide_owned(&self, plan: Plan) -> BoxFuture<'static, Answer> {
         let inner = Arc::clone(&self.inner);
         // The front's future directly (not through `decide`): one nesting less to move.
         Box::pin(async move {
             let outcome = inner.front.decide(&inner.limiter, &plan).await;
             inner.log.outcome(&outcome, &plan);
-            outcome
+            inner.answer(outcome)
         })
     }
 
@@ -203,6 +215,24 @@ impl RateGuard {
             .exempt
             .iter()
             .any(|(exact, under)| path == exact || path.starts_with(under.as_str()))
+    }
+}
+
+impl Inner {
+    fn answer(&self, outcome: Outcome) -> Answer {
+        if !outcome.allowed() {
+            return Answer::Refused(Box::new(outcome));
+        }
+        Answer::Admitted(RateHeaders::of(
+            &outcome,
+            self.front.header_style(),
+            |limit| {
+                self.limit_values
+                    .iter()
+                    .find(|(n, _)| *n == limit)
+                    .map_or_else(|| response::number(u64::from(limit)), |(_, v)| v.clone())
+            },
+        ))
     }
 }
 
@@ -414,6 +444,18 @@ impl RateGuardBuilder {
             limiter = limiter.on_event(move |event| hook(event));
         }
         let has_global = !front.global_limits().is_empty();
+        let mut limit_values: Vec<(u32, HeaderValue)> = Vec::new();
+        let all_limits = front
+            .global_limits()
+            .iter()
+            .chain(routes.values().flatten().flat_map(|(_, r)| r.limits()));
+        for limit in all_limits {
+            for n in [limit.rule().count(), limit.rule().capacity()] {
+                if !limit_values.iter().any(|(m, _)| *m == n) {
+                    limit_values.push((n, response::number(u64::from(n))));
+                }
+            }
+        }
         let log = DecisionLog::new(
             Identities::parse(&config.log_identities)?,
             u64::from(config.log_denials_per_second),
@@ -430,6 +472,7 @@ impl RateGuardBuilder {
                 route_fn: self.route_fn,
                 has_global,
                 log,
+                limit_values,
             }),
         })
     }

@@ -3,41 +3,99 @@
 //! The header names, values and bodies are the HTTP front's, byte for byte what the Python
 //! adapters send (see [`rate_guard_http::response`]).
 //!
-//! Per admitted request this costs no allocation beyond the response's own header map: names
-//! are built at compile time and small numbers (counts, seconds) come from a table.
+//! Per admitted request with the legacy headers (the default) this costs no string: the
+//! numbers go from the decision straight into header values; names are built at compile
+//! time, small numbers (counts, seconds) come from a table and the limit from the guard's.
 
 use std::sync::LazyLock;
 
 use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Response, StatusCode};
-use rate_guard_http::Outcome;
+use rate_guard_http::response::{X_RATELIMIT_LIMIT, X_RATELIMIT_REMAINING, X_RATELIMIT_RESET};
+use rate_guard_http::{HeaderStyle, Outcome};
 use smallvec::SmallVec;
 
-/// The rate limit headers of an admitted request, ready to set on its response.
+/// The rate limit headers of an admitted request, ready to set on its response. Small, since
+/// it rides in the response future while the inner service runs.
 #[derive(Debug, Default)]
-pub(crate) struct RateHeaders(SmallVec<[(HeaderName, HeaderValue); 4]>);
+pub(crate) enum RateHeaders {
+    /// None (header style `none`, or a degraded answer).
+    #[default]
+    None,
+    /// `x-ratelimit-*`: the limit's value (made once per guard), remaining and reset.
+    Legacy {
+        limit: HeaderValue,
+        remaining: u32,
+        reset: u64,
+    },
+    /// Any other style, as the front wrote them.
+    List(Box<SmallVec<[(HeaderName, HeaderValue); 4]>>),
+}
 
 impl RateHeaders {
-    /// The headers of `outcome`. A name or value that HTTP refuses cannot come from the front
-    /// (it writes fixed names, numbers and rule ids); it would be skipped rather than panic.
-    pub(crate) fn of(outcome: &Outcome) -> Self {
-        Self(
-            outcome
-                .headers()
-                .iter()
-                .filter_map(|(name, value)| Some((header_name(name)?, header_value(value)?)))
-                .collect(),
-        )
+    /// The headers of an admitted `outcome` under `style`; `limit_value` gives the value of a
+    /// limit (the guard keeps those of its rules).
+    pub(crate) fn of(
+        outcome: &Outcome,
+        style: HeaderStyle,
+        limit_value: impl FnOnce(u32) -> HeaderValue,
+    ) -> Self {
+        if style == HeaderStyle::Legacy {
+            return match outcome.legacy_headers() {
+                Some(legacy) => Self::Legacy {
+                    limit: limit_value(legacy.limit),
+                    remaining: legacy.remaining,
+                    reset: legacy.reset,
+                },
+                None => Self::None,
+            };
+        }
+        let list = list(outcome);
+        if list.is_empty() {
+            Self::None
+        } else {
+            Self::List(Box::new(list))
+        }
     }
 
     /// Sets the headers on an admitted request's response (replacing any the application set
     /// under the same names: the guard's count is the one that holds).
     pub(crate) fn apply(self, headers: &mut HeaderMap) {
-        headers.reserve(self.0.len());
-        for (name, value) in self.0 {
-            headers.insert(name, value);
+        match self {
+            Self::None => {}
+            Self::Legacy {
+                limit,
+                remaining,
+                reset,
+            } => {
+                headers.insert(const { HeaderName::from_static(X_RATELIMIT_LIMIT) }, limit);
+                headers.insert(
+                    const { HeaderName::from_static(X_RATELIMIT_REMAINING) },
+                    number(u64::from(remaining)),
+                );
+                headers.insert(
+                    const { HeaderName::from_static(X_RATELIMIT_RESET) },
+                    number(reset),
+                );
+            }
+            Self::List(list) => {
+                for (name, value) in *list {
+                    headers.insert(name, value);
+                }
+            }
         }
     }
+}
+
+/// `outcome`'s headers as HTTP names and values. A name or value that HTTP refuses cannot
+/// come from the front (it writes fixed names, numbers and rule ids); it would be skipped
+/// rather than panic.
+fn list(outcome: &Outcome) -> SmallVec<[(HeaderName, HeaderValue); 4]> {
+    outcome
+        .headers()
+        .iter()
+        .filter_map(|(name, value)| Some((header_name(name)?, header_value(value)?)))
+        .collect()
 }
 
 /// The response that refuses a request.
@@ -46,7 +104,7 @@ pub(crate) fn refusal<B: From<String>>(outcome: &Outcome) -> Response<B> {
     *response.status_mut() =
         StatusCode::from_u16(outcome.status()).unwrap_or(StatusCode::TOO_MANY_REQUESTS);
     let headers = response.headers_mut();
-    for (name, value) in RateHeaders::of(outcome).0 {
+    for (name, value) in list(outcome) {
         headers.append(name, value);
     }
     response
@@ -81,6 +139,14 @@ static SMALL_NUMBERS: LazyLock<Box<[HeaderValue]>> = LazyLock::new(|| {
         .collect()
 });
 
+/// `n` as a header value: from the table when small, else made (one small allocation).
+pub(crate) fn number(n: u64) -> HeaderValue {
+    match usize::try_from(n) {
+        Ok(small) if small < SMALL => SMALL_NUMBERS[small].clone(),
+        _ => HeaderValue::from(n),
+    }
+}
+
 fn header_value(value: &str) -> Option<HeaderValue> {
     let small = (value.len() <= 4 && value.bytes().all(|b| b.is_ascii_digit()))
         .then(|| value.parse::<usize>().ok())
@@ -112,6 +178,13 @@ mod tests {
             assert_eq!(header_value(text).unwrap(), text);
         }
         assert!(header_value("a\nb").is_none());
+    }
+
+    #[test]
+    fn numbers_are_decimal() {
+        for n in [0, 9, 1023, 1024, 60_000, u64::from(u32::MAX), u64::MAX] {
+            assert_eq!(number(n), n.to_string().as_str());
+        }
     }
 
     #[test]

@@ -20,7 +20,7 @@ use http::{Request, Response};
 use tower_service::Service;
 
 use crate::future::ResponseFuture;
-use crate::guard::RateGuard;
+use crate::guard::{Answer, RateGuard};
 use crate::response::RateHeaders;
 
 /// Rate limits requests to `S` with a [`RateGuard`]; made by
@@ -58,6 +58,22 @@ impl<S> RateGuardService<S> {
     }
 }
 
+impl<S> RateGuardService<S> {
+    fn answer<ReqBody, ResBody>(
+        &mut self,
+        answer: Answer,
+        request: Request<ReqBody>,
+    ) -> ResponseFuture<S, ReqBody>
+    where
+        S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    {
+        match answer {
+            Answer::Admitted(headers) => ResponseFuture::calling(self.inner.call(request), headers),
+            Answer::Refused(outcome) => ResponseFuture::refused(outcome),
+        }
+    }
+}
+
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RateGuardService<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
@@ -76,16 +92,11 @@ where
         let plan = self.guard.plan(&parts);
         let request = Request::from_parts(parts, body);
         let Some(plan) = plan else {
-            return ResponseFuture::calling(self.inner.call(request), None);
+            return ResponseFuture::calling(self.inner.call(request), RateHeaders::None);
         };
         // The memory store answers at once: no future to build, box or poll.
-        if let Some(outcome) = self.guard.decide_now(&plan) {
-            return if outcome.allowed() {
-                let headers = RateHeaders::of(&outcome);
-                ResponseFuture::calling(self.inner.call(request), Some(headers))
-            } else {
-                ResponseFuture::refused(outcome)
-            };
+        if let Some(answer) = self.guard.decide_now(&plan) {
+            return self.answer(answer, request);
         }
         let mut decision = self.guard.decide_owned(plan);
         // One poll tells whether the answer needs I/O; a later poll with the task's waker
@@ -94,11 +105,7 @@ where
             .as_mut()
             .poll(&mut Context::from_waker(Waker::noop()))
         {
-            Poll::Ready(outcome) if outcome.allowed() => {
-                let headers = RateHeaders::of(&outcome);
-                ResponseFuture::calling(self.inner.call(request), Some(headers))
-            }
-            Poll::Ready(outcome) => ResponseFuture::refused(outcome),
+            Poll::Ready(answer) => self.answer(answer, request),
             Poll::Pending => {
                 let clone = self.inner.clone();
                 let ready = std::mem::replace(&mut self.inner, clone);
