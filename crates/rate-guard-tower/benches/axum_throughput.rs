@@ -306,6 +306,56 @@ fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
+/// Runs [`in_process_ns`] for every app, interleaved like the HTTP rounds so that every
+/// variant sees the same machine, and prints the medians.
+fn report_in_process(targets: &[(&str, Router, SocketAddr)]) {
+    let in_process = runtime(1, "bench-direct");
+    // Interleaved like the HTTP rounds, so that every variant sees the same machine.
+    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); targets.len()];
+    for _ in 0..15 {
+        for ((_, app, _), samples) in targets.iter().zip(&mut samples) {
+            samples.push(in_process_ns(&in_process, app, 20_000));
+        }
+    }
+    println!("in-process, one request at a time (ns of CPU per request, median of 15 x 20,000):");
+    for ((name, _, _), samples) in targets.iter().zip(samples) {
+        println!("  {name:>17}: {:>6.0} ns", median(samples));
+    }
+}
+
+/// The medians of every variant's rounds, with ratios to the bare server when it was measured
+/// (else to the first variant).
+fn report(targets: &[(&str, SocketAddr)], rounds: &[Vec<Round>]) {
+    let reference = targets
+        .iter()
+        .position(|(name, _)| *name == "bare")
+        .unwrap_or(0);
+    let medians: Vec<[f64; 4]> = rounds
+        .iter()
+        .map(|rs| {
+            let of = |f: &dyn Fn(&Round) -> f64| median(rs.iter().map(f).collect());
+            [
+                of(&Round::rate),
+                of(&|r| r.per_request(r.cpu.server)),
+                of(&|r| r.per_request(r.cpu.client)),
+                of(&|r| r.per_request(r.cpu.redis)),
+            ]
+        })
+        .collect();
+    let [bare_rate, bare_server, _, _] = medians[reference];
+    println!(
+        "median of {} rounds (CPU per request in µs; server CPU ratio: bare's / this one's):",
+        rounds[0].len()
+    );
+    for ((name, _), [rate, server, client, redis]) in targets.iter().zip(&medians) {
+        println!(
+            "  {name:>17}: {rate:>7.0} req/s  {:.2}x bare   server {server:>5.2} ({:.2}x)  client {client:>5.2}  redis {redis:>5.2}",
+            rate / bare_rate,
+            bare_server / server,
+        );
+    }
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this binary without it,
     // and the suite should not run benchmarks.
@@ -350,18 +400,7 @@ fn main() {
     if let Some(only) = &options.only {
         targets.retain(|(name, _, _)| only.split(',').any(|o| o == *name));
     }
-    let in_process = runtime(1, "bench-direct");
-    // Interleaved like the HTTP rounds, so that every variant sees the same machine.
-    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); targets.len()];
-    for _ in 0..15 {
-        for ((_, app, _), samples) in targets.iter().zip(&mut samples) {
-            samples.push(in_process_ns(&in_process, app, 20_000));
-        }
-    }
-    println!("in-process, one request at a time (ns of CPU per request, median of 15 x 20,000):");
-    for ((name, _, _), samples) in targets.iter().zip(samples) {
-        println!("  {name:>17}: {:>6.0} ns", median(samples));
-    }
+    report_in_process(&targets);
     let targets: Vec<(&str, SocketAddr)> = targets
         .into_iter()
         .map(|(name, _, addr)| (name, addr))
@@ -394,33 +433,5 @@ fn main() {
             rounds[i].push(r);
         }
     }
-    // Ratios to the bare server when it was measured, else to the first variant.
-    let reference = targets
-        .iter()
-        .position(|(name, _)| *name == "bare")
-        .unwrap_or(0);
-    let medians: Vec<[f64; 4]> = rounds
-        .iter()
-        .map(|rs| {
-            let of = |f: &dyn Fn(&Round) -> f64| median(rs.iter().map(f).collect());
-            [
-                of(&Round::rate),
-                of(&|r| r.per_request(r.cpu.server)),
-                of(&|r| r.per_request(r.cpu.client)),
-                of(&|r| r.per_request(r.cpu.redis)),
-            ]
-        })
-        .collect();
-    let [bare_rate, bare_server, _, _] = medians[reference];
-    println!(
-        "median of {} rounds (CPU per request in µs; server CPU ratio: bare's / this one's):",
-        options.rounds
-    );
-    for ((name, _), [rate, server, client, redis]) in targets.iter().zip(&medians) {
-        println!(
-            "  {name:>17}: {rate:>7.0} req/s  {:.2}x bare   server {server:>5.2} ({:.2}x)  client {client:>5.2}  redis {redis:>5.2}",
-            rate / bare_rate,
-            bare_server / server,
-        );
-    }
+    report(&targets, &rounds);
 }

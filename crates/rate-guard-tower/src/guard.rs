@@ -443,25 +443,15 @@ impl RateGuardBuilder {
         for hook in self.hooks {
             limiter = limiter.on_event(move |event| hook(event));
         }
-        let has_global = !front.global_limits().is_empty();
-        let mut limit_values: Vec<(u32, HeaderValue)> = Vec::new();
-        let all_limits = front
-            .global_limits()
-            .iter()
-            .chain(routes.values().flatten().flat_map(|(_, r)| r.limits()));
-        for limit in all_limits {
-            for n in [limit.rule().count(), limit.rule().capacity()] {
-                if !limit_values.iter().any(|(m, _)| *m == n) {
-                    limit_values.push((n, response::number(u64::from(n))));
-                }
-            }
-        }
         let log = DecisionLog::new(
             Identities::parse(&config.log_identities)?,
             u64::from(config.log_denials_per_second),
         );
         Ok(RateGuard {
             inner: Arc::new(Inner {
+                // Before `front` and `routes` move in.
+                has_global: !front.global_limits().is_empty(),
+                limit_values: limit_values(&front, &routes),
                 enabled: config.enabled,
                 limiter: limiter.build()?,
                 front,
@@ -470,9 +460,7 @@ impl RateGuardBuilder {
                 user_fn: self.user_fn,
                 key_fn: self.key_fn,
                 route_fn: self.route_fn,
-                has_global,
                 log,
-                limit_values,
             }),
         })
     }
@@ -516,6 +504,27 @@ fn front(config: &RateGuardConfig) -> Result<Front, Error> {
         }
     }
     Ok(builder.build()?)
+}
+
+/// The `x-ratelimit-limit` value of every limit a rule of `front` or `routes` can report
+/// (its count, or its burst), each made once.
+fn limit_values(
+    front: &Front,
+    routes: &HashMap<String, Vec<(Option<Method>, RouteLimits)>>,
+) -> Vec<(u32, HeaderValue)> {
+    let mut values: Vec<(u32, HeaderValue)> = Vec::new();
+    let all_limits = front
+        .global_limits()
+        .iter()
+        .chain(routes.values().flatten().flat_map(|(_, r)| r.limits()));
+    for limit in all_limits {
+        for n in [limit.rule().count(), limit.rule().capacity()] {
+            if !values.iter().any(|(m, _)| *m == n) {
+                values.push((n, response::number(u64::from(n))));
+            }
+        }
+    }
+    values
 }
 
 /// The limits of one configured rule: one per rate of its rate string.
