@@ -376,11 +376,12 @@ impl Front {
         }
         let front = self.inner.clone();
         let plan = Arc::clone(&plan.get().inner);
-        guard.get().run_async(
+        let call = guard.get().call_async(
             py,
             move |limiter| async move { front.decide(&limiter, &plan).await },
             |py, outcome| Ok(Py::new(py, Outcome::from(outcome))?.into_any()),
-        )
+        )?;
+        Ok(Bound::new(py, call)?.into_any())
     }
 
     /// `plan` then `decide` in one call: the outcome of one request (sync, the GIL released
@@ -439,15 +440,17 @@ impl Front {
                 Py::new(py, Outcome::planned(outcome, plan)).map(Py::into_any),
             );
         }
+        // A coroutine whose hand-off to the I/O thread is batched per loop iteration.
         let front = self.inner.clone();
-        guard.get().run_async(
+        let call = guard.get().call_async(
             py,
             move |limiter| async move {
                 let outcome = front.decide(&limiter, &plan).await;
                 (outcome, plan)
             },
             |py, (outcome, plan)| Ok(Py::new(py, Outcome::planned(outcome, plan))?.into_any()),
-        )
+        )?;
+        Ok(Bound::new(py, call)?.into_any())
     }
 
     /// For `bench/http_bench.py`'s floor case: an awaitable of None that makes the trip of a

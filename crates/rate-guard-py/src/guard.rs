@@ -322,6 +322,27 @@ impl Guard {
         engine.spawn(py, future, convert)
     }
 
+    /// `run_async` as a coroutine ([`bridge::Call`]): the job starts when awaited, and its
+    /// hand-off to the I/O thread is batched with the other calls of the loop's iteration.
+    pub(crate) fn call_async<T, F>(
+        &self,
+        py: Python<'_>,
+        make: impl FnOnce(Arc<Limiter>) -> F,
+        convert: fn(Python<'_>, T) -> PyResult<Py<PyAny>>,
+    ) -> PyResult<Call>
+    where
+        F: Future<Output = T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let engine = self.engine_with_gil(py)?;
+        let future = make(Arc::clone(&engine.limiter));
+        let job: Job = Box::pin(async move {
+            let value = future.await;
+            Box::new(move |py: Python<'_>| convert(py, value)) as Resolve
+        });
+        Ok(Call::new(job, engine.runtime))
+    }
+
     /// The coroutine of an async call (see [`bridge::Call`]): the pairs travel with the job
     /// and are dropped on the loop thread, with the GIL.
     fn call(
