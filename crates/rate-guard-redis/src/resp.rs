@@ -151,7 +151,8 @@ fn int_array(frame: &[u8]) -> Option<Value> {
     };
     let (count, mut at) = split_line(rest)?;
     let count = usize::try_from(integer(count)?).ok()?;
-    let mut items = Vec::with_capacity(count);
+    // Each item takes at least four bytes: a count the frame cannot hold reserves nothing.
+    let mut items = Vec::with_capacity(count.min(at.len() / 4));
     for _ in 0..count {
         let (&b':', rest) = at.split_first()? else {
             return None;
@@ -263,6 +264,25 @@ mod tests {
         assert!(frame_len(b"?\r\n").is_err());
         assert!(frame_len(b"$2\r\nabcd\r\n").is_err());
         assert!(frame_len(b":1\rx").is_err());
+    }
+
+    proptest::proptest! {
+        /// A server that answers garbage: delimiting and parsing never panic, a frame never
+        /// claims more bytes than were read, and a frame parses to a value or an error.
+        #[test]
+        fn garbage_from_the_server_never_panics(
+            kind in proptest::sample::select(b"+-:$*?".to_vec()),
+            body in proptest::collection::vec(
+                proptest::sample::select(b"0123456789-\r\n*:$+ax".to_vec()), 0..48),
+        ) {
+            let mut buf = vec![kind];
+            buf.extend_from_slice(&body);
+            if let Ok(Some(len)) = frame_len(&buf) {
+                proptest::prop_assert!(len <= buf.len());
+                let _ = parse(&buf[..len]);
+            }
+            let _ = parse(&buf);
+        }
     }
 
     #[test]
