@@ -343,11 +343,7 @@ impl Front {
     ) -> PyResult<Outcome> {
         let front = &self.inner;
         let plan = &plan.get().inner;
-        if let Some(outcome) = guard
-            .get()
-            .local_limiter()
-            .and_then(|limiter| front.decide_now(limiter, plan))
-        {
+        if let Some(outcome) = self.decide_at_once(guard, plan) {
             return Ok(Outcome::from(outcome));
         }
         let outcome = guard.get().run_blocking(py, move |limiter| async move {
@@ -364,11 +360,7 @@ impl Front {
         plan: &Bound<'py, Plan>,
     ) -> PyResult<Bound<'py, PyAny>> {
         // The memory store answers at once: an awaitable that is ready, no future built.
-        if let Some(outcome) = guard
-            .get()
-            .local_limiter()
-            .and_then(|limiter| self.inner.decide_now(limiter, &plan.get().inner))
-        {
+        if let Some(outcome) = self.decide_at_once(guard, &plan.get().inner) {
             return crate::bridge::Ready::awaitable(
                 py,
                 Py::new(py, Outcome::from(outcome)).map(Py::into_any),
@@ -400,11 +392,7 @@ impl Front {
     ) -> PyResult<Outcome> {
         let plan = Arc::new(self.make_plan(py, peer, headers, route, user, custom)?);
         let front = &self.inner;
-        if let Some(outcome) = guard
-            .get()
-            .local_limiter()
-            .and_then(|limiter| front.decide_now(limiter, &plan))
-        {
+        if let Some(outcome) = self.decide_at_once(guard, &plan) {
             return Ok(Outcome::planned(outcome, plan));
         }
         let outcome = guard.get().run_blocking(py, |limiter| {
@@ -430,11 +418,7 @@ impl Front {
     ) -> PyResult<Bound<'py, PyAny>> {
         let plan = Arc::new(self.make_plan(py, peer, headers, route, user, custom)?);
         // The memory store answers at once: an awaitable that is ready, no future built.
-        if let Some(outcome) = guard
-            .get()
-            .local_limiter()
-            .and_then(|limiter| self.inner.decide_now(limiter, &plan))
-        {
+        if let Some(outcome) = self.decide_at_once(guard, &plan) {
             return crate::bridge::Ready::awaitable(
                 py,
                 Py::new(py, Outcome::planned(outcome, plan)).map(Py::into_any),
@@ -478,6 +462,15 @@ impl Front {
 }
 
 impl Front {
+    /// The outcome of `plan` at once when `guard`'s store answers without I/O (the memory
+    /// store), else `None`.
+    fn decide_at_once(&self, guard: &Bound<'_, Guard>, plan: &http::Plan) -> Option<http::Outcome> {
+        guard
+            .get()
+            .local_limiter()
+            .and_then(|limiter| self.inner.decide_now(limiter, plan))
+    }
+
     fn make_plan(
         &self,
         py: Python<'_>,
