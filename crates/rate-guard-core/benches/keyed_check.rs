@@ -19,29 +19,9 @@ use rate_guard_core::{
     Algorithm, Check, ManualClock, MemoryStore, Quota, Request, Rule, SystemClock, Timestamp,
 };
 
-const PER_SECOND: u32 = 100;
-const STEP: Duration = Duration::from_micros(10);
+mod keyed;
 
-fn keys(n: usize) -> Vec<String> {
-    (0..n)
-        .map(|i| {
-            format!(
-                "rate_guard:token_bucket.100.1s:{{ip:10.{}.{}.{}}}",
-                i >> 16,
-                (i >> 8) & 255,
-                i & 255
-            )
-        })
-        .collect()
-}
-
-/// A visiting order over `n` keys that defeats the prefetcher (a multiplicative walk).
-fn order(n: usize) -> Vec<usize> {
-    let len = n.max(1 << 16);
-    (0..len)
-        .map(|i| (i.wrapping_mul(2_654_435_761)) % n)
-        .collect()
-}
+use keyed::{keys, order, PER_SECOND, STEP};
 
 /// Runs `iters` checks on `threads` threads and returns the wall time.
 fn run(threads: usize, iters: u64, check: &(dyn Fn(u64) + Sync)) -> Duration {
