@@ -1,7 +1,8 @@
 //! Metrics: one count per request for the deciding rule, store latency and failures, deny
 //! cache hits, degradation gauges, and the Prometheus text format. The registry is
-//! process-wide, so every test uses rule names of its own, and the gauges are checked in one
-//! test only.
+//! process-wide, so every test uses rule names of its own, the gauges are checked in one
+//! test only, and the tests that decide run one at a time ([`SERIAL`]): the store latency
+//! histogram counts every remote call of the process.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -39,6 +40,10 @@ impl Store for Flaky {
     }
 }
 
+/// Taken by every test that decides, so that one test's store calls never show in another's
+/// latency count.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn rule(name: &str, rate: &str) -> Rule {
     Rule::builder(rate.parse::<Quota>().unwrap())
         .algorithm(Algorithm::FixedWindow)
@@ -69,6 +74,7 @@ fn limiter(store: Arc<Flaky>, degradation: Degradation) -> Limiter {
 
 #[tokio::test]
 async fn a_request_counts_once_for_its_deciding_rule() {
+    let _serial = SERIAL.lock().await;
     let wide = rule("m-wide", "100/hour");
     let narrow = Rule::builder("2/hour".parse::<Quota>().unwrap())
         .algorithm(Algorithm::FixedWindow)
@@ -104,6 +110,7 @@ async fn a_request_counts_once_for_its_deciding_rule() {
 
 #[tokio::test]
 async fn rules_built_alike_share_their_counters() {
+    let _serial = SERIAL.lock().await;
     let limiter = limiter(Arc::default(), Degradation::default());
     for i in 0..3 {
         let r = rule("m-alike", "10/hour");
@@ -119,6 +126,7 @@ async fn rules_built_alike_share_their_counters() {
 
 #[tokio::test]
 async fn store_latency_failures_and_the_degradation_gauges() {
+    let _serial = SERIAL.lock().await;
     let store = Arc::new(Flaky::default());
     let limiter = limiter(store.clone(), Degradation::default().failure_threshold(2));
     let r = rule("m-gauges", "10/hour");
