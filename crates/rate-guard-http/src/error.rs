@@ -75,6 +75,14 @@ pub enum Error {
         /// [`rate_guard_core::MAX_CHECKS`].
         max: usize,
     },
+    /// A decision log setting out of its range (`log_denials_per_second`, `log_identities`).
+    #[error("invalid {field}: {reason}")]
+    Log {
+        /// The setting.
+        field: &'static str,
+        /// What is wrong with its value.
+        reason: String,
+    },
     /// A rule the core rejects (a scoped rule id, say).
     #[error(transparent)]
     Rule(#[from] rate_guard_core::ConfigError),

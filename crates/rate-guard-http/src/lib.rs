@@ -11,7 +11,9 @@
 //! - [`Jwt`]: verified bearer-token claims;
 //! - [`route`]: route scoping, and the scoped rule ids that are part of the key schema;
 //! - [`Front`]: global and route limits, a [`Plan`] per request, and [`Front::decide`], one
-//!   store call for the enforced rules, giving an [`Outcome`] with [`response`] headers.
+//!   store call for the enforced rules, giving an [`Outcome`] with [`response`] headers;
+//! - [`DecisionLog`]: which denials are logged (sampled per rule) and how identities appear in
+//!   them, for both fronts.
 //!
 //! # The key schema
 //!
@@ -46,6 +48,7 @@
 
 mod cidr;
 mod client_ip;
+mod decision_log;
 mod error;
 mod forwarded;
 mod front;
@@ -60,6 +63,10 @@ pub mod route;
 
 pub use cidr::{normalize, parse_addr, Cidr};
 pub use client_ip::{Client, ClientIp, ForwardedHeader, Peer};
+pub use decision_log::{
+    DecisionKind, DecisionLog, Denial, DenialRecord, Identities, Record, SuppressedRecord,
+    DEFAULT_DENIALS_PER_SECOND, MAX_DENIALS_PER_SECOND, MAX_LOGGED_RULES,
+};
 pub use error::Error;
 pub use forwarded::MAX_HOPS;
 pub use front::{Front, FrontBuilder, Limit, RequestInfo};

@@ -93,6 +93,8 @@ pub(crate) struct RouteInner {
     pub(crate) method: Option<String>,
     /// The limits, their rules renamed to the scoped ids.
     pub(crate) limits: Vec<Limit>,
+    /// The ids the rules were declared with, in the same order.
+    pub(crate) declared: Vec<String>,
 }
 
 impl RouteLimits {
@@ -141,6 +143,7 @@ impl RouteLimits {
                 template: template.to_owned(),
                 method: method.map(str::to_ascii_uppercase),
                 limits: scoped,
+                declared: declared.into_iter().map(|r| r.id().to_owned()).collect(),
             }),
         })
     }
@@ -161,6 +164,18 @@ impl RouteLimits {
     #[must_use]
     pub fn limits(&self) -> &[Limit] {
         &self.inner.limits
+    }
+
+    /// The id a rule of this route was declared with (its name in metrics and logs), given its
+    /// scoped id; `None` when no rule of the route has that id.
+    #[must_use]
+    pub fn declared_id(&self, scoped: &str) -> Option<&str> {
+        let i = self
+            .inner
+            .limits
+            .iter()
+            .position(|l| l.rule.id() == scoped)?;
+        Some(&self.inner.declared[i])
     }
 }
 
@@ -246,6 +261,8 @@ mod tests {
         assert_eq!(scoped.algorithm(), Algorithm::TokenBucket);
         assert_eq!(scoped.capacity(), 3);
         assert_eq!(scoped.fail_open(), Some(false));
+        assert_eq!(route.declared_id(scoped.id()), Some(bucket.id()));
+        assert_eq!(route.declared_id(bucket.id()), None);
     }
 
     #[test]

@@ -111,8 +111,12 @@ pub struct RateGuardConfig {
     pub metrics_enabled: bool,
     /// How client identities appear in denial logs: `hashed` (default), `raw` or `omit`.
     pub log_identities: String,
-    /// Denial log events per second at most (0: none); the others are counted.
-    pub log_denials_per_second: u32,
+    /// Key of the identity hash: set it to compare hashes across processes and restarts
+    /// (`None`: random per process).
+    pub log_identity_salt: Option<String>,
+    /// Denial log events per second and rule at most, from 0 (none) to 1,000,000; the others
+    /// are counted.
+    pub log_denials_per_second: f64,
 }
 
 impl Default for RateGuardConfig {
@@ -152,7 +156,8 @@ impl Default for RateGuardConfig {
             redis_tls_verify_hostname: true,
             metrics_enabled: true,
             log_identities: "hashed".to_owned(),
-            log_denials_per_second: 10,
+            log_identity_salt: None,
+            log_denials_per_second: rate_guard_http::DEFAULT_DENIALS_PER_SECOND,
         }
     }
 }
@@ -198,6 +203,10 @@ impl fmt::Debug for RateGuardConfig {
             .field("redis_tls_verify_hostname", &self.redis_tls_verify_hostname)
             .field("metrics_enabled", &self.metrics_enabled)
             .field("log_identities", &self.log_identities)
+            .field(
+                "log_identity_salt",
+                &self.log_identity_salt.as_ref().map(|_| "<hidden>"),
+            )
             .field("log_denials_per_second", &self.log_denials_per_second)
             .finish()
     }

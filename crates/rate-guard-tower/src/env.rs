@@ -32,7 +32,7 @@ enum Kind {
 
 /// Every field of [`RateGuardConfig`] and how its variable is read (a test checks the list
 /// against the struct).
-const FIELDS: [(&str, Kind); 35] = [
+const FIELDS: [(&str, Kind); 36] = [
     ("enabled", Kind::Bool),
     ("fail_open", Kind::Bool),
     ("in_memory_fallback", Kind::Bool),
@@ -67,6 +67,7 @@ const FIELDS: [(&str, Kind); 35] = [
     ("redis_tls_verify_hostname", Kind::Bool),
     ("metrics_enabled", Kind::Bool),
     ("log_identities", Kind::Text),
+    ("log_identity_salt", Kind::OptionalText),
     ("log_denials_per_second", Kind::Number),
 ];
 

@@ -12,17 +12,16 @@ use http::request::Parts;
 use http::Method;
 use rate_guard_core::{
     bounds, parse_quotas, Algorithm, BoxFuture, Clock, Degradation, Event, EventHook, Limiter,
-    MemoryStore, Quota, Rule, Store,
+    MemoryStore, Quota, Rule, Store, SystemClock,
 };
 use rate_guard_http::{
-    ClientIp, ForwardedHeader, Front, HeaderStyle, Jwt, KeySpec, Limit, Outcome, Plan, RequestInfo,
-    RouteLimits,
+    ClientIp, DecisionLog, ForwardedHeader, Front, HeaderStyle, Jwt, KeySpec, Limit, Outcome, Plan,
+    RequestInfo, RouteLimits,
 };
 
 use crate::config::{redact_url, RateGuardConfig, RouteConfig, RuleConfig};
 use crate::error::Error;
 use crate::extract::{self, HeaderMapHeaders};
-use crate::log::{DecisionLog, Identities};
 use crate::response::{self, RateHeaders};
 
 /// A value read from a request for key resolution: a user id, a custom key, a route template.
@@ -180,7 +179,7 @@ impl RateGuard {
     /// store that is down gives the configured degraded answer.
     pub async fn decide(&self, plan: &Plan) -> Outcome {
         let outcome = self.inner.front.decide(&self.inner.limiter, plan).await;
-        self.inner.log.outcome(&outcome, plan);
+        self.inner.log(&outcome, plan);
         outcome
     }
 
@@ -195,7 +194,7 @@ impl RateGuard {
     /// (the memory store); `None` when it may wait (Redis).
     pub(crate) fn decide_now(&self, plan: &Plan) -> Option<Answer> {
         let outcome = self.inner.front.decide_now(&self.inner.limiter, plan)?;
-        self.inner.log.outcome(&outcome, plan);
+        self.inner.log(&outcome, plan);
         Some(self.inner.answer(outcome))
     }
 
@@ -205,7 +204,7 @@ impl RateGuard {
         // The front's future directly (not through `decide`): one nesting less to move.
         Box::pin(async move {
             let outcome = inner.front.decide(&inner.limiter, &plan).await;
-            inner.log.outcome(&outcome, &plan);
+            inner.log(&outcome, &plan);
             inner.answer(outcome)
         })
     }
@@ -219,6 +218,19 @@ impl RateGuard {
 }
 
 impl Inner {
+    fn log(&self, outcome: &Outcome, plan: &Plan) {
+        crate::log::outcome(&self.log, outcome, plan, |rule| self.route_of(rule));
+    }
+
+    /// The route limits that hold the rule of id `rule` (a scan: only for what is logged).
+    fn route_of(&self, rule: &str) -> Option<&RouteLimits> {
+        self.routes
+            .values()
+            .flatten()
+            .map(|(_, limits)| limits)
+            .find(|limits| limits.declared_id(rule).is_some())
+    }
+
     fn answer(&self, outcome: Outcome) -> Answer {
         if !outcome.allowed() {
             return Answer::Refused(Box::new(outcome));
@@ -437,16 +449,13 @@ impl RateGuardBuilder {
             .shared_store(store)
             .key_prefix(config.key_prefix.clone())
             .degradation(degradation);
-        if let Some(clock) = self.clock {
+        if let Some(clock) = self.clock.clone() {
             limiter = limiter.clock(clock);
         }
         for hook in self.hooks {
             limiter = limiter.on_event(move |event| hook(event));
         }
-        let log = DecisionLog::new(
-            Identities::parse(&config.log_identities)?,
-            u64::from(config.log_denials_per_second),
-        );
+        let log = decision_log(config, self.clock.clone())?;
         Ok(RateGuard {
             inner: Arc::new(Inner {
                 // Before `front` and `routes` move in.
@@ -464,6 +473,19 @@ impl RateGuardBuilder {
             }),
         })
     }
+}
+
+/// The decision log of `config`, timed by `clock` (the limiter's) or the system's.
+fn decision_log(
+    config: &RateGuardConfig,
+    clock: Option<Arc<dyn Clock>>,
+) -> Result<DecisionLog, Error> {
+    Ok(DecisionLog::new(
+        config.log_denials_per_second,
+        config.log_identities.parse()?,
+        config.log_identity_salt.as_deref(),
+        clock.unwrap_or_else(|| Arc::new(SystemClock)),
+    )?)
 }
 
 /// The HTTP front of `config`: global limits, client addresses, JWT, response headers.
