@@ -28,7 +28,8 @@ over `--rounds` rounds (the median of each metric is reported, with its spread):
    and, in brackets, those whose last command was a script call (the ones that carried the
    decisions; a guard also holds its async connection, idle in a sync case).
 2. scripts: the Redis cost of our request script per algorithm against the hand-written
-   reference scripts (shared/bench/reference-lua), both driven by
+   reference scripts (kept outside this repository; RATE_GUARD_REFERENCE_LUA names their
+   directory), both driven by
    `redis-benchmark -c 50 -P 16 -r 1000 -n <script-calls> EVALSHA <sha> ...`, in µs per call
    from `INFO commandstats` (server time, not wall time). Our exact command is captured with
    `MONITOR` from one `hit` per algorithm through the installed engine, then replayed with
@@ -272,7 +273,7 @@ def find_reference_dir() -> Path:
         if (d / "fixed_window.lua").is_file():
             return d
     raise SystemExit(
-        "reference scripts not found: set RATE_GUARD_REFERENCE_LUA to shared/bench/reference-lua"
+        "reference scripts not found: set RATE_GUARD_REFERENCE_LUA to their directory"
     )
 
 

@@ -3,10 +3,9 @@
 
 use std::cell::OnceCell;
 use std::fmt;
-use std::num::NonZeroU32;
 use std::sync::Arc;
 
-use rate_guard_core::{Hit, Limiter, Mode, Rule, Verdict, MAX_CHECKS};
+use rate_guard_core::{Hit, Limiter, Mode, Verdict, MAX_CHECKS};
 use smallvec::SmallVec;
 
 use crate::client_ip::{ClientIp, Peer};
@@ -15,91 +14,11 @@ use crate::headers::{trim_ows, Headers};
 use crate::identity;
 use crate::jwt::{claim_value, Claims, Jwt};
 use crate::key_spec::KeySpec;
+use crate::limit::Limit;
 use crate::outcome::Outcome;
 use crate::plan::{Plan, PlanItem};
 use crate::response::HeaderStyle;
 use crate::route::{RouteLimits, SCOPED_PREFIX};
-
-/// One rule as a front applies it: the rule, whose quota it counts ([`KeySpec`]), what a
-/// request weighs, and whether it only observes (`shadow`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Limit {
-    pub(crate) rule: Rule,
-    pub(crate) key: KeySpec,
-    pub(crate) cost: NonZeroU32,
-    pub(crate) shadow: bool,
-    /// Which of the request's custom keys a `custom` spec reads (0: [`RequestInfo::custom`]).
-    pub(crate) custom_slot: usize,
-}
-
-impl Limit {
-    /// `rule` per client address, cost 1, enforced.
-    #[must_use]
-    pub fn new(rule: Rule) -> Self {
-        Self {
-            rule,
-            key: KeySpec::Ip,
-            cost: NonZeroU32::MIN,
-            shadow: false,
-            custom_slot: 0,
-        }
-    }
-
-    /// Whose quota the rule counts.
-    #[must_use]
-    pub fn key(mut self, key: KeySpec) -> Self {
-        self.key = key;
-        self
-    }
-
-    /// What one request weighs against the rule.
-    #[must_use]
-    pub fn cost(mut self, cost: NonZeroU32) -> Self {
-        self.cost = cost;
-        self
-    }
-
-    /// Count and report, never block.
-    #[must_use]
-    pub fn shadow(mut self, shadow: bool) -> Self {
-        self.shadow = shadow;
-        self
-    }
-
-    /// For a `custom` key spec: which of the request's custom keys the rule counts by, when
-    /// rules of one request are keyed by different functions (Python's stacked `key_func`s).
-    /// Slot 0 (the default) is [`RequestInfo::custom`]; slot `n` is the `n`-th of the extra
-    /// keys given to [`Front::plan_with_keys`].
-    #[must_use]
-    pub fn custom_slot(mut self, slot: usize) -> Self {
-        self.custom_slot = slot;
-        self
-    }
-
-    /// The rule.
-    #[must_use]
-    pub fn rule(&self) -> &Rule {
-        &self.rule
-    }
-
-    /// The key spec.
-    #[must_use]
-    pub fn key_spec(&self) -> &KeySpec {
-        &self.key
-    }
-
-    /// The cost.
-    #[must_use]
-    pub fn weight(&self) -> NonZeroU32 {
-        self.cost
-    }
-
-    /// Whether the limit only observes.
-    #[must_use]
-    pub fn is_shadow(&self) -> bool {
-        self.shadow
-    }
-}
 
 /// What a request brings to key resolution: its peer, its headers, and the identities the
 /// application resolved (an authenticated user, a `key_func` value).

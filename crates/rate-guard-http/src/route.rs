@@ -45,8 +45,8 @@ use rate_guard_core::{Rule, MAX_RULE_ID_LEN};
 use sha2::{Digest, Sha256};
 
 use crate::error::{clip, Error};
-use crate::front::Limit;
 use crate::key_spec::is_tchar;
+use crate::limit::Limit;
 
 /// The start of every route-scoped rule id.
 pub const SCOPED_PREFIX: &str = "rt.";

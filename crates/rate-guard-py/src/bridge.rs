@@ -1,7 +1,8 @@
 //! The async bridge: results computed on tokio, delivered to asyncio futures in batches.
 //!
 //! The stock `pyo3-async-runtimes` bridge takes the GIL on a blocking-pool thread for every
-//! result and grows a hundred threads under load (shared/notes/bridge.md §4). Here tokio tasks
+//! result and grows a hundred threads under load (a prototype measured ~50 µs CPU per call, about
+//! what pure redis-py asyncio costs, and ~170 OS threads). Here tokio tasks
 //! never take the GIL:
 //!
 //! - each event loop gets one [`LoopBridge`]: an `eventfd` registered once with

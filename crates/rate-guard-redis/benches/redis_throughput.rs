@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rate_guard_core::{Algorithm, Check, KeyBuilder, Quota, Request, Rule, Store};
-use rate_guard_redis::{RedisStore, REQUEST_SOURCE};
+use rate_guard_redis::test_support::REQUEST_SOURCE;
+use rate_guard_redis::RedisStore;
 use rate_guard_testkit::RedisServer;
 
 const RUN: Duration = Duration::from_secs(3);

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Redis CPU per decision of our Lua code against the hand-written reference scripts
-# (shared/bench/reference-lua), per algorithm, one rule of 10000/hour over 1,000 keys:
+# (single-purpose Lua kept outside this repository: RATE_GUARD_REFERENCE_LUA names their
+# directory; BENCHMARKS.md gives the figures), per algorithm, one rule of 10000/hour over 1,000 keys:
 #
 #   crates/rate-guard-redis/benches/script_cost.sh [BEFORE_REV]   (ROUNDS=5 N=100000 by default;
 #   ALGOS="fw tb sw sl" the algorithms of the single-rule table)

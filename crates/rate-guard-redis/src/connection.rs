@@ -5,7 +5,7 @@
 //! [`ConnectionError`] that tells a timeout from an unreachable server and from a refusal.
 //! Concurrent calls on one connection (and its clones) are pipelined over multiplexed sockets.
 //!
-//! Scripts run through [`Connection::eval_script`]: `EVALSHA`, and on `NOSCRIPT` a
+//! Scripts run through [`Connection::eval_encoded`]: `EVALSHA`, and on `NOSCRIPT` a
 //! `SCRIPT LOAD` on the node that answered followed by exactly one more `EVALSHA`, on every
 //! topology, so a script cache flushed by a restart, a failover or `SCRIPT FLUSH` costs one
 //! extra round trip and never an `EVAL` of the whole body per call. A function library runs
@@ -20,7 +20,13 @@
 //! let conn = Connection::connect(&config).await?;
 //! let body = "return redis.call('INCR', KEYS[1])";
 //! let sha = conn.load_script(body).await?;
-//! let hits = conn.eval_script(&sha, body, &["{client-1}:hits"], &[] as &[&str]).await?;
+//! let key = "{client-1}:hits";
+//! let mut command = Vec::new(); // EVALSHA sha 1 key, in RESP
+//! rate_guard_redis::resp::array(&mut command, 4);
+//! for arg in ["EVALSHA", sha.as_str(), "1", key] {
+//!     rate_guard_redis::resp::bulk(&mut command, arg.as_bytes());
+//! }
+//! let hits = conn.eval_encoded(&sha, body, Some(key), &command).await?;
 //! assert_eq!(hits, redis::Value::Int(1));
 //! # Ok(())
 //! # }
@@ -150,30 +156,16 @@ impl Connection {
         }
     }
 
-    /// Runs the script whose SHA1 is `sha` (and whose source is `body`) with `keys` and `args`:
-    /// `EVALSHA`, and on `NOSCRIPT` a `SCRIPT LOAD` of `body` on the node that answered, then
-    /// `EVALSHA` once more. On a cluster the call goes to the master owning the slot of
-    /// `keys[0]` (the caller makes every key share it; without keys, to any master, after
-    /// loading on all of them). The whole call, reload included, is bounded by the command
+    /// Runs the script whose SHA1 is `sha` (and whose source is `body`): `command` is the whole
+    /// `EVALSHA sha numkeys key… arg…` in RESP (see [`crate::resp`]), whose first key is
+    /// `first_key`. `EVALSHA`, and on `NOSCRIPT` a `SCRIPT LOAD` of `body` on the node that
+    /// answered, then `EVALSHA` once more. On a cluster the call goes to the master owning the
+    /// slot of `first_key` (the caller makes every key share it; without keys, to any master,
+    /// after loading on all of them). The whole call, reload included, is bounded by the command
     /// timeout. A script error or another reply about this call's keys or arguments is
     /// [`ConnectionError::Rejected`]; a server-wide refusal (`OOM`, `BUSY`, `NOPERM`, a
     /// `NOSCRIPT` that outlives the reload…) and a `body` whose SHA1 is not `sha` are
     /// [`ConnectionError::Refused`].
-    pub async fn eval_script<A: AsRef<[u8]>>(
-        &self,
-        sha: &str,
-        body: &str,
-        keys: &[&str],
-        args: &[A],
-    ) -> Result<Value, ConnectionError> {
-        let command = script_call(b"EVALSHA", sha, keys, args);
-        self.eval_encoded(sha, body, keys.first().copied(), &command)
-            .await
-    }
-
-    /// [`eval_script`](Self::eval_script) of a command already written: `command` is the
-    /// whole `EVALSHA sha numkeys key… arg…` in RESP (see [`crate::resp`]), whose first key
-    /// is `first_key`.
     pub async fn eval_encoded(
         &self,
         sha: &str,
@@ -196,7 +188,7 @@ impl Connection {
     /// and `args`; when the server answers that the function does not exist (a restart without
     /// persistence, `FUNCTION FLUSH`, a failover to a node that never had it), `FUNCTION LOAD
     /// REPLACE` of `library` on the node that answered, then `FCALL` once more. Routed, bounded
-    /// and classified as [`eval_script`](Self::eval_script); a server that refuses functions
+    /// and classified as [`eval_encoded`](Self::eval_encoded); a server that refuses functions
     /// (Redis 6: `unknown command`, an ACL without `FUNCTION`) is
     /// [`ConnectionError::Refused`].
     pub async fn call_function<A: AsRef<[u8]>>(
@@ -362,7 +354,12 @@ impl Connection {
 }
 
 /// `name target numkeys key… arg…` in RESP.
-fn script_call<A: AsRef<[u8]>>(name: &[u8], target: &str, keys: &[&str], args: &[A]) -> Vec<u8> {
+pub(crate) fn script_call<A: AsRef<[u8]>>(
+    name: &[u8],
+    target: &str,
+    keys: &[&str],
+    args: &[A],
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(64 + 32 * (keys.len() + args.len()));
     resp::array(&mut out, 3 + keys.len() + args.len());
     resp::bulk(&mut out, name);

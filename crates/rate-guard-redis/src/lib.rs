@@ -22,9 +22,10 @@ pub mod connection;
 pub mod resp;
 mod script;
 mod store;
+#[cfg(feature = "test-support")]
+pub mod test_support;
 
 pub use connection::{defer_wakeups, wake_deferred, Connection, ConnectionError, RedisConfig};
-pub use script::{library_source, request_function, REFUND_SOURCE, REQUEST_SOURCE};
 pub use store::{encode_request, Head, RedisStore};
 
 /// The README's Rust snippets (they use this crate and the core), compiled as doctests.

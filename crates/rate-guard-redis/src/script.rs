@@ -23,12 +23,12 @@ macro_rules! with_algorithms {
 
 /// The request script: decides a request's rules together and consumes only if all allow.
 /// Its header (`lua/request.lua`) lists KEYS, ARGV and the reply.
-pub const REQUEST_SOURCE: &str =
+pub(crate) const REQUEST_SOURCE: &str =
     with_algorithms!("../lua/request.lua"; "\nreturn request(KEYS, ARGV)\n");
 
 /// The refund script: gives back what one slot group of a cluster request consumed when another
 /// group denied (`lua/refund.lua`).
-pub const REFUND_SOURCE: &str =
+pub(crate) const REFUND_SOURCE: &str =
     with_algorithms!("../lua/refund.lua"; "\nreturn refund(KEYS, ARGV)\n");
 
 /// The library's code, without its `#!lua` line and registrations (which name it).
@@ -86,15 +86,3 @@ fn sha1(source: &str) -> String {
 pub(crate) static REQUEST: LazyLock<Script> = LazyLock::new(|| Script::new(REQUEST_SOURCE));
 pub(crate) static REFUND: LazyLock<Script> = LazyLock::new(|| Script::new(REFUND_SOURCE));
 pub(crate) static LIBRARY: LazyLock<Library> = LazyLock::new(Library::new);
-
-/// The function library's source, for `FUNCTION LOAD` (its header names it and its functions).
-#[must_use]
-pub fn library_source() -> &'static str {
-    &LIBRARY.source
-}
-
-/// The name of the library's request function, for `FCALL` (arguments as the request script).
-#[must_use]
-pub fn request_function() -> &'static str {
-    &LIBRARY.request
-}

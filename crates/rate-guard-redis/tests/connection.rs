@@ -5,6 +5,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use rate_guard_redis::connection::{Connection, ConnectionError, RedisConfig, Topology};
+use rate_guard_redis::test_support::eval_script;
 use rate_guard_testkit::{RedisCluster, RedisSentinel, RedisServer};
 use redis::Value;
 
@@ -23,10 +24,7 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
 }
 
 async fn incr(conn: &Connection, key: &str) -> Result<i64, ConnectionError> {
-    match conn
-        .eval_script(&sha1(INCR), INCR, &[key], &[] as &[&str])
-        .await?
-    {
+    match eval_script(conn, &sha1(INCR), INCR, &[key], &[] as &[&str]).await? {
         Value::Int(n) => Ok(n),
         other => panic!("INCR script returned {other:?}"),
     }
@@ -211,15 +209,15 @@ async fn standalone_scripts_reload_after_script_flush() {
     assert_eq!(conn.topology(), Topology::Standalone);
 
     // Never loaded: NOSCRIPT, SCRIPT LOAD, EVALSHA.
-    let reply = conn
-        .eval_script(
-            &sha1(ECHO),
-            ECHO,
-            &["k"],
-            &[b"bytes".to_vec(), vec![0xff, 0]],
-        )
-        .await
-        .unwrap();
+    let reply = eval_script(
+        &conn,
+        &sha1(ECHO),
+        ECHO,
+        &["k"],
+        &[b"bytes".to_vec(), vec![0xff, 0]],
+    )
+    .await
+    .unwrap();
     let expected = |a: &[u8], b: &[u8]| {
         Value::Array(vec![
             Value::BulkString(b"k".to_vec()),
@@ -232,8 +230,7 @@ async fn standalone_scripts_reload_after_script_flush() {
 
     // Cached now: no more loads. String arguments work too.
     let args = [String::from("a"), String::from("b")];
-    let reply = conn
-        .eval_script(&sha1(ECHO), ECHO, &["k"], &args)
+    let reply = eval_script(&conn, &sha1(ECHO), ECHO, &["k"], &args)
         .await
         .unwrap();
     assert_eq!(reply, expected(b"a", b"b"));
@@ -250,8 +247,7 @@ async fn standalone_scripts_reload_after_script_flush() {
     assert_eq!(conn.load_script(INCR).await.unwrap(), sha1(INCR));
 
     // A body that does not match its SHA1 is refused rather than retried forever.
-    let err = conn
-        .eval_script(&sha1("return 1"), "return 2", &[], &[] as &[&str])
+    let err = eval_script(&conn, &sha1("return 1"), "return 2", &[], &[] as &[&str])
         .await
         .unwrap_err();
     assert!(
@@ -261,8 +257,7 @@ async fn standalone_scripts_reload_after_script_flush() {
 
     // A script error concerns that call: rejected, not a transient failure.
     let boom = "return redis.call('NOSUCHCOMMAND')";
-    let err = conn
-        .eval_script(&sha1(boom), boom, &[], &[] as &[&str])
+    let err = eval_script(&conn, &sha1(boom), boom, &[], &[] as &[&str])
         .await
         .unwrap_err();
     assert!(matches!(err, ConnectionError::Rejected(_)), "{err}");
@@ -521,9 +516,7 @@ async fn cluster_routes_loads_everywhere_and_follows_a_failover() {
     // Two keys of one slot in one call.
     let pair = "return redis.call('INCR', KEYS[1]) + redis.call('INCR', KEYS[2])";
     let both = ["{user:7}:a", "{user:7}:b"];
-    let reply = conn
-        .eval_script(&sha1(pair), pair, &both, &[] as &[&str])
-        .await;
+    let reply = eval_script(&conn, &sha1(pair), pair, &both, &[] as &[&str]).await;
     assert_eq!(reply.unwrap(), Value::Int(2));
 
     // SCRIPT LOAD on every master; SCRIPT FLUSH everywhere; eval still works on every master.
@@ -534,7 +527,9 @@ async fn cluster_routes_loads_everywhere_and_follows_a_failover() {
     conn.command_everywhere(&["SCRIPT", "FLUSH"]).await.unwrap();
     assert_eq!(script_exists_everywhere(&cluster, &sha), ["0", "0", "0"]);
     for key in &keys {
-        let reply = conn.eval_script(&sha, body, &[key], &["10"]).await.unwrap();
+        let reply = eval_script(&conn, &sha, body, &[key], &["10"])
+            .await
+            .unwrap();
         assert_eq!(reply, Value::Int(11));
     }
     assert_eq!(script_exists_everywhere(&cluster, &sha), ["1", "1", "1"]);
@@ -542,7 +537,7 @@ async fn cluster_routes_loads_everywhere_and_follows_a_failover() {
     // Without keys: any master, after loading on all of them.
     conn.command_everywhere(&["SCRIPT", "FLUSH"]).await.unwrap();
     let one = "return 1";
-    let reply = conn.eval_script(&sha1(one), one, &[], &[] as &[&str]).await;
+    let reply = eval_script(&conn, &sha1(one), one, &[], &[] as &[&str]).await;
     assert_eq!(reply.unwrap(), Value::Int(1));
 
     // DEL across slots.

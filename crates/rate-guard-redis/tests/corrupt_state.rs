@@ -13,7 +13,8 @@ use rate_guard_core::{
     Algorithm, Check, Decision, KeyBuilder, MemoryStore, Mode, Quota, Request, Rule, Store,
     Timestamp,
 };
-use rate_guard_redis::{RedisStore, REFUND_SOURCE};
+use rate_guard_redis::test_support::REFUND_SOURCE;
+use rate_guard_redis::RedisStore;
 use rate_guard_testkit::RedisServer;
 
 const NOW: u64 = 1_796_000_000_123_456;

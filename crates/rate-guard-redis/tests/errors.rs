@@ -17,6 +17,7 @@ use rate_guard_core::{
     Algorithm, BoxFuture, BreakerState, Decision, Degradation, Event, Limiter, Quota, Request,
     Rule, Source, Store, StoreError, Verdict,
 };
+use rate_guard_redis::test_support::eval_script;
 use rate_guard_redis::{Connection, RedisConfig, RedisStore};
 use rate_guard_testkit::RedisServer;
 
@@ -75,10 +76,7 @@ impl Store for IncrStore {
         Box::pin(async move {
             let check = &request.checks[0];
             let sha = self.0.load_script(INCR).await?;
-            let count = self
-                .0
-                .eval_script(&sha, INCR, &[check.key], &[] as &[&str])
-                .await?;
+            let count = eval_script(&self.0, &sha, INCR, &[check.key], &[] as &[&str]).await?;
             let redis::Value::Int(count) = count else {
                 return Err(StoreError::Rejected(format!("{count:?}")));
             };

@@ -7,7 +7,8 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 use rate_guard_core::{Algorithm, Check, Quota, Request, Rule, Store};
-use rate_guard_redis::{library_source, request_function, RedisConfig, RedisStore};
+use rate_guard_redis::test_support::{library_source, request_function};
+use rate_guard_redis::{RedisConfig, RedisStore};
 use rate_guard_testkit::RedisServer;
 
 async fn connect(url: &str) -> RedisStore {

@@ -4,6 +4,7 @@
 
 use rate_guard_core::{Limiter, Quota, Rule};
 use rate_guard_redis::connection::{Connection, ConnectionError, RedisConfig};
+use rate_guard_redis::test_support::eval_script;
 use rate_guard_redis::RedisStore;
 use rate_guard_testkit::{RedisServer, TestCertificates};
 
@@ -31,8 +32,7 @@ fn tls_server(
 async fn works(config: &RedisConfig) {
     let conn = Connection::connect(config).await.unwrap();
     let sha = conn.load_script(INCR).await.unwrap();
-    let reply = conn
-        .eval_script(&sha, INCR, &["tls-hits"], &[] as &[&str])
+    let reply = eval_script(&conn, &sha, INCR, &["tls-hits"], &[] as &[&str])
         .await
         .unwrap();
     assert!(matches!(reply, redis::Value::Int(n) if n >= 1), "{reply:?}");
