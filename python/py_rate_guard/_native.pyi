@@ -11,10 +11,12 @@ __all__ = [
     "Call",
     "ConfigError",
     "Decision",
+    "DecisionLog",
     "Drainer",
     "Flusher",
     "Front",
     "Guard",
+    "ManualClock",
     "Outcome",
     "Plan",
     "RateGuardError",
@@ -287,3 +289,31 @@ class Outcome:
     def source(self) -> str | None: ...
     @property
     def error(self) -> str | None: ...
+
+@final
+class ManualClock:
+    def __new__(cls, start: float = 0.0) -> Self: ...
+    def advance(self, seconds: float) -> None: ...
+    def now(self) -> float: ...
+
+@final
+class DecisionLog:
+    def __new__(
+        cls,
+        per_second: float = ...,
+        identities: str = "hashed",
+        salt: str | None = None,
+        clock: ManualClock | None = None,
+    ) -> Self: ...
+    def outcome(
+        self,
+        outcome: Outcome,
+        plan: Plan | None = None,
+        route: RouteLimits | None = None,
+    ) -> list[dict[str, Any]] | None: ...
+    def flush(self) -> list[dict[str, Any]]: ...
+    def render_identity(self, identity: str) -> str | None: ...
+    @property
+    def per_second(self) -> float: ...
+    @property
+    def identities(self) -> str: ...

@@ -10,7 +10,8 @@ call), so `JsonFormatter` below, python-json-logger's `JsonFormatter` and struct
   `decision` (`blocked`, `shadow_blocked`), `identity`, `status`, `limit`, `remaining`,
   `retry_after`, `source`, `degraded`, `suppressed`;
 - `fail_closed` (WARNING): the same, for a request refused (503) while the store is down;
-- `rate_limited_suppressed` (WARNING): `rule`, `route`, `suppressed` (denials not logged);
+- `rate_limited_suppressed` (WARNING): `rule`, `rule_name`, `route`, `suppressed` (denials
+  not logged);
 - `store_failed` (WARNING): `error_kind` (`timeout`, `unavailable`, `refused`, or `rejected`:
   one request's own data or arguments, which never opens the breaker), `error`;
 - `breaker` (WARNING; INFO when it closes): `from_state`, `to_state`, `failures`;
@@ -22,7 +23,8 @@ Denials are sampled so that an attack cannot flood the logs: at most `log_denial
 records per second per rule; the ones left out are counted in the next record's `suppressed`
 (or a `rate_limited_suppressed` record). Client identities are logged per `log_identities`:
 `hashed` (default; a keyed BLAKE2b digest, the key from `log_identity_salt` or random per
-process), `raw`, or `omit`.
+process), `raw`, or `omit`. Both are decided by the engine (`_native.DecisionLog`, which the
+tower layer uses too); this module formats the records it hands out.
 
 Store, breaker and fallback events come from the Rust engine through a bounded queue (1,000
 events; overflow is counted, never blocks a request) that a daemon thread drains; `drain()`
@@ -34,14 +36,11 @@ from __future__ import annotations
 import atexit
 import contextlib
 import datetime
-import hashlib
 import json
 import logging
 import os
 import threading
-import time
 import weakref
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from py_rate_guard import _native
@@ -55,7 +54,6 @@ __all__ = [
     "JsonFormatter",
     "attach",
     "drain",
-    "identity_for_log",
 ]
 
 logger = logging.getLogger("py_rate_guard")
@@ -63,11 +61,8 @@ logger = logging.getLogger("py_rate_guard")
 # nothing is printed (no last-resort output on stderr).
 logger.addHandler(logging.NullHandler())
 
-DEFAULT_DENIALS_PER_SECOND = 10.0
-"""Denial records per second and rule when the configuration does not say."""
-
-_MAX_RULES = 10_000
-"""Sampling state is kept for at most this many rules (rules come from configuration)."""
+DEFAULT_DENIALS_PER_SECOND: float = _native.DecisionLog().per_second
+"""Denial records per second and rule when the configuration does not say (the engine's)."""
 
 _STANDARD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
     "message",
@@ -99,164 +94,66 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=str, ensure_ascii=False)
 
 
-# -- identities --------------------------------------------------------------------------
-
-_process_salt = os.urandom(16)
-
-
-def _salt(config: Any) -> bytes:
-    secret = getattr(config, "log_identity_salt", None)
-    if secret is None:
-        return _process_salt
-    value = secret.get_secret_value() if hasattr(secret, "get_secret_value") else secret
-    return hashlib.blake2b(str(value).encode(), digest_size=32).digest()
-
-
-def identity_for_log(identity: str | None, mode: str, salt: bytes) -> str | None:
-    """`identity` as logs show it: itself (`raw`), its keyed digest (`hashed`: 16 hex digits,
-    the same for the same identity and salt), or None (`omit`)."""
-    if identity is None or mode == "omit":
-        return None
-    if mode == "raw":
-        return identity
-    return hashlib.blake2b(identity.encode(), key=salt, digest_size=8).hexdigest()
-
-
 # -- denials -----------------------------------------------------------------------------
 
 
-class _Budget:
-    __slots__ = ("last_log", "suppressed", "tokens", "updated")
-
-    def __init__(self, tokens: float, now: float) -> None:
-        self.tokens = tokens
-        self.updated = now
-        self.last_log = now
-        self.suppressed = 0
-
-
 class DecisionLog:
-    """Logs the denials of one guard's requests, sampled per rule. Adapters call `outcome`
-    after each decision; it returns at once for a request allowed without shadow denials."""
+    """Logs the denials of one guard's requests. What is logged is the engine's decision
+    (`_native.DecisionLog`, the tower layer's too): denials sampled per rule, identities
+    hashed, raw or omitted; this formats its records. Adapters call `outcome` after each
+    decision that denied or that a shadow rule would have denied."""
 
-    def __init__(self, config: Any, *, clock: Callable[[], float] = time.monotonic) -> None:
-        rate = getattr(config, "log_denials_per_second", DEFAULT_DENIALS_PER_SECOND)
-        self.rate = max(0.0, float(rate))
-        self.mode = str(getattr(config, "log_identities", "hashed"))
-        if self.mode not in ("hashed", "raw", "omit"):
-            raise ValueError(f"log_identities must be hashed, raw or omit, not {self.mode!r}")
-        self.salt = _salt(config)
-        self.clock = clock
-        self._budgets: dict[str, _Budget] = {}
-        self._routes: dict[str, str | None] = {}
-        self._lock = threading.Lock()
-        with _decision_logs_lock:
-            _decision_logs.add(self)
-
-    def outcome(self, outcome: Any, plan: Any, route: str | None = None) -> None:
-        """Logs `outcome` (a `_native.Outcome`) of `plan` (its `_native.Plan`) when it is a
-        denial or a shadow rule would have denied; `route` is the route template."""
-        if outcome.allowed:
-            shadow = outcome.shadow_denied
-            if not shadow or self.rate == 0.0:
-                return
-            for rule in shadow:
-                self._denial(outcome, plan, route, rule, "shadow_blocked")
-            return
-        if self.rate == 0.0:
-            return
-        self._denial(outcome, plan, route, outcome.rule, "blocked")
-
-    def _denial(
-        self, outcome: Any, plan: Any, route: str | None, rule: str | None, decision: str
-    ) -> None:
-        suppressed = self._admit(rule or "", route)
-        if suppressed is None:
-            return
-        identity = next((item[1] for item in plan.items if item[0] == rule), None)
-        fields: dict[str, Any] = {
-            "event": "fail_closed" if outcome.status == 503 else "rate_limited",
-            **_rule_fields(rule),
-            "route": route,
-            "decision": decision,
-            "status": outcome.status if decision == "blocked" else 200,
-            "source": outcome.source,
-            "degraded": outcome.degraded,
-            "suppressed": suppressed,
-        }
-        if self.mode != "omit":
-            fields["identity"] = identity_for_log(identity, self.mode, self.salt)
-        d = outcome.decision
-        if d is not None and decision == "blocked":
-            fields.update(limit=d.limit, remaining=d.remaining, retry_after=d.retry_after)
-        logger.warning(
-            "%s: rule %s on route %s (%s)",
-            fields["event"],
-            fields["rule_name"],
-            route,
-            decision,
-            extra=fields,
+    def __init__(self, config: Any, *, clock: _native.ManualClock | None = None) -> None:
+        secret: Any = getattr(config, "log_identity_salt", None)
+        salt = secret.get_secret_value() if hasattr(secret, "get_secret_value") else secret
+        self.native = _native.DecisionLog(
+            float(getattr(config, "log_denials_per_second", DEFAULT_DENIALS_PER_SECOND)),
+            str(getattr(config, "log_identities", "hashed")),
+            None if salt is None else str(salt),
+            clock,
         )
+        """The engine's log (`render_identity` shows how identities appear)."""
+        if clock is None:  # a manual clock's log is flushed by whoever moves the clock
+            with _decision_logs_lock:
+                _decision_logs.add(self)
 
-    def _admit(self, rule: str, route: str | None) -> int | None:
-        """None when this denial of `rule` is left out; else the denials left out since the
-        rule's last record (token bucket: `rate` per second, as many at once)."""
-        now = self.clock()
-        with self._lock:
-            budget = self._budgets.get(rule)
-            if budget is None:
-                if len(self._budgets) >= _MAX_RULES:
-                    self._budgets.clear()
-                    self._routes.clear()
-                budget = self._budgets[rule] = _Budget(max(1.0, self.rate), now)
-            budget.tokens = min(
-                max(1.0, self.rate), budget.tokens + (now - budget.updated) * self.rate
-            )
-            budget.updated = now
-            if budget.tokens < 1.0:
-                budget.suppressed += 1
-                self._routes[rule] = route
-                return None
-            budget.tokens -= 1.0
-            budget.last_log = now
-            suppressed, budget.suppressed = budget.suppressed, 0
-            return suppressed
+    def outcome(
+        self,
+        outcome: _native.Outcome,
+        plan: _native.Plan | None = None,
+        route: _native.RouteLimits | None = None,
+    ) -> None:
+        """Logs what the engine keeps of `outcome` (its denial, or the shadow rules that would
+        have denied) of `plan` (default: the outcome's own); `route` is the limits of the
+        request's route. A denial left out costs no Python object."""
+        records = self.native.outcome(outcome, plan, route)
+        if records is not None:
+            _log_records(records)
 
     def flush(self) -> None:
         """Logs `rate_limited_suppressed` for each rule with denials left out and no record
         for a second (so that the count of the last burst is not lost)."""
-        now = self.clock()
-        pending = []
-        with self._lock:
-            for rule, budget in self._budgets.items():
-                if budget.suppressed and now - budget.last_log >= 1.0:
-                    pending.append((rule, self._routes.get(rule), budget.suppressed))
-                    budget.suppressed = 0
-                    budget.last_log = now
-        for rule, route, suppressed in pending:
+        _log_records(self.native.flush())
+
+
+def _log_records(records: list[dict[str, Any]]) -> None:
+    for fields in records:
+        if fields["event"] == "rate_limited_suppressed":
             logger.warning(
                 "rate_limited_suppressed: %d denials of rule %s not logged",
-                suppressed,
-                rule,
-                extra={
-                    "event": "rate_limited_suppressed",
-                    **_rule_fields(rule),
-                    "route": route,
-                    "suppressed": suppressed,
-                },
+                fields["suppressed"],
+                fields["rule"],
+                extra=fields,
             )
-
-
-def _rule_fields(rule_id: str | None) -> dict[str, Any]:
-    """`rule`, the rule's id (a route rule's is scoped: `rt.<16 hex>.<name>`, as in its
-    storage keys), and `rule_name`, the name the metrics label it with (the id without the
-    scope)."""
-    if rule_id is None:
-        return {"rule": None, "rule_name": None}
-    head, _, name = rule_id.partition(".")[2].partition(".")
-    if rule_id.startswith("rt.") and len(head) == 16 and name:
-        return {"rule": rule_id, "rule_name": name}
-    return {"rule": rule_id, "rule_name": rule_id}
+        else:
+            logger.warning(
+                "%s: rule %s on route %s (%s)",
+                fields["event"],
+                fields["rule_name"],
+                fields["route"],
+                fields["decision"],
+                extra=fields,
+            )
 
 
 _decision_logs: weakref.WeakSet[DecisionLog] = weakref.WeakSet()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import io
 import json
 import logging
@@ -528,12 +529,20 @@ def test_denial_logs_are_json_with_event_rule_route_decision_and_identity(mode: 
 
 
 def test_hashed_identities_are_stable_under_a_salt_and_differ_across_salts() -> None:
-    a = logs.identity_for_log("ip:1.2.3.4", "hashed", b"k1")
-    assert a == logs.identity_for_log("ip:1.2.3.4", "hashed", b"k1")
-    assert a != logs.identity_for_log("ip:1.2.3.5", "hashed", b"k1")
-    assert a != logs.identity_for_log("ip:1.2.3.4", "hashed", b"k2")
-    assert logs.identity_for_log("ip:1.2.3.4", "omit", b"k1") is None
-    assert logs.identity_for_log("ip:1.2.3.4", "raw", b"k1") == "ip:1.2.3.4"
+    def render(identity: str, mode: str = "hashed", salt: str | None = "k1") -> str | None:
+        config = SimpleNamespace(log_identities=mode, log_identity_salt=salt)
+        rendered: str | None = logs.DecisionLog(config).native.render_identity(identity)
+        return rendered
+
+    a = render("ip:1.2.3.4")
+    assert a == render("ip:1.2.3.4")
+    assert a != render("ip:1.2.3.5")
+    assert a != render("ip:1.2.3.4", salt="k2")
+    # The key is the salt's BLAKE2b-256, the digest a keyed BLAKE2b of 8 bytes (both fronts').
+    key = hashlib.blake2b(b"k1", digest_size=32).digest()
+    assert a == hashlib.blake2b(b"ip:1.2.3.4", key=key, digest_size=8).hexdigest()
+    assert render("ip:1.2.3.4", "omit") is None
+    assert render("ip:1.2.3.4", "raw") == "ip:1.2.3.4"
 
 
 def _denied_outcome() -> tuple[Any, Any]:
@@ -549,33 +558,44 @@ def _denied_outcome() -> tuple[Any, Any]:
     return outcome, plan
 
 
-def test_denial_logs_are_sampled_per_rule_and_count_what_they_leave_out() -> None:
-    now = [1000.0]
-    config = SimpleNamespace(log_denials_per_second=5, log_identities="raw")
-    log = logs.DecisionLog(config, clock=lambda: now[0])
-    outcome, plan = _denied_outcome()
+def test_denial_sampling_is_the_engines() -> None:
+    """The sequence of crates/rate-guard-tower/tests/decision_log.rs gives the same records:
+    the sampling is the engine's, tested in crates/rate-guard-http/tests/decision_log.rs."""
+    name = f"s{uuid.uuid4().hex[:10]}"
+    clock = _native.ManualClock(1_800_000_000.0)
+    config = SimpleNamespace(log_denials_per_second=2.5, log_identities="raw")
+    log = logs.DecisionLog(config, clock=clock)
+    front = _native.Front(global_rules=[RateLimitRule(limit="1/minute", name=name).front_spec()])
+    guard = _native.Guard(key_prefix=prefix())
+
+    def requests(n: int) -> None:
+        for _ in range(n):
+            plan = front.plan("192.0.2.50", [])
+            log.outcome(front.decide(guard, plan), plan)
+
     with json_logs() as records:
-        for _ in range(100):  # an attack: 100 denials in the same instant
-            log.outcome(outcome, plan, "/login")
-        assert len(records()) == 5
-        now[0] += 1.0
-        log.outcome(outcome, plan, "/login")
-        assert records()[-1]["suppressed"] == 95
-        for _ in range(10):
-            log.outcome(outcome, plan, "/login")  # 4 more logged, 6 left out
-        now[0] += 1.0
-        log.flush()  # a second later, nothing more came: the count is not lost
-    lines = records()
-    assert len(lines) == 11
-    assert lines[-1] == {
-        **lines[-1],
+        # 10 requests (one admitted), a second later 5, 400 ms later one more; 2.5 a second.
+        for advance, n in [(0.0, 10), (1.0, 5), (0.4, 1)]:
+            clock.advance(advance)
+            requests(n)
+        ours = [r for r in records() if r.get("rule") == name]
+        assert [r["suppressed"] for r in ours] == [0, 0, 7, 0, 3]
+        for r in ours:
+            assert r["event"] == "rate_limited" and r["rule_name"] == name
+            assert (r["decision"], r["status"], r["identity"]) == ("blocked", 429, "ip:192.0.2.50")
+            assert (r["limit"], r["remaining"]) == (1, 0)
+        # Five more left out; a second later, nothing more came: the count is not lost.
+        requests(5)
+        clock.advance(1.0)
+        log.flush()
+        last = [r for r in records() if r.get("rule") == name][-1]
+    assert last == {
+        **last,
         "event": "rate_limited_suppressed",
-        "rule": "sampled",
-        "rule_name": "sampled",
-        "route": "/login",
-        "suppressed": 6,
+        "rule_name": name,
+        "route": None,
+        "suppressed": 5,
     }
-    assert {r["identity"] for r in lines[:-1]} == {"ip:192.0.2.50"}
 
 
 def test_zero_denials_per_second_logs_no_denial() -> None:

@@ -510,7 +510,7 @@ impl Front {
 /// The limits of one route (opaque; built by `Front.route`, once per route).
 #[pyclass(frozen, module = "py_rate_guard._native", name = "RouteLimits")]
 pub(crate) struct RouteLimits {
-    inner: http::RouteLimits,
+    pub(crate) inner: http::RouteLimits,
 }
 
 #[pymethods]
@@ -550,7 +550,7 @@ impl RouteLimits {
 /// What one request is decided on: `(rule id, identity, cost, shadow)` per applicable rule.
 #[pyclass(frozen, module = "py_rate_guard._native", name = "Plan")]
 pub(crate) struct Plan {
-    inner: Arc<http::Plan>,
+    pub(crate) inner: Arc<http::Plan>,
 }
 
 #[pymethods]
@@ -593,9 +593,9 @@ impl Plan {
 /// when not, answer `status` with `body` and `headers` (its content-type included).
 #[pyclass(frozen, module = "py_rate_guard._native", name = "Outcome")]
 pub(crate) struct Outcome {
-    inner: http::Outcome,
+    pub(crate) inner: http::Outcome,
     decision: Option<Decision>,
-    plan: Option<Arc<http::Plan>>,
+    pub(crate) plan: Option<Arc<http::Plan>>,
 }
 
 impl From<http::Outcome> for Outcome {

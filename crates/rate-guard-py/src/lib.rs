@@ -9,6 +9,8 @@
 //! - `Rules`: rules built once from `(limit, algorithm, burst, name, fail_open)` tuples;
 //! - `Guard`: a limiter over the memory store or Redis whose sync calls release the GIL, with
 //!   a runtime and connections rebuilt in each process after `fork()` ([`fork`]);
+//! - `DecisionLog`: the engine's decision log (denials sampled per rule, identities hashed),
+//!   whose records `py_rate_guard.logs` formats ([`decision_log`]);
 //! - `Decision`, and the exceptions `RateGuardError` → `ConfigError`, `StorageError`, raised
 //!   from one place ([`errors`]).
 
@@ -29,6 +31,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod args;
 mod bridge;
 mod decision;
+mod decision_log;
 mod errors;
 mod fork;
 mod front;
@@ -206,6 +209,8 @@ mod _native {
     use crate::bridge::{Call, Drainer, Flusher, Ready};
     #[pymodule_export]
     use crate::decision::Decision;
+    #[pymodule_export]
+    use crate::decision_log::{DecisionLog, ManualClock};
     #[pymodule_export]
     use crate::front::{Front, Outcome, Plan, RouteLimits};
     #[pymodule_export]

@@ -1,5 +1,7 @@
 //! The decision log seen from the tower front: the `tracing` events of a flood of refusals,
-//! sampled by `rate_guard_http::DecisionLog` (whose own tests cover the sampling).
+//! sampled by `rate_guard_http::DecisionLog` (whose own tests cover the sampling). The same
+//! sequence gives the same records in Python (`tests/python/test_observability.py`,
+//! `test_denial_sampling_is_the_engines`).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -73,7 +75,7 @@ fn a_flood_of_refusals_is_sampled_per_rule_and_counts_what_it_leaves_out() {
         request.into_parts().0
     };
     tracing::subscriber::with_default(events.clone(), || {
-        // 10 requests (one admitted), a second later 5, 400 ms
+        // The sequence of the Python test: 10 requests (one admitted), a second later 5, 400 ms
         // later one more; 2.5 records a second.
         for (advance_ms, requests) in [(0, 10), (1_000, 5), (400, 1)] {
             clock.advance(Duration::from_millis(advance_ms));

@@ -350,8 +350,7 @@ class HttpGuard(RateGuard):
         """Logs a denial, or the shadow rules that would have denied (sampled per rule), of an
         outcome that carries its plan (`Front.decide_request`, `Front.adecide_request`)."""
         try:
-            native = target.native
-            self.decision_log.outcome(outcome, outcome.plan, native.template if native else None)
+            self.decision_log.outcome(outcome, route=target.native)
         except Exception:
             logger.exception("cannot log the decision")
 
