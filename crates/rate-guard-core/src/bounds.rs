@@ -147,6 +147,24 @@ pub const SECONDS: &[SecondsRange] = &[
     },
 ];
 
+/// A real-valued setting's range, both ends included.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FloatRange {
+    /// The setting's name, as the configuration spells it.
+    pub field: &'static str,
+    /// The smallest value accepted.
+    pub min: f64,
+    /// The largest value accepted.
+    pub max: f64,
+}
+
+/// Every real-valued setting that is not a duration.
+pub const FLOATS: &[FloatRange] = &[FloatRange {
+    field: "log_denials_per_second",
+    min: 0.0,
+    max: 1_000_000.0,
+}];
+
 /// A number outside its range, or a setting no range is known for.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -173,6 +191,18 @@ pub enum RangeError {
         /// The longest duration accepted, in milliseconds.
         max_ms: u64,
         /// The value given, in seconds.
+        value: String,
+    },
+    /// A real number outside its range.
+    #[error("{field} must be from {min} to {max}, not {value}")]
+    Float {
+        /// The setting.
+        field: &'static str,
+        /// The smallest value accepted, as written.
+        min: String,
+        /// The largest value accepted, as written.
+        max: String,
+        /// The value given.
         value: String,
     },
     /// A `sliding_log` rule whose limit is above [`MAX_SLIDING_LOG_LIMIT`].
@@ -273,6 +303,12 @@ pub fn int_range(field: &str) -> Option<&'static IntRange> {
     INTS.iter().find(|r| r.field == field)
 }
 
+/// The range of the real-valued setting `field`.
+#[must_use]
+pub fn float_range(field: &str) -> Option<&'static FloatRange> {
+    FLOATS.iter().find(|r| r.field == field)
+}
+
 /// The range of the duration setting `field`.
 #[must_use]
 pub fn seconds_range(field: &str) -> Option<&'static SecondsRange> {
@@ -296,6 +332,22 @@ impl IntRange {
             min: self.min,
             max: self.max,
             value: value.to_string(),
+        }
+    }
+}
+
+impl FloatRange {
+    /// `value` when in range (NaN never is).
+    pub fn check(&self, value: f64) -> Result<f64, RangeError> {
+        if (self.min..=self.max).contains(&value) {
+            Ok(value)
+        } else {
+            Err(RangeError::Float {
+                field: self.field,
+                min: self.min.to_string(),
+                max: self.max.to_string(),
+                value: format!("{value:?}"),
+            })
         }
     }
 }
@@ -333,6 +385,13 @@ impl SecondsRange {
 /// Checks the integer setting `field`.
 pub fn check_int(field: &str, value: i128) -> Result<u64, RangeError> {
     int_range(field)
+        .ok_or_else(|| RangeError::Unknown(field.to_owned()))?
+        .check(value)
+}
+
+/// Checks the real-valued setting `field`.
+pub fn check_float(field: &str, value: f64) -> Result<f64, RangeError> {
+    float_range(field)
         .ok_or_else(|| RangeError::Unknown(field.to_owned()))?
         .check(value)
 }

@@ -38,6 +38,9 @@ pub enum ForwardedHeader {
 }
 
 impl ForwardedHeader {
+    /// Every header.
+    pub const ALL: [ForwardedHeader; 2] = [Self::XForwardedFor, Self::Forwarded];
+
     /// The field name, lowercase.
     #[must_use]
     pub const fn name(self) -> &'static str {

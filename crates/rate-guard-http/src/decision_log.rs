@@ -78,6 +78,9 @@ pub enum Identities {
 }
 
 impl Identities {
+    /// Every way.
+    pub const ALL: [Identities; 3] = [Identities::Hashed, Identities::Raw, Identities::Omit];
+
     /// `hashed`, `raw` or `omit`.
     #[must_use]
     pub const fn as_str(self) -> &'static str {

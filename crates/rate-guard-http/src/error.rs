@@ -86,6 +86,32 @@ pub enum Error {
     /// A rule the core rejects (a scoped rule id, say).
     #[error(transparent)]
     Rule(#[from] rate_guard_core::ConfigError),
+    /// A [`Settings`](crate::Settings) field out of range or inconsistent with another.
+    #[error("invalid setting {field}: {reason}")]
+    Setting {
+        /// The field, as the settings name it (`global_rules[1].limit`, `redis_timeout`).
+        field: String,
+        /// What is wrong with it (never a secret, nor a URL's password).
+        reason: String,
+    },
+    /// An environment variable whose value does not fit its field.
+    #[error("invalid environment variable {var}: {reason}")]
+    Env {
+        /// The variable (`RATE_GUARD_GLOBAL_RULES`, ...).
+        var: String,
+        /// What is wrong with its value (never the value itself: it may be a secret).
+        reason: String,
+    },
+    /// Redis could not be reached, or its URL does not parse (the password is never shown).
+    #[error("cannot use Redis at {url}: {reason}")]
+    Redis {
+        /// The URL, its password replaced by `***`.
+        url: String,
+        /// Why.
+        reason: String,
+        /// Whether trying again later may succeed.
+        transient: bool,
+    },
 }
 
 impl Error {
@@ -102,11 +128,25 @@ impl Error {
         }
     }
 
-    /// Always false: configuration does not heal by waiting. Kept for symmetry with the other
-    /// crates' errors.
+    /// Whether building again later may succeed: only when Redis was unreachable
+    /// (configuration does not heal by waiting).
     #[must_use]
     pub fn is_transient(&self) -> bool {
-        false
+        matches!(
+            self,
+            Error::Redis {
+                transient: true,
+                ..
+            }
+        )
+    }
+
+    /// A setting out of range or inconsistent with another.
+    pub(crate) fn setting(field: impl Into<String>, reason: impl std::fmt::Display) -> Self {
+        Error::Setting {
+            field: field.into(),
+            reason: reason.to_string(),
+        }
     }
 }
 

@@ -14,6 +14,9 @@
 //!   store call for the enforced rules, giving an [`Outcome`] with [`response`] headers;
 //! - [`DecisionLog`]: which denials are logged (sampled per rule) and how identities appear in
 //!   them, for both fronts.
+//! - [`Settings`]: every setting of the engine and the front (serde, with defaults, ranges and
+//!   docs), which builds both in one call; the Python package and the tower layer build
+//!   from it.
 //!
 //! # The key schema
 //!
@@ -61,6 +64,7 @@ mod outcome;
 mod plan;
 pub mod response;
 pub mod route;
+pub mod settings;
 
 pub use cidr::{normalize, parse_addr, Cidr};
 pub use client_ip::{Client, ClientIp, ForwardedHeader, Peer};
@@ -79,3 +83,4 @@ pub use outcome::Outcome;
 pub use plan::{Plan, PlanItem};
 pub use response::{human_quota, HeaderStyle, LegacyHeaders};
 pub use route::{scoped_rule_id, RouteLimits};
+pub use settings::{Engine, RouteConfig, RuleConfig, Settings};

@@ -45,6 +45,9 @@ pub enum HeaderStyle {
 }
 
 impl HeaderStyle {
+    /// Every style.
+    pub const ALL: [HeaderStyle; 4] = [Self::Legacy, Self::Ietf, Self::Both, Self::None];
+
     /// `legacy`, `ietf`, `both` or `none`.
     #[must_use]
     pub const fn name(self) -> &'static str {

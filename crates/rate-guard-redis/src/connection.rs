@@ -46,7 +46,7 @@ use std::fmt;
 
 use redis::{Cmd, RedisError, RedisResult, Value};
 
-pub use self::config::{RedisConfig, Topology};
+pub use self::config::{redact_url, RedisConfig, Topology};
 pub use self::error::ConnectionError;
 pub use self::pipe::{defer_wakeups, wake_deferred};
 pub use self::sync_store::SyncStore;

@@ -25,7 +25,9 @@ mod store;
 #[cfg(feature = "test-support")]
 pub mod test_support;
 
-pub use connection::{defer_wakeups, wake_deferred, Connection, ConnectionError, RedisConfig};
+pub use connection::{
+    defer_wakeups, redact_url, wake_deferred, Connection, ConnectionError, RedisConfig,
+};
 pub use store::{encode_request, Head, RedisStore};
 
 /// The README's Rust snippets (they use this crate and the core), compiled as doctests.

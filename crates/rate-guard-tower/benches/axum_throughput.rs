@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use axum::routing::get;
 use axum::Router;
 use rate_guard_testkit::RedisServer;
-use rate_guard_tower::{RateGuard, RateGuardBuilder};
+use rate_guard_tower::{HeaderStyle, RateGuard, RateGuardBuilder};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Runtime;
@@ -372,7 +372,7 @@ fn main() {
         let memory = guard().build().await.expect("a memory guard");
         // The same, without rate-limit headers: what the larger responses cost.
         let quiet = guard()
-            .with_config(|c| "none".clone_into(&mut c.headers))
+            .with_config(|c| c.headers = HeaderStyle::None)
             .build()
             .await
             .expect("a memory guard without headers");

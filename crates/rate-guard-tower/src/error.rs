@@ -27,7 +27,7 @@ pub enum Error {
     },
     /// A key spec, trusted proxy, JWT setting or route the HTTP front refuses.
     #[error(transparent)]
-    Front(#[from] rate_guard_http::Error),
+    Front(rate_guard_http::Error),
     /// A rule or limiter setting the core refuses.
     #[error(transparent)]
     Core(#[from] rate_guard_core::ConfigError),
@@ -41,6 +41,26 @@ pub enum Error {
         /// Whether trying again later may succeed.
         transient: bool,
     },
+}
+
+impl From<rate_guard_http::Error> for Error {
+    // The settings' own errors keep this crate's variants, so that callers match one set.
+    fn from(e: rate_guard_http::Error) -> Self {
+        match e {
+            rate_guard_http::Error::Setting { field, reason } => Error::Setting { field, reason },
+            rate_guard_http::Error::Env { var, reason } => Error::Env { var, reason },
+            rate_guard_http::Error::Redis {
+                url,
+                reason,
+                transient,
+            } => Error::Redis {
+                url,
+                reason,
+                transient,
+            },
+            e => Error::Front(e),
+        }
+    }
 }
 
 impl Error {

@@ -3,26 +3,23 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::Duration;
 
 use http::header::HeaderValue;
 use http::request::Parts;
 use http::Method;
-use rate_guard_core::{
-    bounds, parse_quotas, Algorithm, BoxFuture, Clock, Degradation, Event, EventHook, Limiter,
-    MemoryStore, Quota, Rule, Store, SystemClock,
-};
+use rate_guard_core::{BoxFuture, Clock, Event, EventHook, Limiter, Store};
 use rate_guard_http::{
-    ClientIp, DecisionLog, ForwardedHeader, Front, HeaderStyle, Jwt, KeySpec, Limit, Outcome, Plan,
-    RequestInfo, RouteLimits,
+    DecisionLog, Front, KeySpec, Outcome, Plan, RequestInfo, RouteConfig, RouteLimits, RuleConfig,
 };
 
-use crate::config::{redact_url, RateGuardConfig, RouteConfig, RuleConfig};
 use crate::error::Error;
 use crate::extract::{self, HeaderMapHeaders};
 use crate::response::{self, RateHeaders};
+use crate::RateGuardConfig;
+
+/// Route limits by template, then by method (`None`: every method).
+type Routes = HashMap<String, Vec<(Option<Method>, RouteLimits)>>;
 
 /// A value read from a request for key resolution: a user id, a custom key, a route template.
 pub type RequestFn = Arc<dyn Fn(&Parts) -> Option<String> + Send + Sync>;
@@ -59,8 +56,7 @@ struct Inner {
     enabled: bool,
     front: Front,
     limiter: Limiter,
-    /// Route limits by template, then by method (`None`: every method).
-    routes: HashMap<String, Vec<(Option<Method>, RouteLimits)>>,
+    routes: Routes,
     /// Exempt paths, and the same with a trailing `/` for their subpaths.
     exempt: Vec<(String, String)>,
     user_fn: Option<RequestFn>,
@@ -376,8 +372,7 @@ impl RateGuardBuilder {
     /// `redis_url` is set and no store was given, so an unreachable server fails here.
     pub async fn build(self) -> Result<RateGuard, Error> {
         let config = &self.config;
-        check_ranges(config)?;
-        let front = front(config)?;
+        config.check()?;
         let uses = |spec: &KeySpec| {
             config
                 .global_rules
@@ -397,65 +392,26 @@ impl RateGuardBuilder {
                 "rules keyed \"user\" need RateGuardBuilder::user_fn",
             ));
         }
-        let mut routes: HashMap<String, Vec<(Option<Method>, RouteLimits)>> = HashMap::new();
-        for (i, route) in config.routes.iter().enumerate() {
-            let field = format!("routes[{i}]");
-            let method = route
-                .method
-                .as_deref()
-                .map(|m| {
-                    Method::from_bytes(m.to_ascii_uppercase().as_bytes())
-                        .map_err(|e| Error::setting(format!("{field}.method"), e))
-                })
-                .transpose()?;
-            let mut limits = Vec::new();
-            for (j, rule) in route.rules.iter().enumerate() {
-                limits.extend(limits_of(rule, &format!("{field}.rules[{j}]"))?);
-            }
-            if limits.is_empty() {
-                return Err(Error::setting(field, "a route needs at least one rule"));
-            }
-            let scoped = front.route(&route.path, method.as_ref().map(Method::as_str), limits)?;
-            let same_route = routes.entry(route.path.clone()).or_default();
-            if same_route.iter().any(|(m, _)| *m == method) {
-                return Err(Error::setting(
-                    field,
-                    format!(
-                        "{} {} is listed twice; give it one entry with all its rules",
-                        method.as_ref().map_or("*", Method::as_str),
-                        route.path
-                    ),
-                ));
-            }
-            same_route.push((method, scoped));
-        }
-        let mut exempt = Vec::with_capacity(config.exempt_paths.len());
-        for (i, path) in config.exempt_paths.iter().enumerate() {
-            if !path.starts_with('/') {
-                return Err(Error::setting(
-                    format!("exempt_paths[{i}]"),
-                    "an exempt path starts with '/'",
-                ));
-            }
-            exempt.push((path.clone(), format!("{}/", path.trim_end_matches('/'))));
-        }
-        let degradation = degradation(config)?;
+        let front = config.front()?;
+        let routes = routes(config, &front)?;
+        let exempt = config
+            .exempt_paths
+            .iter()
+            .map(|path| (path.clone(), format!("{}/", path.trim_end_matches('/'))))
+            .collect();
         let store = match self.store {
             Some(store) => store,
-            None => store(config, self.clock.clone()).await?,
+            None => config.store(self.clock.clone()).await?,
         };
-        let mut limiter = Limiter::builder()
-            // No rules of its own: every request brings its rules.
-            .shared_store(store)
-            .key_prefix(config.key_prefix.clone())
-            .degradation(degradation);
+        let mut limiter = config.limiter(store)?;
         if let Some(clock) = self.clock.clone() {
             limiter = limiter.clock(clock);
         }
         for hook in self.hooks {
             limiter = limiter.on_event(move |event| hook(event));
         }
-        let log = decision_log(config, self.clock.clone())?;
+        rate_guard_core::metrics::set_enabled(config.metrics_enabled);
+        let log = config.decision_log(self.clock.clone())?;
         Ok(RateGuard {
             inner: Arc::new(Inner {
                 // Before `front` and `routes` move in.
@@ -475,65 +431,43 @@ impl RateGuardBuilder {
     }
 }
 
-/// The decision log of `config`, timed by `clock` (the limiter's) or the system's.
-fn decision_log(
-    config: &RateGuardConfig,
-    clock: Option<Arc<dyn Clock>>,
-) -> Result<DecisionLog, Error> {
-    Ok(DecisionLog::new(
-        config.log_denials_per_second,
-        config.log_identities.parse()?,
-        config.log_identity_salt.as_deref(),
-        clock.unwrap_or_else(|| Arc::new(SystemClock)),
-    )?)
-}
-
-/// The HTTP front of `config`: global limits, client addresses, JWT, response headers.
-fn front(config: &RateGuardConfig) -> Result<Front, Error> {
-    let header: ForwardedHeader = config
-        .forwarded_header
-        .parse()
-        .map_err(|e| Error::setting("forwarded_header", e))?;
-    let client_ip = ClientIp::new(&config.trusted_proxies, header, config.ipv6_prefix)
-        .map_err(|e| Error::setting("trusted_proxies / ipv6_prefix", e))?;
-    let style: HeaderStyle = config
-        .headers
-        .parse()
-        .map_err(|e| Error::setting("headers", e))?;
-    let mut builder = Front::builder()
-        .client_ip(client_ip)
-        .header_style(style)
-        .shadow_mode(config.shadow_mode);
-    if !config.jwt_keys.is_empty() || !config.jwt_verify {
-        let mut jwt = Jwt::builder().verify(config.jwt_verify);
-        for key in &config.jwt_keys {
-            jwt = jwt.key(key.clone());
-        }
-        for algorithm in &config.jwt_algorithms {
-            jwt = jwt.algorithm(algorithm.clone());
-        }
-        if let Some(audience) = &config.jwt_audience {
-            jwt = jwt.audience(audience.clone());
-        }
-        if let Some(issuer) = &config.jwt_issuer {
-            jwt = jwt.issuer(issuer.clone());
-        }
-        builder = builder.jwt(jwt.build().map_err(|e| Error::setting("jwt_keys", e))?);
+/// The route limits of `config` by template, then by method (`None`: every method).
+fn routes(config: &RateGuardConfig, front: &Front) -> Result<Routes, Error> {
+    let mut methods = Vec::with_capacity(config.routes.len());
+    for (i, route) in config.routes.iter().enumerate() {
+        let method = route
+            .method
+            .as_deref()
+            .map(|m| {
+                Method::from_bytes(m.to_ascii_uppercase().as_bytes())
+                    .map_err(|e| Error::setting(format!("routes[{i}].method"), e))
+            })
+            .transpose()?;
+        methods.push(method);
     }
-    for (i, rule) in config.global_rules.iter().enumerate() {
-        for limit in limits_of(rule, &format!("global_rules[{i}]"))? {
-            builder = builder.global(limit);
+    let mut routes = Routes::new();
+    let scoped = config.route_limits(front)?;
+    for (i, ((route, method), scoped)) in config.routes.iter().zip(methods).zip(scoped).enumerate()
+    {
+        let same_route = routes.entry(route.path.clone()).or_default();
+        if same_route.iter().any(|(m, _)| *m == method) {
+            return Err(Error::setting(
+                format!("routes[{i}]"),
+                format!(
+                    "{} {} is listed twice; give it one entry with all its rules",
+                    method.as_ref().map_or("*", Method::as_str),
+                    route.path
+                ),
+            ));
         }
+        same_route.push((method, scoped));
     }
-    Ok(builder.build()?)
+    Ok(routes)
 }
 
 /// The `x-ratelimit-limit` value of every limit a rule of `front` or `routes` can report
 /// (its count, or its burst), each made once.
-fn limit_values(
-    front: &Front,
-    routes: &HashMap<String, Vec<(Option<Method>, RouteLimits)>>,
-) -> Vec<(u32, HeaderValue)> {
+fn limit_values(front: &Front, routes: &Routes) -> Vec<(u32, HeaderValue)> {
     let mut values: Vec<(u32, HeaderValue)> = Vec::new();
     let all_limits = front
         .global_limits()
@@ -547,200 +481,4 @@ fn limit_values(
         }
     }
     values
-}
-
-/// The limits of one configured rule: one per rate of its rate string.
-fn limits_of(rule: &RuleConfig, field: &str) -> Result<Vec<Limit>, Error> {
-    let algorithm: Algorithm = rule
-        .algorithm
-        .parse()
-        .map_err(|e| Error::setting(format!("{field}.algorithm"), e))?;
-    let key: KeySpec = rule
-        .key
-        .parse()
-        .map_err(|e| Error::setting(format!("{field}.key"), e))?;
-    let cost = NonZeroU32::new(rule.cost)
-        .ok_or_else(|| Error::setting(format!("{field}.cost"), "must be at least 1"))?;
-    let quotas =
-        parse_quotas(&rule.limit).map_err(|e| Error::setting(format!("{field}.limit"), e))?;
-    let several = quotas.len() > 1;
-    let mut limits: Vec<Limit> = Vec::with_capacity(quotas.len());
-    for quota in quotas {
-        let mut builder = Rule::builder(quota).algorithm(algorithm);
-        if let Some(burst) = rule.burst {
-            builder = builder.burst(burst);
-        }
-        if let Some(name) = &rule.name {
-            builder = builder.name(if several {
-                rate_id(name, quota)
-            } else {
-                name.clone()
-            });
-        }
-        if let Some(fail_open) = rule.fail_open {
-            builder = builder.fail_open(fail_open);
-        }
-        let built = builder.build().map_err(|e| Error::setting(field, e))?;
-        // "10/minute; 10 per minute" is one rule, counted once.
-        if limits.iter().all(|l| *l.rule() != built) {
-            limits.push(
-                Limit::new(built)
-                    .key(key.clone())
-                    .cost(cost)
-                    .shadow(rule.shadow),
-            );
-        }
-    }
-    Ok(limits)
-}
-
-/// The id of one rate of a named limit with several: `api.10.1s`, `api.100.60s`. The Python
-/// bindings name them the same way (`rate-guard-py`, `rules.rs`), which keeps the keys equal.
-fn rate_id(name: &str, quota: Quota) -> String {
-    let ms = quota.period().as_millis();
-    if ms.is_multiple_of(1000) {
-        format!("{name}.{}.{}s", quota.count(), ms / 1000)
-    } else {
-        format!("{name}.{}.{ms}ms", quota.count())
-    }
-}
-
-/// Seconds from the configuration as a [`Duration`], within the setting's documented range.
-fn seconds(field: &str, value: f64) -> Result<Duration, Error> {
-    bounds::check_seconds(field, value).map_err(|e| Error::setting(field, e))
-}
-
-/// Every integer setting against its documented range ([`bounds`]), before anything is built.
-fn check_ranges(config: &RateGuardConfig) -> Result<(), Error> {
-    let ints = [
-        ("redis_pool_size", Some(config.redis_pool_size as u64)),
-        ("instance_count", Some(u64::from(config.instance_count))),
-        ("deny_cache_size", Some(config.deny_cache_size as u64)),
-        (
-            "breaker_threshold",
-            Some(u64::from(config.breaker_threshold)),
-        ),
-        ("memory_max_keys", config.memory_max_keys.map(|n| n as u64)),
-        ("ipv6_prefix", Some(u64::from(config.ipv6_prefix))),
-    ];
-    for (field, value) in ints {
-        if let Some(value) = value {
-            bounds::check_int(field, i128::from(value)).map_err(|e| Error::setting(field, e))?;
-        }
-    }
-    // Checked whatever the store, so that a bad value never waits for the day Redis is set.
-    let durations = [
-        ("redis_timeout", config.redis_timeout),
-        ("redis_connect_timeout", config.redis_connect_timeout),
-        ("deny_cache_ttl", config.deny_cache_ttl),
-        ("breaker_cooldown", config.breaker_cooldown),
-        ("breaker_max_cooldown", config.breaker_max_cooldown),
-    ];
-    for (field, value) in durations {
-        seconds(field, value)?;
-    }
-    Ok(())
-}
-
-fn degradation(config: &RateGuardConfig) -> Result<Degradation, Error> {
-    let mut degradation = Degradation::default()
-        .failure_threshold(config.breaker_threshold)
-        .cooldown(
-            seconds("breaker_cooldown", config.breaker_cooldown)?,
-            seconds("breaker_max_cooldown", config.breaker_max_cooldown)?,
-        )
-        .fail_open(config.fail_open)
-        .deny_cache_size(config.deny_cache_size)
-        .deny_cache_ttl(seconds("deny_cache_ttl", config.deny_cache_ttl)?);
-    rate_guard_core::metrics::set_enabled(config.metrics_enabled);
-    if config.in_memory_fallback {
-        let instances = NonZeroU32::new(config.instance_count)
-            .ok_or_else(|| Error::setting("instance_count", "must be at least 1"))?;
-        degradation = degradation.in_memory_fallback(instances);
-    }
-    Ok(degradation)
-}
-
-/// The store `config` names: Redis for a non-empty `redis_url`, else memory.
-async fn store(
-    config: &RateGuardConfig,
-    clock: Option<Arc<dyn Clock>>,
-) -> Result<Arc<dyn Store>, Error> {
-    if let Some(url) = config.redis_url.as_deref().filter(|url| !url.is_empty()) {
-        return redis_store(config, url).await;
-    }
-    let mut builder = MemoryStore::builder();
-    if let Some(max_keys) = config.memory_max_keys {
-        if max_keys == 0 {
-            return Err(Error::setting("memory_max_keys", "must be at least 1"));
-        }
-        builder = builder.max_keys(max_keys);
-    }
-    if let Some(clock) = clock {
-        builder = builder.shared_clock(clock);
-    }
-    Ok(Arc::new(builder.build()?))
-}
-
-#[cfg(feature = "redis")]
-async fn redis_store(config: &RateGuardConfig, url: &str) -> Result<Arc<dyn Store>, Error> {
-    use rate_guard_redis::{RedisConfig, RedisStore};
-
-    let failed = |e: rate_guard_redis::ConnectionError| Error::Redis {
-        url: redact_url(url),
-        transient: e.is_transient(),
-        reason: e.to_string(),
-    };
-    if config.redis_pool_size == 0 {
-        return Err(Error::setting("redis_pool_size", "must be at least 1"));
-    }
-    let redis = RedisConfig::from_url(url)
-        .map_err(failed)?
-        .timeout(seconds("redis_timeout", config.redis_timeout)?)
-        .connect_timeout(seconds(
-            "redis_connect_timeout",
-            config.redis_connect_timeout,
-        )?)
-        .pool_size(config.redis_pool_size);
-    let redis = redis_tls(config, redis)?;
-    Ok(Arc::new(RedisStore::connect(&redis).await.map_err(failed)?))
-}
-
-/// `redis` with the `redis_tls_*` settings of `config`.
-#[cfg(feature = "redis")]
-fn redis_tls(
-    config: &RateGuardConfig,
-    mut redis: rate_guard_redis::RedisConfig,
-) -> Result<rate_guard_redis::RedisConfig, Error> {
-    if let Some(ca) = &config.redis_tls_ca_file {
-        redis = redis.tls_ca_file(ca);
-    }
-    match (&config.redis_tls_cert_file, &config.redis_tls_key_file) {
-        (Some(cert), Some(key)) => redis = redis.tls_client_cert(cert, key),
-        (None, None) => {}
-        (Some(_), None) => {
-            return Err(Error::setting(
-                "redis_tls_cert_file",
-                "needs redis_tls_key_file",
-            ))
-        }
-        (None, Some(_)) => {
-            return Err(Error::setting(
-                "redis_tls_key_file",
-                "needs redis_tls_cert_file",
-            ))
-        }
-    }
-    Ok(redis.tls_verify_hostname(config.redis_tls_verify_hostname))
-}
-
-#[cfg(not(feature = "redis"))]
-async fn redis_store(_config: &RateGuardConfig, url: &str) -> Result<Arc<dyn Store>, Error> {
-    Err(Error::setting(
-        "redis_url",
-        format!(
-            "{}: this build of rate-guard-tower has no Redis support (feature \"redis\")",
-            redact_url(url)
-        ),
-    ))
 }

@@ -47,8 +47,6 @@
 //! template and method the same way. FastAPI scopes a route that serves one method by that
 //! method, so give the same `method` to share a route's quota with a FastAPI service.
 
-mod config;
-pub mod env;
 mod error;
 mod extract;
 mod future;
@@ -59,11 +57,39 @@ pub mod metrics;
 mod response;
 pub mod service;
 
-pub use config::{RateGuardConfig, RouteConfig, RuleConfig};
 pub use error::Error;
 pub use future::ResponseFuture;
 pub use guard::{RateGuard, RateGuardBuilder, RequestFn};
 pub use layer::RateGuardLayer;
+pub use rate_guard_core::Algorithm;
+/// The `RATE_GUARD_*` environment variables: [`RateGuardConfig::from_env`].
+pub use rate_guard_http::settings::env;
+/// Every setting of a guard: the one [`Settings`](rate_guard_http::Settings) type of the HTTP
+/// front, which the Python package builds from too (same names, defaults and ranges). Load it
+/// from TOML (serde) or with [`RateGuardConfig::from_env`].
+///
+/// ```
+/// use rate_guard_tower::{HeaderStyle, RateGuardConfig};
+///
+/// let config: RateGuardConfig = toml::from_str(r#"
+///     redis_url = "redis://127.0.0.1:6379/0"
+///     trusted_proxies = ["10.0.0.0/8"]
+///     headers = "both"
+///     global_rules = [{ limit = "100/minute" }]
+///
+///     [[routes]]
+///     path = "/sensitive-data"
+///     method = "GET"
+///     rules = [{ limit = "5/minute" }, { limit = "50/day", key = "header:X-Api-Key" }]
+/// "#)?;
+/// assert_eq!(config.global_rules[0].key, "ip");
+/// assert_eq!(config.routes[0].rules[1].limit, "50/day");
+/// assert_eq!(config.headers, HeaderStyle::Both);
+/// assert!(config.fail_open); // the defaults are the Python package's
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub use rate_guard_http::Settings as RateGuardConfig;
+pub use rate_guard_http::{ForwardedHeader, Identities, RouteConfig, RuleConfig};
 pub use service::RateGuardService;
 
 pub use rate_guard_http::{HeaderStyle, Outcome, Plan, PlanItem};

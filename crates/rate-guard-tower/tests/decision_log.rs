@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use axum::extract::ConnectInfo;
 use rate_guard_core::{ManualClock, Timestamp};
-use rate_guard_tower::{RateGuard, RuleConfig};
+use rate_guard_tower::{Identities, RateGuard, RuleConfig};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Metadata, Subscriber};
@@ -62,7 +62,7 @@ fn a_flood_of_refusals_is_sampled_per_rule_and_counts_what_it_leaves_out() {
                 .global(RuleConfig::new("1/minute").name("sampled"))
                 .with_config(|c| {
                     c.log_denials_per_second = 2.5;
-                    c.log_identities = "raw".to_owned();
+                    c.log_identities = Identities::Raw;
                 })
                 .clock(clock.clone())
                 .build(),

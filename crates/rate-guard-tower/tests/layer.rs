@@ -12,7 +12,8 @@ use rate_guard_core::{
     BoxFuture, Clock, MemoryStore, Request as StoreRequest, Store, StoreError, Timestamp, Verdict,
 };
 use rate_guard_tower::{
-    PlanItem, RateGuard, RateGuardBuilder, RateGuardLayer, RouteConfig, RuleConfig,
+    Algorithm, HeaderStyle, PlanItem, RateGuard, RateGuardBuilder, RateGuardConfig, RateGuardLayer,
+    RouteConfig, RuleConfig,
 };
 use tokio::time;
 use tokio_test::{assert_pending, assert_ready, assert_ready_ok, task};
@@ -84,9 +85,10 @@ async fn send(
 
 #[tokio::test(start_paused = true)]
 async fn admits_the_limit_then_refuses_with_the_python_response() {
-    let guard =
-        build(RateGuard::builder().global(RuleConfig::new("2/second").algorithm("fixed_window")))
-            .await;
+    let guard = build(
+        RateGuard::builder().global(RuleConfig::new("2/second").algorithm(Algorithm::FixedWindow)),
+    )
+    .await;
     let (mut service, mut handle) = mock::spawn_layer(RateGuardLayer::new(guard));
 
     let first = send(&mut service, &mut handle, request("/", "203.0.113.9")).await;
@@ -363,10 +365,10 @@ async fn route_limits_use_the_template_and_decide_with_the_globals_in_one_call()
     let (store, calls) = counting(None);
     let guard = build(
         RateGuard::builder()
-            .global(RuleConfig::new("3/minute").algorithm("fixed_window"))
+            .global(RuleConfig::new("3/minute").algorithm(Algorithm::FixedWindow))
             .route(
                 RouteConfig::new("/items/{id}")
-                    .rule(RuleConfig::new("1/minute").algorithm("fixed_window")),
+                    .rule(RuleConfig::new("1/minute").algorithm(Algorithm::FixedWindow)),
             )
             // Without axum's router, the path is the template.
             .route_fn(|parts| Some(parts.uri.path().to_owned()))
@@ -496,9 +498,9 @@ async fn ietf_headers_and_shadow_mode() {
             .global(
                 RuleConfig::new("1/minute")
                     .name("per-ip")
-                    .algorithm("fixed_window"),
+                    .algorithm(Algorithm::FixedWindow),
             )
-            .with_config(|c| c.headers = "both".to_owned()),
+            .with_config(|c| c.headers = HeaderStyle::Both),
     )
     .await;
     let (mut service, mut handle) = mock::spawn_layer(RateGuardLayer::new(guard));
@@ -629,10 +631,6 @@ async fn configuration_errors_name_the_field() {
             "global_rules[1].key",
         ),
         (
-            RateGuard::builder().global(RuleConfig::new("1/s").algorithm("leaky")),
-            "global_rules[0].algorithm",
-        ),
-        (
             RateGuard::builder().global(RuleConfig::new("1/s").cost(0)),
             "global_rules[0].cost",
         ),
@@ -653,10 +651,6 @@ async fn configuration_errors_name_the_field() {
                 .route(RouteConfig::new("/x").rule("1/s"))
                 .route(RouteConfig::new("/x").rule("2/s")),
             "listed twice",
-        ),
-        (
-            RateGuard::builder().with_config(|c| c.headers = "fancy".to_owned()),
-            "headers",
         ),
         (
             RateGuard::builder()
@@ -702,6 +696,23 @@ async fn configuration_errors_name_the_field() {
     ];
     for (builder, expected) in cases {
         let message = err(builder).await;
+        assert!(
+            message.contains(expected),
+            "{expected:?} not in {message:?}"
+        );
+    }
+    // Typed fields (algorithm, header style) refuse a bad name when the configuration is read.
+    let cases = [
+        (
+            "global_rules = [{ limit = '1/s', algorithm = 'leaky' }]",
+            "algorithm",
+        ),
+        ("headers = 'fancy'", "headers"),
+    ];
+    for (text, expected) in cases {
+        let message = toml::from_str::<RateGuardConfig>(text)
+            .unwrap_err()
+            .to_string();
         assert!(
             message.contains(expected),
             "{expected:?} not in {message:?}"

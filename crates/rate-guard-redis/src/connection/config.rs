@@ -603,8 +603,19 @@ fn percent_decode(s: &str) -> Option<String> {
 }
 
 /// `url` with the password in its user info replaced by `***`; works on any string, parsed or
-/// not, so that no error can quote a password.
-pub(crate) fn redact_url(url: &str) -> String {
+/// not, so that no error or log can quote a password. The user info ends at the last `@`, as
+/// the parser reads it (so `redis://:pa/ss@h` hides `pa/ss`); a lone `secret@`, which some
+/// clients take as the password, is hidden whole.
+///
+/// ```
+/// use rate_guard_redis::redact_url;
+///
+/// assert_eq!(redact_url("redis://app:hunter2@redis.internal:6379/0"), "redis://app:***@redis.internal:6379/0");
+/// assert_eq!(redact_url("redis://secret@h:1"), "redis://***@h:1");
+/// assert_eq!(redact_url("redis://h:1/0"), "redis://h:1/0");
+/// ```
+#[must_use]
+pub fn redact_url(url: &str) -> String {
     let start = url.find("://").map_or(0, |i| i + 3);
     let Some(at) = url[start..].rfind('@').map(|i| start + i) else {
         return url.to_owned();
@@ -612,9 +623,7 @@ pub(crate) fn redact_url(url: &str) -> String {
     let userinfo = &url[start..at];
     match userinfo.find(':') {
         Some(colon) => format!("{}:***{}", &url[..start + colon], &url[at..]),
-        // Without a scheme there is no telling a user name from a password.
-        None if start == 0 => format!("***{}", &url[at..]),
-        None => url.to_owned(),
+        None => format!("{}***{}", &url[..start], &url[at..]),
     }
 }
 
@@ -628,7 +637,8 @@ mod tests {
         assert_eq!(redact_url("redis://u:pw@h"), "redis://u:***@h");
         assert_eq!(redact_url("redis://:p@ss@h"), "redis://:***@h");
         assert_eq!(redact_url("redis://:pa/ss@h/0"), "redis://:***@h/0");
-        assert_eq!(redact_url("redis://u@h"), "redis://u@h");
+        assert_eq!(redact_url("redis://secret@h"), "redis://***@h");
+        assert_eq!(redact_url("rediss://u:p@h/0?x=a@b"), "rediss://u:***@b");
         assert_eq!(redact_url("pw@h"), "***@h");
         assert_eq!(redact_url("redis://h:1"), "redis://h:1");
     }

@@ -1,6 +1,7 @@
-//! [`RateGuardConfig::from_env`]: the configuration from `RATE_GUARD_*` environment variables,
-//! read the way the Python package's pydantic settings read them, so one environment
-//! configures services in both languages.
+//! [`Settings::from_env`]: the settings from `RATE_GUARD_*` environment variables, read the
+//! way the Python package's pydantic settings read them, so one environment configures
+//! services in both languages. The variables are those of [`Settings::fields`], each read
+//! by its field's class: no list of its own to keep.
 //!
 //! - The variable of a field is `RATE_GUARD_` and the field's name, in any case
 //!   (`RATE_GUARD_REDIS_URL`, `RATE_GUARD_KEY_PREFIX`).
@@ -14,7 +15,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::config::RateGuardConfig;
+use super::{FieldClass, Settings};
 use crate::error::Error;
 
 /// The prefix of every variable.
@@ -30,48 +31,22 @@ enum Kind {
     OptionalNumber,
 }
 
-/// Every field of [`RateGuardConfig`] and how its variable is read (a test checks the list
-/// against the struct).
-const FIELDS: [(&str, Kind); 36] = [
-    ("enabled", Kind::Bool),
-    ("fail_open", Kind::Bool),
-    ("in_memory_fallback", Kind::Bool),
-    ("global_rules", Kind::Json),
-    ("routes", Kind::Json),
-    ("redis_url", Kind::OptionalText),
-    ("key_prefix", Kind::Text),
-    ("trusted_proxies", Kind::Json),
-    ("forwarded_header", Kind::Text),
-    ("ipv6_prefix", Kind::Number),
-    ("shadow_mode", Kind::Bool),
-    ("headers", Kind::Text),
-    ("exempt_paths", Kind::Json),
-    ("jwt_keys", Kind::Json),
-    ("jwt_algorithms", Kind::Json),
-    ("jwt_verify", Kind::Bool),
-    ("jwt_audience", Kind::OptionalText),
-    ("jwt_issuer", Kind::OptionalText),
-    ("redis_timeout", Kind::Number),
-    ("redis_connect_timeout", Kind::Number),
-    ("redis_pool_size", Kind::Number),
-    ("instance_count", Kind::Number),
-    ("deny_cache_size", Kind::Number),
-    ("deny_cache_ttl", Kind::Number),
-    ("breaker_threshold", Kind::Number),
-    ("breaker_cooldown", Kind::Number),
-    ("breaker_max_cooldown", Kind::Number),
-    ("memory_max_keys", Kind::OptionalNumber),
-    ("redis_tls_ca_file", Kind::OptionalText),
-    ("redis_tls_cert_file", Kind::OptionalText),
-    ("redis_tls_key_file", Kind::OptionalText),
-    ("redis_tls_verify_hostname", Kind::Bool),
-    ("metrics_enabled", Kind::Bool),
-    ("log_identities", Kind::Text),
-    ("log_identity_salt", Kind::OptionalText),
-    ("log_denials_per_second", Kind::Number),
-];
+impl Kind {
+    fn of(class: &FieldClass) -> Self {
+        match class {
+            FieldClass::Bool => Kind::Bool,
+            FieldClass::Int | FieldClass::Float => Kind::Number,
+            FieldClass::Optional(item) => match **item {
+                FieldClass::Int | FieldClass::Float => Kind::OptionalNumber,
+                _ => Kind::OptionalText,
+            },
+            FieldClass::Str | FieldClass::Enum(_) => Kind::Text,
+            _ => Kind::Json,
+        }
+    }
+}
 
-impl RateGuardConfig {
+impl Settings {
     /// The defaults, overridden by the `RATE_GUARD_*` variables of this process; see the
     /// [module docs](crate::env).
     pub fn from_env() -> Result<Self, Error> {
@@ -97,9 +72,9 @@ impl RateGuardConfig {
     /// [`from_env`](Self::from_env) over the given variables instead of the process's.
     ///
     /// ```
-    /// use rate_guard_tower::RateGuardConfig;
+    /// use rate_guard_http::Settings;
     ///
-    /// let config = RateGuardConfig::from_env_vars([
+    /// let config = Settings::from_env_vars([
     ///     ("RATE_GUARD_REDIS_URL", "redis://127.0.0.1:6379/0"),
     ///     ("RATE_GUARD_GLOBAL_RULES", r#"[{"limit": "100/minute"}]"#),
     ///     ("RATE_GUARD_FAIL_OPEN", "false"),
@@ -109,9 +84,9 @@ impl RateGuardConfig {
     /// assert_eq!(config.global_rules[0].limit, "100/minute");
     /// assert!(!config.fail_open);
     ///
-    /// let err = RateGuardConfig::from_env_vars([("RATE_GUARD_REDIS_TIMEOUT", "soon")]).unwrap_err();
+    /// let err = Settings::from_env_vars([("RATE_GUARD_REDIS_TIMEOUT", "soon")]).unwrap_err();
     /// assert!(err.to_string().contains("RATE_GUARD_REDIS_TIMEOUT"));
-    /// # Ok::<(), rate_guard_tower::Error>(())
+    /// # Ok::<(), rate_guard_http::Error>(())
     /// ```
     pub fn from_env_vars<K, V>(vars: impl IntoIterator<Item = (K, V)>) -> Result<Self, Error>
     where
@@ -132,7 +107,7 @@ impl RateGuardConfig {
             // Checked one field at a time, so that the error names its variable.
             let mut one = Map::new();
             one.insert(field.to_owned(), value.clone());
-            if let Err(e) = serde_json::from_value::<RateGuardConfig>(Value::Object(one)) {
+            if let Err(e) = serde_json::from_value::<Settings>(Value::Object(one)) {
                 return Err(bad(strip_value(&e.to_string())));
             }
             fields.insert(field.to_owned(), value);
@@ -150,7 +125,10 @@ fn field_of(name: &str) -> Option<(&'static str, Kind)> {
         .get(..ENV_PREFIX.len())
         .filter(|p| p.eq_ignore_ascii_case(ENV_PREFIX))
         .map(|_| name[ENV_PREFIX.len()..].to_ascii_lowercase())?;
-    FIELDS.iter().find(|(f, _)| *f == field).copied()
+    Settings::fields()
+        .into_iter()
+        .find(|f| f.name == field)
+        .map(|f| (f.name, Kind::of(&f.class)))
 }
 
 fn parse(kind: Kind, value: &str) -> Result<Value, String> {
@@ -191,22 +169,15 @@ mod tests {
 
     #[test]
     fn every_field_has_a_variable() {
-        let fields = serde_json::to_value(RateGuardConfig::default()).unwrap();
-        let mut names: Vec<&str> = fields
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(String::as_str)
-            .collect();
-        let mut listed: Vec<&str> = FIELDS.iter().map(|(f, _)| *f).collect();
-        names.sort_unstable();
-        listed.sort_unstable();
-        assert_eq!(names, listed);
+        for field in Settings::fields() {
+            let var = format!("{ENV_PREFIX}{}", field.name.to_ascii_uppercase());
+            assert_eq!(field_of(&var).map(|(f, _)| f), Some(field.name));
+        }
     }
 
     #[test]
     fn every_kind_is_read() {
-        let config = RateGuardConfig::from_env_vars([
+        let config = Settings::from_env_vars([
             ("rate_guard_enabled", "off"),
             ("RATE_GUARD_IN_MEMORY_FALLBACK", "1"),
             (
@@ -220,6 +191,8 @@ mod tests {
             ("RATE_GUARD_IPV6_PREFIX", "56"),
             ("RATE_GUARD_REDIS_TIMEOUT", "0.25"),
             ("RATE_GUARD_MEMORY_MAX_KEYS", "1000"),
+            ("RATE_GUARD_HEADERS", "both"),
+            ("RATE_GUARD_LOG_DENIALS_PER_SECOND", "0.5"),
             ("RATE_GUARD_LIMITED_HANDLER", "app.handlers.limited"),
         ])
         .unwrap();
@@ -233,11 +206,13 @@ mod tests {
         assert_eq!(config.ipv6_prefix, 56);
         assert!((config.redis_timeout - 0.25).abs() < f64::EPSILON);
         assert_eq!(config.memory_max_keys, Some(1000));
+        assert_eq!(config.headers, crate::HeaderStyle::Both);
+        assert!((config.log_denials_per_second - 0.5).abs() < f64::EPSILON);
     }
 
     #[test]
     fn an_empty_redis_url_means_memory() {
-        let config = RateGuardConfig::from_env_vars([("RATE_GUARD_REDIS_URL", "")]).unwrap();
+        let config = Settings::from_env_vars([("RATE_GUARD_REDIS_URL", "")]).unwrap();
         assert_eq!(config.redis_url, None);
     }
 
@@ -254,9 +229,10 @@ mod tests {
             ("RATE_GUARD_IPV6_PREFIX", "-1"),
             ("RATE_GUARD_REDIS_POOL_SIZE", "2.5"),
             ("RATE_GUARD_BREAKER_THRESHOLD", "many"),
+            ("RATE_GUARD_HEADERS", "s3cret"),
         ];
         for (var, value) in cases {
-            let err = RateGuardConfig::from_env_vars([(var, value)]).unwrap_err();
+            let err = Settings::from_env_vars([(var, value)]).unwrap_err();
             let shown = err.to_string();
             assert!(
                 matches!(&err, Error::Env { var: v, .. } if v == var),
@@ -264,7 +240,7 @@ mod tests {
             );
             assert!(!shown.contains("s3cret"), "{shown}");
         }
-        let err = RateGuardConfig::from_env_vars([(
+        let err = Settings::from_env_vars([(
             "RATE_GUARD_GLOBAL_RULES",
             r#"[{"limit": "1/s", "colour": "red"}]"#,
         )])
