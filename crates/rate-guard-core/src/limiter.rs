@@ -17,8 +17,10 @@ use crate::degrade::deny_cache::DenyCache;
 use crate::degrade::log_budget::LogBudget;
 use crate::degrade::{BreakerState, Degradation, Event};
 use crate::error::{ConfigError, Error, StoreError};
+use crate::hit::Hit;
 use crate::key::KeyBuilder;
-use crate::metrics;
+use crate::metrics::{self, Counters};
+use crate::observe::{Observer, Recorder};
 use crate::quota::Quota;
 use crate::rule::Rule;
 use crate::store::{Check, MemoryStore, Mode, Request, Store};
@@ -26,16 +28,30 @@ use crate::store::{Check, MemoryStore, Mode, Request, Store};
 /// A hook for [`Event`]s (metrics, alerts).
 pub type EventHook = Arc<dyn Fn(&Event) + Send + Sync>;
 
-/// One rule of a request and the identity it counts for (a client address, a user id,
-/// `"global"`…), with the request's weight.
-#[derive(Debug, Clone, Copy)]
-pub struct Hit<'a> {
-    /// The rule (one of the limiter's, or any other, such as a route's).
-    pub rule: &'a Rule,
-    /// Whose quota: escaped into the key by the limiter's [`KeyBuilder`].
-    pub identity: &'a str,
-    /// The request's weight.
-    pub cost: NonZeroU32,
+/// What [`Limiter::decide`] does with a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Action {
+    /// Decide and, when every rule allows, consume; the request counts once in the metrics,
+    /// for its deciding rule ([`Observer::decided`]).
+    #[default]
+    Hit,
+    /// Report what a hit would get; consume nothing, count nothing.
+    Peek,
+    /// Decide and consume as a hit, for rules that only observe (shadow rules): not a request
+    /// of its own in the metrics; each rule that would have denied counts a shadow denial
+    /// ([`Observer::shadow_denied`]).
+    Shadow,
+}
+
+impl Action {
+    /// What the store is asked to do.
+    const fn store_mode(self) -> Mode {
+        match self {
+            Self::Peek => Mode::Peek,
+            Self::Hit | Self::Shadow => Mode::Hit,
+        }
+    }
 }
 
 /// Rules, the store that keeps their state, and optionally a clock. Cheap to clone; clones
@@ -66,6 +82,9 @@ pub struct Limiter {
 
 struct Inner {
     rules: Box<[Rule]>,
+    /// The metrics of each rule (same order), registered when the limiter is built.
+    counters: Box<[Counters]>,
+    observer: Arc<dyn Observer>,
     store: Arc<dyn Store>,
     keys: KeyBuilder,
     clock: Option<Arc<dyn Clock>>,
@@ -141,13 +160,13 @@ impl Limiter {
     /// Every rule of the limiter, for `identity`, at `cost`.
     pub async fn hit_cost(&self, identity: &str, cost: NonZeroU32) -> Result<Verdict, Error> {
         let hits = self.all_rules(identity, cost);
-        self.decide(&hits, Mode::Hit).await
+        self.decide(&hits, Action::Hit).await
     }
 
     /// What [`hit`](Self::hit) would answer, consuming nothing.
     pub async fn peek(&self, identity: &str) -> Result<Verdict, Error> {
         let hits = self.all_rules(identity, NonZeroU32::MIN);
-        self.decide(&hits, Mode::Peek).await
+        self.decide(&hits, Action::Peek).await
     }
 
     /// Forgets the state of every rule of the limiter for `identity`.
@@ -167,19 +186,11 @@ impl Limiter {
     }
 
     /// Decides `hits` together, all-or-nothing, in one store call (or none, when the deny
-    /// cache or an open breaker answers). Only a request no store could decide (no rules, a
-    /// key twice) is an error: a failing store yields a degraded verdict (see
+    /// cache or an open breaker answers), as `action` says (hit, peek, shadow hit), and tells
+    /// the limiter's [`Observer`]. Only a request no store could decide (no rules, a key
+    /// twice) is an error: a failing store yields a degraded verdict (see
     /// [`degrade`](crate::degrade)).
-    pub async fn decide(&self, hits: &[Hit<'_>], mode: Mode) -> Result<Verdict, Error> {
-        self.decide_counted(hits, mode, true).await
-    }
-
-    async fn decide_counted(
-        &self,
-        hits: &[Hit<'_>],
-        mode: Mode,
-        counted: bool,
-    ) -> Result<Verdict, Error> {
+    pub async fn decide(&self, hits: &[Hit<'_>], action: Action) -> Result<Verdict, Error> {
         let inner = &*self.inner;
         let keys = self.keys_of(hits);
         let checks = checks(hits, &keys);
@@ -189,58 +200,26 @@ impl Limiter {
         let now = explicit_now.unwrap_or_else(|| SystemClock.now());
         let request = Request {
             checks: &checks,
-            mode,
+            mode: action.store_mode(),
             now: explicit_now,
         };
         request.validate()?;
         let verdict = self.decide_checks(request, &key_list, now).await?;
-        if counted && mode == Mode::Hit {
-            // One count per request, for the deciding rule (metrics).
-            if let Some(hit) = hits.get(verdict.deciding_rule()) {
-                hit.rule.counters().record(verdict.allowed());
-            }
-        }
+        self.observe(hits, action, &verdict);
         Ok(verdict)
     }
 
-    /// The storage key of each hit, in order.
-    fn keys_of(&self, hits: &[Hit<'_>]) -> SmallVec<[String; 4]> {
-        hits.iter()
-            .map(|h| self.inner.keys.key(h.rule, h.identity))
-            .collect()
-    }
-
     /// [`decide`](Self::decide) without a future, when the store answers at once (the memory
-    /// store): the same verdict, with no future built, moved or polled. `None` when the store
-    /// may wait (Redis): use [`decide`](Self::decide).
+    /// store): the same verdict, observed alike, with no future built, moved or polled. `None`
+    /// when the store may wait (Redis): use [`decide`](Self::decide).
     #[must_use]
-    pub fn decide_now(&self, hits: &[Hit<'_>], mode: Mode) -> Option<Result<Verdict, Error>> {
-        self.decide_now_counted(hits, mode, true)
-    }
-
-    /// [`decide_now`](Self::decide_now) without counting the request in the metrics (see
-    /// [`decide_uncounted`](Self::decide_uncounted)).
-    #[must_use]
-    pub fn decide_now_uncounted(
-        &self,
-        hits: &[Hit<'_>],
-        mode: Mode,
-    ) -> Option<Result<Verdict, Error>> {
-        self.decide_now_counted(hits, mode, false)
-    }
-
-    fn decide_now_counted(
-        &self,
-        hits: &[Hit<'_>],
-        mode: Mode,
-        counted: bool,
-    ) -> Option<Result<Verdict, Error>> {
+    pub fn decide_now(&self, hits: &[Hit<'_>], action: Action) -> Option<Result<Verdict, Error>> {
         let inner = &*self.inner;
         let keys = self.keys_of(hits);
         let checks = checks(hits, &keys);
         let request = Request {
             checks: &checks,
-            mode,
+            mode: action.store_mode(),
             // The store reads its own clock, once, unless the limiter has one.
             now: inner.clock.as_ref().map(Clock::now),
         };
@@ -256,18 +235,36 @@ impl Limiter {
             }
             Err(_) => return None,
         };
-        if counted && mode == Mode::Hit {
-            if let Some(hit) = hits.get(verdict.deciding_rule()) {
-                hit.rule.counters().record(verdict.allowed());
-            }
-        }
+        self.observe(hits, action, &verdict);
         Some(Ok(verdict))
     }
 
-    /// [`decide`](Self::decide) without counting the request in the metrics: for the shadow
-    /// rules of a request, whose caller counts [`Rule::record_shadow_denial`] itself.
-    pub async fn decide_uncounted(&self, hits: &[Hit<'_>], mode: Mode) -> Result<Verdict, Error> {
-        self.decide_counted(hits, mode, false).await
+    /// Tells the observer about a decided request.
+    fn observe(&self, hits: &[Hit<'_>], action: Action, verdict: &Verdict) {
+        let observer = &*self.inner.observer;
+        match action {
+            Action::Hit => {
+                // One count per request, for the deciding rule.
+                if let Some(hit) = hits.get(verdict.deciding_rule()) {
+                    observer.decided(hit, verdict.allowed());
+                }
+            }
+            Action::Shadow => {
+                for (hit, decision) in hits.iter().zip(verdict.rules()) {
+                    if !decision.allowed {
+                        observer.shadow_denied(hit);
+                    }
+                }
+            }
+            Action::Peek => {}
+        }
+    }
+
+    /// The storage key of each hit, in order.
+    fn keys_of(&self, hits: &[Hit<'_>]) -> SmallVec<[String; 4]> {
+        hits.iter()
+            .map(|h| self.inner.keys.key(h.rule, h.identity))
+            .collect()
     }
 
     async fn decide_checks(
@@ -453,11 +450,8 @@ impl Limiter {
     fn all_rules<'a>(&'a self, identity: &'a str, cost: NonZeroU32) -> SmallVec<[Hit<'a>; 4]> {
         self.rules()
             .iter()
-            .map(|rule| Hit {
-                rule,
-                identity,
-                cost,
-            })
+            .zip(&*self.inner.counters)
+            .map(|(rule, counters)| Hit::new(rule, identity, cost).counted_in(counters))
             .collect()
     }
 }
@@ -511,6 +505,7 @@ pub struct LimiterBuilder {
     prefix: Option<String>,
     degradation: Degradation,
     hooks: Vec<EventHook>,
+    observer: Option<Arc<dyn Observer>>,
 }
 
 impl fmt::Debug for LimiterBuilder {
@@ -564,6 +559,13 @@ impl LimiterBuilder {
         self
     }
 
+    /// Tells `observer` about the requests decided, instead of counting them in the
+    /// [`metrics`] ([`Recorder`]).
+    pub fn observer(mut self, observer: impl Observer + 'static) -> Self {
+        self.observer = Some(Arc::new(observer));
+        self
+    }
+
     /// The key prefix (default `rate_guard`).
     pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = Some(prefix.into());
@@ -597,9 +599,16 @@ impl LimiterBuilder {
         } else {
             None
         };
+        let counters = self
+            .rules
+            .iter()
+            .map(|r| metrics::register(r.id(), "", r.algorithm()))
+            .collect();
         Ok(Limiter {
             inner: Arc::new(Inner {
                 rules: self.rules.into_boxed_slice(),
+                counters,
+                observer: self.observer.unwrap_or_else(|| Arc::new(Recorder)),
                 store,
                 keys,
                 clock: self.clock,

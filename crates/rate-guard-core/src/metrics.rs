@@ -2,9 +2,13 @@
 //!
 //! - Requests: one count per decided request (mode hit), allowed or blocked, labelled by the
 //!   deciding rule (its id, the route it is scoped to, its algorithm), plus shadow denials.
-//!   Each [`Rule`] holds its label set's counters from the moment it is built, so counting is
-//!   one relaxed atomic add. Label sets come from configuration, never from clients, and are
-//!   capped at [`MAX_LABEL_SETS`] (rules beyond share one `_other` set).
+//!   A label set's [`Counters`] are registered once, where a rule is configured ([`register`]:
+//!   a limiter's rules when it is built, a front's limits when they are added), and travel with
+//!   each request's [`Hit`](crate::Hit), so counting is one relaxed atomic add with no lookup.
+//!   Label sets come from configuration, never from clients, and are capped at
+//!   [`MAX_LABEL_SETS`] (rules beyond share one `_other` set). The limiter counts through its
+//!   [`Observer`](crate::Observer); [`Recorder`](crate::observe::Recorder) is the one that
+//!   writes here.
 //! - The store: latency of remote store calls (a histogram from 50 µs to 1 s), failures by
 //!   kind, answers from the deny cache.
 //! - Degradation: how many limiters decide degraded now (`fallback_active`) and the worst
@@ -73,11 +77,25 @@ struct Stripe {
     shadow_blocked: AtomicU64,
 }
 
-/// One label set's request counters.
-#[derive(Debug, Default)]
-pub struct RuleCounters {
+/// One label set's request counters, from [`register`]. Cheap to clone; clones count
+/// together, and so do the counters of every registration with the same labels.
+#[derive(Debug, Clone)]
+pub struct Counters(Arc<Entry>);
+
+#[derive(Debug)]
+struct Entry {
+    labels: Labels,
     stripes: [Stripe; STRIPES],
 }
+
+// Counters are their label set: two registrations alike are one set.
+impl PartialEq for Counters {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.labels == other.0.labels
+    }
+}
+
+impl Eq for Counters {}
 
 /// This thread's stripe, assigned round-robin on first use.
 fn stripe() -> usize {
@@ -89,10 +107,17 @@ fn stripe() -> usize {
     STRIPE.with(|s| *s)
 }
 
-impl RuleCounters {
-    pub(crate) fn record(&self, allowed: bool) {
+impl Counters {
+    /// What these counters are labelled with.
+    #[must_use]
+    pub fn labels(&self) -> &Labels {
+        &self.0.labels
+    }
+
+    /// Counts a request these counters' rule decided.
+    pub fn record(&self, allowed: bool) {
         if enabled() {
-            let stripe = &self.stripes[stripe()];
+            let stripe = &self.0.stripes[stripe()];
             let counter = if allowed {
                 &stripe.allowed
             } else {
@@ -102,24 +127,30 @@ impl RuleCounters {
         }
     }
 
-    pub(crate) fn record_shadow_denial(&self) {
+    /// Counts a request this (shadow) rule would have blocked but let through.
+    pub fn record_shadow_denial(&self) {
         if enabled() {
-            self.stripes[stripe()]
+            self.0.stripes[stripe()]
                 .shadow_blocked
                 .fetch_add(1, Ordering::Relaxed);
         }
     }
 
     fn sum(&self, field: impl Fn(&Stripe) -> &AtomicU64) -> u64 {
-        self.stripes
+        self.0
+            .stripes
             .iter()
             .map(|s| field(s).load(Ordering::Relaxed))
             .sum()
     }
 }
 
-/// The counters of `rule` / `route` / `algorithm`, shared by every rule built alike.
-pub(crate) fn counters_for(rule: &str, route: &str, algorithm: Algorithm) -> Arc<RuleCounters> {
+/// The counters of the rule named `rule` (its id, or for a route-scoped rule the id it was
+/// scoped from), scoped to `route` (empty: not scoped), counted by `algorithm`: the same
+/// counters for every registration alike. Call it where a rule is configured, not per request
+/// (it takes the registry's lock).
+#[must_use]
+pub fn register(rule: &str, route: &str, algorithm: Algorithm) -> Counters {
     let mut sets = REGISTRY.rules.lock();
     let labels = Labels {
         rule: rule.into(),
@@ -127,7 +158,7 @@ pub(crate) fn counters_for(rule: &str, route: &str, algorithm: Algorithm) -> Arc
         algorithm: algorithm.name(),
     };
     if let Some(counters) = sets.get(&labels) {
-        return Arc::clone(counters);
+        return counters.clone();
     }
     let labels = if sets.len() >= MAX_LABEL_SETS {
         Labels {
@@ -138,12 +169,19 @@ pub(crate) fn counters_for(rule: &str, route: &str, algorithm: Algorithm) -> Arc
     } else {
         labels
     };
-    Arc::clone(sets.entry(labels).or_default())
+    sets.entry(labels.clone())
+        .or_insert_with(|| {
+            Counters(Arc::new(Entry {
+                labels,
+                stripes: Default::default(),
+            }))
+        })
+        .clone()
 }
 
 #[derive(Default)]
 struct Registry {
-    rules: Mutex<HashMap<Labels, Arc<RuleCounters>>>,
+    rules: Mutex<HashMap<Labels, Counters>>,
     latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_nanos: AtomicU64,

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use crate::algorithm::Algorithm;
 use crate::bounds;
 use crate::error::ConfigError;
-use crate::metrics::{self, RuleCounters};
 use crate::quota::Quota;
 
 /// The longest rule id accepted.
@@ -39,10 +38,6 @@ pub struct Rule {
     interval_micros: f64,
     /// `count / period`: tokens per microsecond, so that estimates multiply instead of divide.
     rate_per_micro: f64,
-    /// The route template this rule is scoped to, for metrics labels (not part of keys).
-    route: Option<Arc<str>>,
-    /// Requests this rule decided, shared by every rule built alike ([`metrics`]).
-    counters: Arc<RuleCounters>,
 }
 
 impl Rule {
@@ -54,24 +49,7 @@ impl Rule {
             burst: None,
             name: None,
             fail_open: None,
-            route: None,
-            label: None,
         }
-    }
-
-    /// The route template this rule is scoped to (a metrics label), if any.
-    #[must_use]
-    pub fn route(&self) -> Option<&str> {
-        self.route.as_deref()
-    }
-
-    /// Counts a request this rule would have blocked but let through (a shadow rule).
-    pub fn record_shadow_denial(&self) {
-        self.counters.record_shadow_denial();
-    }
-
-    pub(crate) fn counters(&self) -> &RuleCounters {
-        &self.counters
     }
 
     /// The id used in this rule's keys: its name, or one derived from its definition
@@ -195,8 +173,6 @@ pub struct RuleBuilder {
     burst: Option<u32>,
     name: Option<String>,
     fail_open: Option<bool>,
-    route: Option<String>,
-    label: Option<String>,
 }
 
 impl RuleBuilder {
@@ -223,20 +199,6 @@ impl RuleBuilder {
     /// the rest of the service fails open).
     pub fn fail_open(mut self, fail_open: bool) -> Self {
         self.fail_open = Some(fail_open);
-        self
-    }
-
-    /// The route template this rule is scoped to, as a metrics label only: scoping the keys is
-    /// the caller's business (a scoped rule id).
-    pub fn route(mut self, template: impl Into<String>) -> Self {
-        self.route = Some(template.into());
-        self
-    }
-
-    /// The rule's name in metrics labels (default: its id). A route-scoped rule keeps the
-    /// name of the rule it was scoped from, its route being a label of its own.
-    pub fn label(mut self, name: impl Into<String>) -> Self {
-        self.label = Some(name.into());
         self
     }
 
@@ -268,14 +230,7 @@ impl RuleBuilder {
             }
             None => derived_id(self.quota, self.algorithm, burst),
         };
-        let counters = metrics::counters_for(
-            self.label.as_deref().unwrap_or(&id),
-            self.route.as_deref().unwrap_or(""),
-            self.algorithm,
-        );
         Ok(Rule {
-            route: self.route.map(Into::into),
-            counters,
             id: id.into(),
             quota: self.quota,
             algorithm: self.algorithm,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rate_guard_core::{
-    Algorithm, Check, ConfigError, Hit, Limiter, ManualClock, MemoryStore, Mode, Quota, Request,
+    Action, Algorithm, Check, ConfigError, Hit, Limiter, ManualClock, MemoryStore, Quota, Request,
     Rule, StoreError, Timestamp,
 };
 
@@ -276,12 +276,8 @@ async fn a_limiter_without_rules_decides_only_the_hits_it_is_given() {
     let err = limiter.hit("a").await.unwrap_err();
     assert!(err.to_string().contains("at least one rule"), "{err}");
     let r = rule("1/s", Algorithm::FixedWindow);
-    let hit = Hit {
-        rule: &r,
-        identity: "a",
-        cost: NonZeroU32::MIN,
-    };
-    assert!(limiter.decide(&[hit], Mode::Hit).await.unwrap().allowed());
+    let hit = Hit::new(&r, "a", NonZeroU32::MIN);
+    assert!(limiter.decide(&[hit], Action::Hit).await.unwrap().allowed());
 }
 
 #[test]
@@ -320,14 +316,14 @@ async fn decide_now_is_decide_without_a_future_on_the_memory_store() {
     ];
     let hits: Vec<Hit<'_>> = rules
         .iter()
-        .map(|rule| Hit {
-            rule,
-            identity: "a",
-            cost: NonZeroU32::MIN,
-        })
+        .map(|rule| Hit::new(rule, "a", NonZeroU32::MIN))
         .collect();
     for step in 0..8 {
-        let mode = if step % 3 == 2 { Mode::Peek } else { Mode::Hit };
+        let mode = if step % 3 == 2 {
+            Action::Peek
+        } else {
+            Action::Hit
+        };
         let a = now.decide_now(&hits, mode).unwrap().unwrap();
         let b = later.decide(&hits, mode).await.unwrap();
         assert_eq!(a, b, "step {step}");
@@ -336,7 +332,7 @@ async fn decide_now_is_decide_without_a_future_on_the_memory_store() {
     // A request no store could decide is the same error both ways.
     let twice = [hits[0], hits[0]];
     assert_eq!(
-        now.decide_now(&twice, Mode::Hit).unwrap().unwrap_err(),
-        later.decide(&twice, Mode::Hit).await.unwrap_err()
+        now.decide_now(&twice, Action::Hit).unwrap().unwrap_err(),
+        later.decide(&twice, Action::Hit).await.unwrap_err()
     );
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use rate_guard_core::metrics::{self, RequestCounts};
 use rate_guard_core::{
-    Algorithm, BoxFuture, Degradation, Hit, Limiter, ManualClock, MemoryStore, Mode, Quota,
+    Action, Algorithm, BoxFuture, Degradation, Hit, Limiter, ManualClock, MemoryStore, Quota,
     Request, Rule, Store, StoreError, Timestamp, Verdict,
 };
 
@@ -76,36 +76,28 @@ fn limiter(store: Arc<Flaky>, degradation: Degradation) -> Limiter {
 async fn a_request_counts_once_for_its_deciding_rule() {
     let _serial = SERIAL.lock().await;
     let wide = rule("m-wide", "100/hour");
-    let narrow = Rule::builder("2/hour".parse::<Quota>().unwrap())
-        .algorithm(Algorithm::FixedWindow)
-        .name("m-narrow")
-        .route("/items/{id}")
-        .build()
-        .unwrap();
+    let narrow = rule("m-narrow", "2/hour");
+    // Registered once, as a front does for a route's rule: its id and its route as labels.
+    let narrow_counters = metrics::register("m-narrow", "/items/{id}", Algorithm::FixedWindow);
     let limiter = limiter(Arc::default(), Degradation::default());
     let hits = [
-        Hit {
-            rule: &wide,
-            identity: "a",
-            cost: 1.try_into().unwrap(),
-        },
-        Hit {
-            rule: &narrow,
-            identity: "a",
-            cost: 1.try_into().unwrap(),
-        },
+        Hit::new(&wide, "a", 1.try_into().unwrap()),
+        Hit::new(&narrow, "a", 1.try_into().unwrap()).counted_in(&narrow_counters),
     ];
     for _ in 0..5 {
-        limiter.decide(&hits, Mode::Hit).await.unwrap();
+        limiter.decide(&hits, Action::Hit).await.unwrap();
     }
     // Peeks are not requests.
-    limiter.decide(&hits, Mode::Peek).await.unwrap();
+    limiter.decide(&hits, Action::Peek).await.unwrap();
     // The narrow rule has the least remaining: it decides every request (2 allowed, 3 blocked;
     // the last two blocked from the deny cache count all the same).
     assert_eq!(counts("m-narrow", "/items/{id}"), (2, 3, 0));
     assert_eq!(counts("m-wide", ""), (0, 0, 0));
-    narrow.record_shadow_denial();
+    // A shadow decision is not a request: only the rules that would have denied count.
+    let verdict = limiter.decide(&hits, Action::Shadow).await.unwrap();
+    assert!(!verdict.allowed());
     assert_eq!(counts("m-narrow", "/items/{id}"), (2, 3, 1));
+    assert_eq!(counts("m-wide", ""), (0, 0, 0));
 }
 
 #[tokio::test]
@@ -114,12 +106,9 @@ async fn rules_built_alike_share_their_counters() {
     let limiter = limiter(Arc::default(), Degradation::default());
     for i in 0..3 {
         let r = rule("m-alike", "10/hour");
-        let hit = Hit {
-            rule: &r,
-            identity: &format!("c{i}"),
-            cost: 1.try_into().unwrap(),
-        };
-        limiter.decide(&[hit], Mode::Hit).await.unwrap();
+        let identity = format!("c{i}");
+        let hit = Hit::new(&r, &identity, 1.try_into().unwrap());
+        limiter.decide(&[hit], Action::Hit).await.unwrap();
     }
     assert_eq!(counts("m-alike", ""), (3, 0, 0));
 }
@@ -130,20 +119,20 @@ async fn store_latency_failures_and_the_degradation_gauges() {
     let store = Arc::new(Flaky::default());
     let limiter = limiter(store.clone(), Degradation::default().failure_threshold(2));
     let r = rule("m-gauges", "10/hour");
-    let hit = [Hit {
-        rule: &r,
-        identity: "g",
-        cost: 1.try_into().unwrap(),
-    }];
+    let hit = [Hit::new(&r, "g", 1.try_into().unwrap())];
     let before = metrics::snapshot();
-    limiter.decide(&hit, Mode::Hit).await.unwrap();
+    limiter.decide(&hit, Action::Hit).await.unwrap();
     let after = metrics::snapshot();
     assert_eq!(after.latency_count, before.latency_count + 1);
     assert_eq!(after.fallback_active, 0);
 
     store.down.store(true, Ordering::Relaxed);
     for _ in 0..2 {
-        assert!(limiter.decide(&hit, Mode::Hit).await.unwrap().is_degraded());
+        assert!(limiter
+            .decide(&hit, Action::Hit)
+            .await
+            .unwrap()
+            .is_degraded());
     }
     let down = metrics::snapshot();
     assert_eq!(down.storage_errors[0], after.storage_errors[0] + 2); // timeouts
@@ -160,11 +149,7 @@ async fn store_latency_failures_and_the_degradation_gauges() {
 
 #[test]
 fn the_text_format_lists_each_family_once_with_its_samples() {
-    let _quoted = Rule::builder("1/s".parse::<Quota>().unwrap())
-        .name("m-text")
-        .route("/say/\"{word}\"")
-        .build()
-        .unwrap();
+    let _quoted = metrics::register("m-text", "/say/\"{word}\"", Algorithm::SlidingWindow);
     let text = metrics::render_prometheus();
     for family in [
         "rate_guard_requests_allowed_total",

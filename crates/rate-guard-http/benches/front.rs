@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use criterion::{criterion_main, Criterion};
 use jsonwebtoken::{encode, get_current_timestamp, Algorithm as JwtAlg, EncodingKey, Header};
-use rate_guard_core::{Hit, Limiter, ManualClock, Mode, Quota, Rule, Timestamp};
+use rate_guard_core::{Action, Hit, Limiter, ManualClock, Quota, Rule, Timestamp};
 use rate_guard_http::{ClientIp, ForwardedHeader, Front, Jwt, KeySpec, Limit, Peer, RequestInfo};
 
 const SECRET: &str = "a secret for the front benchmark!";
@@ -93,13 +93,9 @@ fn front(c: &mut Criterion) {
         b.iter(|| {
             let hits: Vec<Hit<'_>> = items
                 .iter()
-                .map(|i| Hit {
-                    rule: i.rule(),
-                    identity: i.identity(),
-                    cost: i.cost(),
-                })
+                .map(|i| Hit::new(i.rule(), i.identity(), i.cost()).counted_in(i.counters()))
                 .collect();
-            runtime.block_on(limiter.decide(&hits, Mode::Hit))
+            runtime.block_on(limiter.decide(&hits, Action::Hit))
         });
     });
     group.finish();

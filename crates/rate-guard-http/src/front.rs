@@ -5,7 +5,7 @@ use std::cell::OnceCell;
 use std::fmt;
 use std::sync::Arc;
 
-use rate_guard_core::{Hit, Limiter, Mode, Verdict, MAX_CHECKS};
+use rate_guard_core::{Action, Hit, Limiter, Verdict, MAX_CHECKS};
 use smallvec::SmallVec;
 
 use crate::client_ip::{ClientIp, Peer};
@@ -267,6 +267,7 @@ impl Front {
                 identity: resolver.identity(&limit.key, limit.custom_slot),
                 cost: limit.cost,
                 shadow: limit.shadow || inner.shadow_mode,
+                counters: limit.counters.clone(),
             };
             // Two limits of one rule that land on one identity (`user` and `header:` specs
             // both falling back to the address) are one bucket: counted once, at the larger
@@ -294,7 +295,7 @@ impl Front {
         let verdict = if enforced.is_empty() {
             None
         } else {
-            match limiter.decide_now(&enforced, Mode::Hit)? {
+            match limiter.decide_now(&enforced, Action::Hit)? {
                 Ok(verdict) => Some(verdict),
                 Err(e) => {
                     error = Some(e);
@@ -308,8 +309,8 @@ impl Front {
         let shadow = if admitted && has_shadow {
             let shadow_hits = hits(plan, true);
             // A store that answered the enforced rules at once answers these at once too.
-            match limiter.decide_now_uncounted(&shadow_hits, Mode::Hit)? {
-                Ok(verdict) => Some(record_shadow_denials(&shadow_hits, verdict)),
+            match limiter.decide_now(&shadow_hits, Action::Shadow)? {
+                Ok(verdict) => Some(verdict),
                 Err(e) => {
                     error.get_or_insert(e);
                     None
@@ -330,7 +331,7 @@ impl Front {
 
     /// Decides `plan` on `limiter`.
     ///
-    /// **One** [`Limiter::decide`] call in [`Mode::Hit`] covers every enforced rule of the
+    /// **One** [`Limiter::decide`] call in [`Action::Hit`] covers every enforced rule of the
     /// plan (global and route together), so the core's all-or-nothing semantics hold across
     /// them: when a route rule denies, no global rule consumes, and the other way round.
     ///
@@ -353,7 +354,7 @@ impl Front {
         let verdict = if enforced.is_empty() {
             None
         } else {
-            match limiter.decide(&enforced, Mode::Hit).await {
+            match limiter.decide(&enforced, Action::Hit).await {
                 Ok(verdict) => Some(verdict),
                 Err(e) => {
                     error = Some(e);
@@ -367,8 +368,8 @@ impl Front {
         let shadow = if admitted && has_shadow {
             let shadow_hits = hits(plan, true);
             // Not a request of its own in the metrics: only its would-be denials count.
-            match limiter.decide_uncounted(&shadow_hits, Mode::Hit).await {
-                Ok(verdict) => Some(record_shadow_denials(&shadow_hits, verdict)),
+            match limiter.decide(&shadow_hits, Action::Shadow).await {
+                Ok(verdict) => Some(verdict),
                 Err(e) => {
                     error.get_or_insert(e);
                     None
@@ -393,11 +394,7 @@ fn hits(plan: &Plan, shadow: bool) -> SmallVec<[Hit<'_>; 4]> {
     plan.items
         .iter()
         .filter(|item| item.shadow == shadow)
-        .map(|item| Hit {
-            rule: &item.rule,
-            identity: &item.identity,
-            cost: item.cost,
-        })
+        .map(|item| Hit::new(&item.rule, &item.identity, item.cost).counted_in(&item.counters))
         .collect()
 }
 
@@ -406,16 +403,6 @@ fn fails_closed(enforced: &[Hit<'_>]) -> bool {
     enforced
         .iter()
         .any(|hit| hit.rule.fail_open() == Some(false))
-}
-
-/// Counts, in the metrics, each shadow rule that would have denied.
-fn record_shadow_denials(shadow_hits: &[Hit<'_>], verdict: Verdict) -> Verdict {
-    for (hit, decision) in shadow_hits.iter().zip(verdict.rules()) {
-        if !decision.allowed {
-            hit.rule.record_shadow_denial();
-        }
-    }
-    verdict
 }
 
 /// Resolves identities for one request, computing the client address and the token's claims

@@ -3,12 +3,14 @@
 
 use std::num::NonZeroU32;
 
+use rate_guard_core::metrics::{self, Counters};
 use rate_guard_core::Rule;
 
 use crate::key_spec::KeySpec;
 
 /// One rule as a front applies it: the rule, whose quota it counts ([`KeySpec`]), what a
-/// request weighs, and whether it only observes (`shadow`).
+/// request weighs, whether it only observes (`shadow`), and its metrics (registered here,
+/// once, and carried by every request's plan).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limit {
     pub(crate) rule: Rule,
@@ -17,6 +19,9 @@ pub struct Limit {
     pub(crate) shadow: bool,
     /// Which of the request's custom keys a `custom` spec reads (0: [`RequestInfo::custom`](crate::RequestInfo::custom)).
     pub(crate) custom_slot: usize,
+    /// The rule's metrics: labelled with its id, or once scoped to a route
+    /// ([`Front::route`](crate::Front::route)) with the id it was scoped from and the route.
+    pub(crate) counters: Counters,
 }
 
 impl Limit {
@@ -24,6 +29,7 @@ impl Limit {
     #[must_use]
     pub fn new(rule: Rule) -> Self {
         Self {
+            counters: metrics::register(rule.id(), "", rule.algorithm()),
             rule,
             key: KeySpec::Ip,
             cost: NonZeroU32::MIN,

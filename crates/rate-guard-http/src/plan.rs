@@ -2,6 +2,7 @@
 
 use std::num::NonZeroU32;
 
+use rate_guard_core::metrics::Counters;
 use rate_guard_core::{KeyBuilder, Rule};
 use smallvec::SmallVec;
 
@@ -20,6 +21,7 @@ pub struct PlanItem {
     pub(crate) identity: String,
     pub(crate) cost: NonZeroU32,
     pub(crate) shadow: bool,
+    pub(crate) counters: Counters,
 }
 
 impl Plan {
@@ -51,6 +53,19 @@ impl PlanItem {
     #[must_use]
     pub fn rule(&self) -> &Rule {
         &self.rule
+    }
+
+    /// The route template the rule is scoped to (a metrics and log label); empty for a
+    /// global rule.
+    #[must_use]
+    pub fn route(&self) -> &str {
+        &self.counters.labels().route
+    }
+
+    /// The rule's metrics.
+    #[must_use]
+    pub fn counters(&self) -> &Counters {
+        &self.counters
     }
 
     /// Whose quota: `ip:203.0.113.9`, `global`, `user:42`, ...

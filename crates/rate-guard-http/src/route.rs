@@ -41,6 +41,7 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
+use rate_guard_core::metrics;
 use rate_guard_core::{Rule, MAX_RULE_ID_LEN};
 use sha2::{Digest, Sha256};
 
@@ -127,7 +128,7 @@ impl RouteLimits {
         let mut declared: Vec<Rule> = Vec::new();
         for limit in limits {
             let id = scoped_rule_id(&limit.rule, template, method);
-            let rule = rename(&limit.rule, &id, template)?;
+            let rule = rename(&limit.rule, &id)?;
             // One id, one definition (scoped ids are equal exactly when the ids are).
             if let Some(i) = scoped
                 .iter()
@@ -136,7 +137,13 @@ impl RouteLimits {
                 return Err(Error::duplicate(&declared[i], &limit.rule));
             }
             declared.push(limit.rule.clone());
-            scoped.push(Limit { rule, ..limit });
+            // Its metrics keep the rule's own name and gain the route's template as a label.
+            let counters = metrics::register(limit.rule.id(), template, rule.algorithm());
+            scoped.push(Limit {
+                rule,
+                counters,
+                ..limit
+            });
         }
         Ok(Self {
             inner: Arc::new(RouteInner {
@@ -179,14 +186,11 @@ impl RouteLimits {
     }
 }
 
-/// `rule` under another id, everything else kept; its metrics keep the rule's own name and
-/// gain the route's template as a label.
-fn rename(rule: &Rule, id: &str, template: &str) -> Result<Rule, Error> {
+/// `rule` under another id, everything else kept.
+fn rename(rule: &Rule, id: &str) -> Result<Rule, Error> {
     let mut builder = Rule::builder(rule.quota())
         .algorithm(rule.algorithm())
-        .name(id)
-        .label(rule.id())
-        .route(template);
+        .name(id);
     if let Some(burst) = rule.burst() {
         builder = builder.burst(burst.get());
     }

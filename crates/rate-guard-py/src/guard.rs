@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedStr;
-use rate_guard_core::{Degradation, Hit, Limiter, MemoryStore, Mode, Rule, Store, Verdict};
+use rate_guard_core::{Action, Degradation, Hit, Limiter, MemoryStore, Rule, Store, Verdict};
 use rate_guard_redis::{RedisConfig, RedisStore};
 use smallvec::SmallVec;
 use tokio::runtime::Runtime;
@@ -142,7 +142,7 @@ impl Engine {
         &self,
         requests: impl IntoIterator<Item = (&'a str, &'a Rules)>,
         cost: Option<NonZeroU32>,
-        mode: Mode,
+        mode: Action,
     ) -> Result<Verdict, Failure> {
         let hits: Vec<Hit<'_>> = requests
             .into_iter()
@@ -223,10 +223,9 @@ fn hits<'a>(
         .as_slice()
         .iter()
         .zip(rules.costs())
-        .map(move |(rule, &own)| Hit {
-            rule,
-            identity,
-            cost: cost.unwrap_or(own),
+        .zip(rules.counters())
+        .map(move |((rule, &own), counters)| {
+            Hit::new(rule, identity, cost.unwrap_or(own)).counted_in(counters)
         })
 }
 
@@ -350,7 +349,7 @@ impl Guard {
         py: Python<'_>,
         requests: Result<Vec<Owned>, Failure>,
         cost: Result<Option<NonZeroU32>, Failure>,
-        mode: Mode,
+        mode: Action,
     ) -> Call {
         let (requests, cost, engine) = match (requests, cost, self.engine_with_gil(py)) {
             (Ok(requests), Ok(cost), Ok(engine)) => (requests, cost, engine),
@@ -381,7 +380,7 @@ impl Guard {
         identity: &str,
         rules: &Rules,
         cost: Option<NonZeroU32>,
-        mode: Mode,
+        mode: Action,
     ) -> PyResult<Decision> {
         let hits: SmallVec<[Hit<'_>; 4]> = hits(identity, rules, cost).collect();
         // The memory store answers at once: no future, no GIL hand-off.
@@ -511,7 +510,7 @@ impl Guard {
     ) -> PyResult<Decision> {
         let identity = args::identity(identity)?;
         let cost = args::cost(cost)?;
-        self.decide(py, &identity, rules.get(), cost, Mode::Hit)
+        self.decide(py, &identity, rules.get(), cost, Action::Hit)
     }
 
     /// What [`hit`](Self::hit) would answer, consuming nothing.
@@ -525,7 +524,7 @@ impl Guard {
     ) -> PyResult<Decision> {
         let identity = args::identity(identity)?;
         let cost = args::cost(cost)?;
-        self.decide(py, &identity, rules.get(), cost, Mode::Peek)
+        self.decide(py, &identity, rules.get(), cost, Action::Peek)
     }
 
     /// Decides several `(identity, rules)` pairs together, all-or-nothing: a request whose
@@ -541,7 +540,7 @@ impl Guard {
     ) -> PyResult<Decision> {
         let requests = pairs(requests)?;
         let cost = args::cost(cost)?;
-        let mode = if peek { Mode::Peek } else { Mode::Hit };
+        let mode = if peek { Action::Peek } else { Action::Hit };
         let verdict = py.detach(|| {
             let pairs = requests
                 .iter()
@@ -562,7 +561,7 @@ impl Guard {
         cost: Option<&Bound<'_, PyAny>>,
     ) -> Call {
         let requests = args::identity(identity).map(|identity| vec![(identity, rules)]);
-        self.call(py, requests, args::cost(cost), Mode::Hit)
+        self.call(py, requests, args::cost(cost), Action::Hit)
     }
 
     /// The async [`peek`](Self::peek).
@@ -575,7 +574,7 @@ impl Guard {
         cost: Option<&Bound<'_, PyAny>>,
     ) -> Call {
         let requests = args::identity(identity).map(|identity| vec![(identity, rules)]);
-        self.call(py, requests, args::cost(cost), Mode::Peek)
+        self.call(py, requests, args::cost(cost), Action::Peek)
     }
 
     /// The async [`decide_many`](Self::decide_many).
@@ -587,7 +586,7 @@ impl Guard {
         cost: Option<&Bound<'_, PyAny>>,
         peek: bool,
     ) -> Call {
-        let mode = if peek { Mode::Peek } else { Mode::Hit };
+        let mode = if peek { Action::Peek } else { Action::Hit };
         self.call(py, pairs(requests), args::cost(cost), mode)
     }
 

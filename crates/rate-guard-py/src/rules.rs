@@ -6,6 +6,7 @@ use std::str::FromStr;
 
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
+use rate_guard_core::metrics::{self, Counters};
 use rate_guard_core::{parse_quotas, Algorithm, ConfigError, Quota, Rule};
 
 use crate::args;
@@ -64,9 +65,12 @@ impl RuleSpec {
 /// Each rule keeps its own cost (default 1): what a call weighs against it when the call does
 /// not say.
 #[pyclass(frozen, module = "py_rate_guard._native", name = "Rules")]
+#[allow(clippy::struct_field_names)] // `rules` is what the Python class holds; the name stays
 pub(crate) struct Rules {
     rules: Box<[Rule]>,
     costs: Box<[NonZeroU32]>,
+    /// Each rule's metrics, registered here once rather than found per call.
+    counters: Box<[Counters]>,
 }
 
 impl Rules {
@@ -78,6 +82,11 @@ impl Rules {
     /// What a call weighs against each rule (in order) when it gives no cost.
     pub(crate) fn costs(&self) -> &[NonZeroU32] {
         &self.costs
+    }
+
+    /// Each rule's metrics, in order.
+    pub(crate) fn counters(&self) -> &[Counters] {
+        &self.counters
     }
 
     fn build(specs: &[RuleSpec]) -> Result<Self, Failure> {
@@ -126,9 +135,14 @@ impl Rules {
         if rules.is_empty() {
             return Err(ConfigError::NoRules.into());
         }
+        let counters = rules
+            .iter()
+            .map(|r| metrics::register(r.id(), "", r.algorithm()))
+            .collect();
         Ok(Self {
             rules: rules.into_boxed_slice(),
             costs: costs.into_boxed_slice(),
+            counters,
         })
     }
 }

@@ -14,7 +14,7 @@
 //! - The guard never fails a request: store errors end in the configured degraded answer, and
 //!   the service's errors are the inner service's.
 
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
 use http::{Request, Response};
 use tower_service::Service;
@@ -94,23 +94,16 @@ where
         let Some(plan) = plan else {
             return ResponseFuture::calling(self.inner.call(request), RateHeaders::None);
         };
-        // The memory store answers at once: no future to build, box or poll.
+        // The one "answer now" path: the memory store answers at once, with no future to
+        // build, box or poll. Anything else (Redis, including answers from the deny cache or
+        // an open breaker) is decided by the response future, whose first poll comes from
+        // the caller's task right away.
         if let Some(answer) = self.guard.decide_now(&plan) {
             return self.answer(answer, request);
         }
-        let mut decision = self.guard.decide_owned(plan);
-        // One poll tells whether the answer needs I/O; a later poll with the task's waker
-        // takes over if it does.
-        match decision
-            .as_mut()
-            .poll(&mut Context::from_waker(Waker::noop()))
-        {
-            Poll::Ready(answer) => self.answer(answer, request),
-            Poll::Pending => {
-                let clone = self.inner.clone();
-                let ready = std::mem::replace(&mut self.inner, clone);
-                ResponseFuture::deciding(decision, ready, request)
-            }
-        }
+        let decision = self.guard.decide_owned(plan);
+        let clone = self.inner.clone();
+        let ready = std::mem::replace(&mut self.inner, clone);
+        ResponseFuture::deciding(decision, ready, request)
     }
 }
