@@ -13,8 +13,8 @@
 //!   `hashlib.blake2b(identity, key=key, digest_size=8)`. [`Identities::Raw`] logs it as is,
 //!   [`Identities::Omit`] not at all.
 //! - **Bounded**: sampling state is kept for at most [`MAX_LOGGED_RULES`] rules; past that, idle
-//!   rules are forgotten (an idle rule's state is a new rule's), and if none is idle, the other
-//!   rules share one bucket.
+//!   rules are forgotten (an idle rule's state is a new rule's; looked for at most once a
+//!   second), and while none is, the other rules share one bucket.
 //!
 //! Time comes from a [`Clock`], so tests never sleep:
 //!
@@ -273,6 +273,8 @@ struct State {
     budgets: HashMap<Box<str>, Budget>,
     /// The shared bucket of rules beyond the cap.
     overflow: Budget,
+    /// When idle rules may next be forgotten, the cap reached (ns).
+    next_prune: u64,
 }
 
 #[derive(Default)]
@@ -529,17 +531,23 @@ impl DecisionLog {
         }
         let now = self.now();
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let state = &mut *state;
         let key = rule.unwrap_or("");
-        if !state.budgets.contains_key(key) && state.budgets.len() >= MAX_LOGGED_RULES {
-            state.budgets.retain(|_, budget| !budget.is_idle(now));
-        }
         let budget = if let Some(budget) = state.budgets.get_mut(key) {
             budget
-        } else if state.budgets.len() < MAX_LOGGED_RULES {
-            // Allocates once per rule (rules come from configuration).
-            state.budgets.entry(Box::from(key)).or_default()
         } else {
-            &mut state.overflow
+            if state.budgets.len() >= MAX_LOGGED_RULES && now >= state.next_prune {
+                // At most once a second: while every rule is busy, a scan per denial would
+                // cost ten thousand steps each.
+                state.next_prune = now.saturating_add(NANOS_PER_SEC);
+                state.budgets.retain(|_, budget| !budget.is_idle(now));
+            }
+            if state.budgets.len() < MAX_LOGGED_RULES {
+                // Allocates once per rule (rules come from configuration).
+                state.budgets.entry(Box::from(key)).or_default()
+            } else {
+                &mut state.overflow
+            }
         };
         let suppressed = budget.take(now, self.interval, self.tolerance)?;
         logged(budget);

@@ -101,3 +101,19 @@ fn a_flood_of_refusals_is_sampled_per_rule_and_counts_what_it_leaves_out() {
         assert_eq!((e["limit"].as_str(), e["remaining"].as_str()), ("1", "0"));
     }
 }
+
+#[test]
+fn out_of_range_denials_per_second_is_named() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    for per_second in [1_000_001.0, -0.5, f64::NAN] {
+        let built = runtime.block_on(
+            RateGuard::builder()
+                .with_config(|c| c.log_denials_per_second = per_second)
+                .build(),
+        );
+        let err = built.unwrap_err().to_string();
+        assert!(err.contains("log_denials_per_second"), "{err}");
+    }
+}

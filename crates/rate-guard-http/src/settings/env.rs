@@ -193,6 +193,7 @@ mod tests {
             ("RATE_GUARD_MEMORY_MAX_KEYS", "1000"),
             ("RATE_GUARD_HEADERS", "both"),
             ("RATE_GUARD_LOG_DENIALS_PER_SECOND", "0.5"),
+            ("RATE_GUARD_LOG_IDENTITY_SALT", "pepper"),
             ("RATE_GUARD_LIMITED_HANDLER", "app.handlers.limited"),
         ])
         .unwrap();
@@ -208,6 +209,7 @@ mod tests {
         assert_eq!(config.memory_max_keys, Some(1000));
         assert_eq!(config.headers, crate::HeaderStyle::Both);
         assert!((config.log_denials_per_second - 0.5).abs() < f64::EPSILON);
+        assert_eq!(config.log_identity_salt.as_deref(), Some("pepper"));
     }
 
     #[test]
