@@ -55,7 +55,7 @@ class RateGuard:
         # configuration logged, and the engine's events (store failures, breaker, fallback)
         # drained into `logging` by one thread per process.
         metrics.attach(self.config)
-        logs.attach(self)
+        logs.attach(self.config, self._guard.store)
 
     def hit(self, identity: str, limit: Limit, *, cost: int | None = None) -> Decision:
         """Decides `limit` for `identity` and, if allowed, consumes `cost` (default: each

@@ -41,12 +41,9 @@ import logging
 import os
 import threading
 import weakref
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from py_rate_guard import _native
-
-if TYPE_CHECKING:
-    from py_rate_guard.guard import RateGuard
 
 __all__ = [
     "DEFAULT_DENIALS_PER_SECOND",
@@ -255,15 +252,14 @@ _pump_lock = threading.Lock()
 _pump_registered = False
 
 
-def _config_fields(guard: RateGuard) -> dict[str, Any]:
-    """The guard's effective configuration, secrets hidden: the Redis URL without its
-    password, JWT keys counted, callables by name."""
-    config = guard.config
+def _config_fields(config: Any, store: str) -> dict[str, Any]:
+    """A guard's effective configuration, secrets hidden: the Redis URL without its
+    password (`store`, as the engine describes it), JWT keys counted, callables by name."""
     out: dict[str, Any] = {}
     for name in type(config).model_fields:
         value = getattr(config, name)
         if name == "redis_url":
-            value = guard._guard.store if value is not None else None
+            value = store if value is not None else None
         elif name == "jwt_keys":
             value = f"{len(value)} key(s)"
         elif name == "global_rules":
@@ -276,14 +272,15 @@ def _config_fields(guard: RateGuard) -> dict[str, Any]:
     return out
 
 
-def attach(guard: RateGuard) -> None:
-    """What a guard does once built: its effective configuration logged (`config`), and the
-    thread that logs engine events started (once per process)."""
+def attach(config: Any, store: str) -> None:
+    """What a guard does once built (with `config`, on the engine's `store`): its effective
+    configuration logged (`config`), and the thread that logs engine events started (once
+    per process). It takes the guard's parts, not the guard: `guard` imports this module."""
     global _pump_registered
     logger.info(
         "py-rate-guard configured: store %s",
-        guard._guard.store,
-        extra={"event": "config", "config": _config_fields(guard)},
+        store,
+        extra={"event": "config", "config": _config_fields(config, store)},
     )
     with _pump_lock:
         if not _pump_registered:
