@@ -141,7 +141,7 @@ class _FloorMiddleware:
             from py_rate_guard.models.config import RateGuardConfig
 
             guard = FastAPIRateGuard(RateGuardConfig(redis_url=redis_url))
-            self.front, self.native = guard.front, guard.native
+            self.front, self.native = guard.front, guard._guard
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http":

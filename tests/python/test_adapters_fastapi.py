@@ -544,6 +544,35 @@ def test_bad_limits_fail_at_decoration_and_name_what_is_wrong() -> None:
         guard.dependency("10/minute", burst=5)
 
 
+def test_every_decorator_takes_the_same_keywords_and_refuses_others() -> None:
+    from py_rate_guard.adapters.django import rate_limit
+    from py_rate_guard.adapters.starlette import StarletteRateGuard
+
+    guard = make_guard()
+    decorators = [
+        guard.limit,
+        guard.dependency,
+        StarletteRateGuard(RateGuardConfig(key_prefix="kw")).limit,
+        rate_limit,
+    ]
+    for decorator in decorators:
+        # Every keyword of `LimitOptions`, and `key=None` meaning the default key.
+        decorator(
+            limit="10/minute",
+            key=None,
+            key_func=None,
+            algorithm="token_bucket",
+            cost=2,
+            burst=20,
+            name="n",
+            shadow=True,
+        )
+        with pytest.raises(TypeError, match="'fail_open'"):
+            decorator("10/minute", fail_open=True)  # a rule field, but not a decorator's
+        with pytest.raises(TypeError):
+            decorator("10/minute", "ip")  # keywords only after the limit
+
+
 def test_a_global_key_func_and_a_route_key_func_each_key_their_own_rule() -> None:
     guard = make_guard(
         global_rules=[RateLimitRule(limit="3/minute", key_func=lambda r: "a", name="g")]

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.routing import Host, Match, Mount
 
-from py_rate_guard.adapters._http import RouteLimit, Target, limit_of
+from py_rate_guard.adapters._http import EndpointRules, RequestRules, endpoint_rules
 from py_rate_guard.models.config import RateLimitRule
 
 if TYPE_CHECKING:
@@ -42,30 +42,30 @@ except ImportError:  # older FastAPI (routers are flattened) or Starlette alone
 
 
 class _Node:
-    __slots__ = ("children", "matches", "targets")
+    __slots__ = ("by_method", "children", "matches")
 
     def __init__(
         self,
         matches: Callable[[Scope], tuple[Match, Scope]],
-        targets: dict[str | None, Target],
+        by_method: dict[str | None, RequestRules],
         children: list[_Node] | None = None,
     ) -> None:
         self.matches = matches
-        self.targets = targets
+        self.by_method = by_method
         self.children = children
 
-    def target(self, method: str | None) -> Target | None:
-        targets = self.targets
-        if not targets:
+    def rules(self, method: str | None) -> RequestRules | None:
+        by_method = self.by_method
+        if not by_method:
             return None
-        found = targets.get(method)
+        found = by_method.get(method)
         if found is None and method == "HEAD":
-            found = targets.get("GET")
-        return found if found is not None else targets.get(None)
+            found = by_method.get("GET")
+        return found if found is not None else by_method.get(None)
 
 
 class RouteTable:
-    """The routes of one application and the targets of those that carry limits."""
+    """The routes of one application and the `RequestRules` of those that carry limits."""
 
     def __init__(self, guard: HttpGuard, app: Any, *, strict: bool = False) -> None:
         """Reads the routes of `app`. A limit that cannot be built (two key functions on one
@@ -77,7 +77,7 @@ class RouteTable:
         self.limited = False
         # Which route a (type, method, path) goes to, when no route depends on anything else
         # (a `Host` route reads the Host header): bounded, cleared when full.
-        self._found: dict[tuple[Any, ...], Target | None] = {}
+        self._found: dict[tuple[Any, ...], RequestRules | None] = {}
         self._cacheable = True
         try:
             self.nodes = self._nodes(self.routes or (), "")
@@ -96,21 +96,21 @@ class RouteTable:
         routes = self.routes
         return app is self.app and (routes is None or len(routes) == self.count)
 
-    def find(self, scope: Scope) -> Target | None:
-        """The target of the route that the router will pick for `scope`; None when it carries
-        no limits (or no route matches)."""
+    def find(self, scope: Scope) -> RequestRules | None:
+        """The `RequestRules` of the route that the router will pick for `scope`; None when it
+        carries no limits (or no route matches)."""
         key = (scope["type"], scope.get("method"), scope["path"], scope.get("root_path", ""))
         found = self._found.get(key, _UNKNOWN)
         if found is not _UNKNOWN:
             return found  # type: ignore[return-value]
-        target = self._match(scope)
+        rules = self._match(scope)
         if self._cacheable:
             if len(self._found) >= _FOUND_MAX:
                 self._found.clear()
-            self._found[key] = target
-        return target
+            self._found[key] = rules
+        return rules
 
-    def _match(self, scope: Scope) -> Target | None:
+    def _match(self, scope: Scope) -> RequestRules | None:
         nodes = self.nodes
         while True:
             for node in nodes:
@@ -120,7 +120,7 @@ class RouteTable:
             else:
                 return None
             if node.children is None:
-                return node.target(scope.get("method"))
+                return node.rules(scope.get("method"))
             nodes, scope = node.children, {**scope, **child_scope}
 
     def _nodes(self, routes: Iterable[Any], prefix: str) -> list[_Node]:
@@ -135,15 +135,15 @@ class RouteTable:
                 self._cacheable = False
                 nodes.append(_Node(route.matches, {}, self._nodes(original.routes, prefix)))
             else:
-                targets = self._targets(route, prefix)
-                self.limited = self.limited or bool(targets)
-                nodes.append(_Node(route.matches, targets))
+                by_method = self._by_method(route, prefix)
+                self.limited = self.limited or bool(by_method)
+                nodes.append(_Node(route.matches, by_method))
         return nodes
 
-    def _targets(self, route: Any, prefix: str) -> dict[str | None, Target]:
+    def _by_method(self, route: Any, prefix: str) -> dict[str | None, RequestRules]:
         endpoint = getattr(route, "endpoint", None)
         common = [*self._own(endpoint), *self._own_dependencies(getattr(route, "dependant", None))]
-        per_method: dict[str, list[RouteLimit]] = {}
+        per_method: dict[str, list[EndpointRules]] = {}
         if inspect.isclass(endpoint):  # Starlette's HTTPEndpoint: limits on its methods
             for method in _METHODS:
                 own = self._own(getattr(endpoint, method.lower(), None))
@@ -153,25 +153,25 @@ class RouteTable:
             return {}
         template = prefix + str(getattr(route, "path_format", "") or getattr(route, "path", ""))
         route_method = _single_method(getattr(route, "methods", None))
-        targets: dict[str | None, Target] = {}
+        by_method: dict[str | None, RequestRules] = {}
         if common:
-            targets[None] = self.guard.target(template, route_method, _rules(common))
+            by_method[None] = self.guard.request_rules(template, route_method, _rules(common))
         for method, own in per_method.items():
-            targets[method] = self.guard.target(template, method, _rules([*common, *own]))
-        return targets
+            by_method[method] = self.guard.request_rules(template, method, _rules([*common, *own]))
+        return by_method
 
-    def _own(self, endpoint: Any) -> list[RouteLimit]:
-        limit = limit_of(endpoint, self.guard)
-        return [] if limit is None else [limit]
+    def _own(self, endpoint: Any) -> list[EndpointRules]:
+        rules = endpoint_rules(endpoint, self.guard)
+        return [] if rules is None else [rules]
 
-    def _own_dependencies(self, dependant: Any) -> list[RouteLimit]:
-        found: list[RouteLimit] = []
+    def _own_dependencies(self, dependant: Any) -> list[EndpointRules]:
+        found: list[EndpointRules] = []
         stack = list(getattr(dependant, "dependencies", None) or ())
         while stack:
             dependency = stack.pop(0)
-            for limit in self._own(getattr(dependency, "call", None)):
-                if limit not in found:
-                    found.append(limit)
+            for rules in self._own(getattr(dependency, "call", None)):
+                if rules not in found:
+                    found.append(rules)
             stack.extend(getattr(dependency, "dependencies", None) or ())
         return found
 
@@ -186,9 +186,9 @@ def route_template(scope: Scope, endpoint: Callable[..., Any]) -> str:
     return f"{getattr(endpoint, '__module__', '')}.{getattr(endpoint, '__qualname__', '')}"
 
 
-def _rules(limits: Iterable[RouteLimit]) -> list[RateLimitRule]:
-    """The rules of `limits`, each once, in order."""
-    return list(dict.fromkeys(rule for limit in limits for rule in limit.rules))
+def _rules(of: Iterable[EndpointRules]) -> list[RateLimitRule]:
+    """The rules of the endpoints' `of`, each once, in order."""
+    return list(dict.fromkeys(rule for rules in of for rule in rules.rules))
 
 
 def _candidates(routes: Iterable[Any]) -> Iterator[Any]:

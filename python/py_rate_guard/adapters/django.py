@@ -31,8 +31,8 @@ from __future__ import annotations
 import functools
 import inspect
 import threading
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar, cast
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import TYPE_CHECKING, Any, TypeGuard, TypeVar, cast
 
 from asgiref.sync import async_to_sync, iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.conf import settings
@@ -43,20 +43,24 @@ from pydantic import ValidationError
 
 from py_rate_guard import _native
 from py_rate_guard.adapters._http import (
+    EndpointRules,
     HttpGuard,
-    RouteLimit,
-    Target,
+    LimitOptions,
+    RequestRules,
     covered,
     decorated,
+    endpoint_rules,
     is_async,
-    limit_of,
+    limit_rule,
     logger,
-    make_rule,
     mark_wrapper,
     user_id,
 )
 from py_rate_guard.exceptions import ConfigError
-from py_rate_guard.models.config import Algorithm, KeyFunc, RateGuardConfig, RateLimitRule
+from py_rate_guard.models.config import RateGuardConfig, RateLimitRule
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["DjangoRateGuard", "RateLimitMiddleware", "get_guard", "rate_limit"]
 
@@ -66,90 +70,101 @@ F = TypeVar("F", bound=Callable[..., Any])
 # gets.
 _DECIDED = "_rate_guard_decided"
 _HEADERS = "_rate_guard_headers"
+_HANDLER_FAILED = object()
 
 
 class DjangoRateGuard(HttpGuard):
     """The guard of `settings.RATE_GUARD` (see `get_guard()`); decides Django requests."""
 
-    def decide_request(
-        self, request: HttpRequest, target: Target, *, alone: bool = False
-    ) -> _native.Outcome | None:
-        custom = target.custom_keys(request, _run_async) if target.key_funcs else None
-        user = user_id(getattr(request, "user", None)) if target.needs_user else None
-        return self.decide(
-            target, _peer(request), _headers(request), user=user, custom=custom, alone=alone
-        )
+    # -- how a Django request is read (`HttpGuard.adecide`/`decide` do the rest) ---------
 
-    async def adecide_request(
-        self, request: HttpRequest, target: Target, *, alone: bool = False
-    ) -> _native.Outcome | None:
-        custom = await target.acustom_keys(request) if target.key_funcs else None
-        user = await _auser(request) if target.needs_user else None
-        return await self.adecide(
-            target, _peer(request), _headers(request), user=user, custom=custom, alone=alone
-        )
+    async def auser_of(self, source: HttpRequest) -> str | None:
+        auser = getattr(source, "auser", None)
+        if auser is not None:
+            return user_id(await auser())
+        return await sync_to_async(self.user_of)(source)
+
+    def run_async(self, func: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> Any:
+        return async_to_sync(func)(*args)
+
+    def decide_view(self, request: HttpRequest, rules: RequestRules) -> _native.Outcome | None:
+        """`HttpGuard.decide` of a Django request (WSGI, sync views)."""
+        return self.decide(rules, request, _peer(request), _headers(request))
+
+    def adecide_view(
+        self, request: HttpRequest, rules: RequestRules
+    ) -> Coroutine[Any, Any, _native.Outcome | None]:
+        """`HttpGuard.adecide` of a Django request (ASGI, async views): its coroutine, no
+        frame of its own."""
+        return self.adecide(rules, request, _peer(request), _headers(request))
+
+    # -- the answer to a denied request -------------------------------------------------
 
     def limited_response(self, request: HttpRequest, outcome: _native.Outcome) -> HttpResponseBase:
         """The answer to a denied request: the `limited_handler`'s (with the rate-limit headers
         it did not set) or the JSON 429."""
         handler = self.config.limited_handler
-        if handler is not None:
-            try:
-                response = handler(request, self.limited_exception(outcome))
-                if inspect.isawaitable(response):
-                    response = async_to_sync(_awaited)(response)
-            except Exception:
-                logger.exception("limited_handler failed; the default 429 is sent")
-            else:
-                if isinstance(response, HttpResponseBase):
-                    add_headers(response, outcome.headers, keep_existing=True)
-                    return response
-                logger.error("limited_handler returned %r, not an HttpResponse", type(response))
-        return self.default_response(outcome)
+        if handler is None:
+            return self.default_response(outcome)
+        try:
+            response = handler(request, self.limited_exception(outcome))
+            if inspect.isawaitable(response):
+                response = async_to_sync(_awaited)(response)
+        except Exception:
+            logger.exception("limited_handler failed; the default 429 is sent")
+            response = _HANDLER_FAILED
+        return self._handler_response(response, outcome)
 
     async def alimited_response(
         self, request: HttpRequest, outcome: _native.Outcome
     ) -> HttpResponseBase:
+        """`limited_response` on the event loop (a sync handler runs in a thread)."""
         handler = self.config.limited_handler
-        if handler is not None:
-            try:
-                if is_async(handler):
-                    response = await handler(request, self.limited_exception(outcome))
-                else:
-                    response = await sync_to_async(handler)(
-                        request, self.limited_exception(outcome)
-                    )
-            except Exception:
-                logger.exception("limited_handler failed; the default 429 is sent")
-            else:
-                if isinstance(response, HttpResponseBase):
-                    add_headers(response, outcome.headers, keep_existing=True)
-                    return response
-                logger.error("limited_handler returned %r, not an HttpResponse", type(response))
+        if handler is None:
+            return self.default_response(outcome)
+        try:
+            call = handler if is_async(handler) else sync_to_async(handler)
+            response = await call(request, self.limited_exception(outcome))
+        except Exception:
+            logger.exception("limited_handler failed; the default 429 is sent")
+            response = _HANDLER_FAILED
+        return self._handler_response(response, outcome)
+
+    def _handler_response(self, response: Any, outcome: _native.Outcome) -> HttpResponseBase:
+        """What the `limited_handler` answered, with the rate-limit headers it did not set; the
+        default answer when it failed or did not return a response."""
+        if isinstance(response, HttpResponseBase):
+            set_headers(response, outcome.headers, keep_existing=True)
+            return response
+        if response is not _HANDLER_FAILED:
+            logger.error("limited_handler returned %r, not an HttpResponse", type(response))
         return self.default_response(outcome)
 
     def default_response(self, outcome: _native.Outcome) -> HttpResponse:
         response = HttpResponse(
             outcome.body, status=outcome.status, content_type="application/json"
         )
-        add_headers(response, outcome.headers)
+        set_headers(response, outcome.headers)
         return response
 
-    # -- decorated views deciding alone -------------------------------------------------
+    # -- decorated views deciding on their own ------------------------------------------
 
-    def alone_target(
-        self, request: HttpRequest | None, limit: RouteLimit, view: Callable[..., Any]
-    ) -> Target | None:
-        """The target a decorated view decides itself; None when there is nothing to decide
-        (the middleware did, the guard is off, the path is exempt)."""
+    def decorator_rules(
+        self, request: HttpRequest | None, rules: EndpointRules, view: Callable[..., Any]
+    ) -> RequestRules | None:
+        """What a decorated view decides itself (its rules without the global ones); None
+        when there is nothing to decide (the middleware did, the guard is off, the path is
+        exempt)."""
         if request is None or not self.enabled:
             return None
         decided = getattr(request, _DECIDED, None)
-        if covered(decided, limit) or self.is_exempt(request.path_info):
+        if covered(decided, rules) or self.is_exempt(request.path_info):
             return None
-        rules = limit.rule_set
-        setattr(request, _DECIDED, rules | decided if isinstance(decided, frozenset) else rules)
-        return self.target(_template(request, view), None, limit.rules, alone=True)
+        rule_set = rules.rule_set
+        setattr(
+            request, _DECIDED, rule_set | decided if isinstance(decided, frozenset) else rule_set
+        )
+        return self.request_rules(_template(request, view), None, rules.rules, with_globals=False)
 
 
 _guard: DjangoRateGuard | None = None
@@ -228,105 +243,101 @@ class RateLimitMiddleware:
         if self.async_mode:
             return self.__acall__(request)
         response = self.get_response(request)
-        if getattr(request, _DECIDED, None) is None:
-            # No view was reached (a 404, or an earlier middleware answered): the request
-            # still counts against the global rules.
-            target = self._start(request, None)
-            outcome = None if target is None else get_guard().decide_request(request, target)
-            if outcome is not None and not outcome.allowed:
-                return get_guard().limited_response(request, outcome)
-            if outcome is not None:
-                add_headers(response, outcome.headers)
+        rules = self._start_unrouted(request)
+        if rules is not None:
+            guard = get_guard()
+            outcome = guard.decide_view(request, rules)
+            if _denied(outcome):
+                return guard.limited_response(request, outcome)
+            _keep_headers(request, outcome)
         return self._finish(request, response)
 
     async def __acall__(self, request: HttpRequest) -> Any:
         response = await self.get_response(request)
-        if getattr(request, _DECIDED, None) is None:
-            target = self._start(request, None)
+        rules = self._start_unrouted(request)
+        if rules is not None:
             guard = get_guard()
-            outcome = None if target is None else await guard.adecide_request(request, target)
-            if outcome is not None and not outcome.allowed:
+            outcome = await guard.adecide_view(request, rules)
+            if _denied(outcome):
                 return await guard.alimited_response(request, outcome)
-            if outcome is not None:
-                add_headers(response, outcome.headers)
+            _keep_headers(request, outcome)
         return self._finish(request, response)
 
     def _process_view(
         self, request: HttpRequest, view: Callable[..., Any], args: Any, kwargs: Any
     ) -> HttpResponseBase | None:
-        target = self._start(request, view)
-        if target is None:
+        rules = self._start(request, view)
+        if rules is None:
             return None
         guard = get_guard()
-        outcome = guard.decide_request(request, target)
-        if outcome is None:
-            return None
-        if not outcome.allowed:
+        outcome = guard.decide_view(request, rules)
+        if _denied(outcome):
             return guard.limited_response(request, outcome)
-        setattr(request, _HEADERS, outcome.headers)
+        _keep_headers(request, outcome)
         return None
 
     async def _aprocess_view(
         self, request: HttpRequest, view: Callable[..., Any], args: Any, kwargs: Any
     ) -> HttpResponseBase | None:
-        target = self._start(request, view)
-        if target is None:
+        rules = self._start(request, view)
+        if rules is None:
             return None
         guard = get_guard()
-        outcome = await guard.adecide_request(request, target)
-        if outcome is None:
-            return None
-        if not outcome.allowed:
+        outcome = await guard.adecide_view(request, rules)
+        if _denied(outcome):
             return await guard.alimited_response(request, outcome)
-        setattr(request, _HEADERS, outcome.headers)
+        _keep_headers(request, outcome)
         return None
 
+    @classmethod
+    def _start_unrouted(cls, request: HttpRequest) -> RequestRules | None:
+        """What a request that reached no view (a 404, or an earlier middleware answered) is
+        decided against, when its response comes back: it still counts against the global
+        rules. None when it was decided already or there is nothing to decide."""
+        if getattr(request, _DECIDED, None) is not None:
+            return None
+        return cls._start(request, None)
+
     @staticmethod
-    def _start(request: HttpRequest, view: Callable[..., Any] | None) -> Target | None:
+    def _start(request: HttpRequest, view: Callable[..., Any] | None) -> RequestRules | None:
         """What `request` (going to `view`, if known) is decided against; marks it decided."""
         guard = get_guard()
         if not guard.enabled or guard.is_exempt(request.path_info):
             setattr(request, _DECIDED, frozenset())
             return None
-        target = None if view is None else _view_target(guard, request, view)
-        if target is None:
-            target = guard.globals_target
-        setattr(request, _DECIDED, frozenset() if target is None else target.route_rules)
-        return target
+        rules = None if view is None else _view_rules(guard, request, view)
+        if rules is None:
+            rules = guard.global_only
+        setattr(request, _DECIDED, frozenset() if rules is None else rules.route_rules)
+        return rules
 
     @staticmethod
     def _finish(request: HttpRequest, response: Any) -> Any:
         headers = getattr(request, _HEADERS, None)
         if headers and isinstance(response, HttpResponseBase):
-            add_headers(response, headers)
+            set_headers(response, headers)
         return response
 
 
-def rate_limit(
-    limit: str,
-    *,
-    key: str | None = None,
-    key_func: KeyFunc | str | None = None,
-    algorithm: Algorithm = "sliding_window",
-    cost: int = 1,
-    burst: int | None = None,
-    name: str | None = None,
-    shadow: bool = False,
-) -> Callable[[F], F]:
+def _denied(outcome: _native.Outcome | None) -> TypeGuard[_native.Outcome]:
+    return outcome is not None and not outcome.allowed
+
+
+def _keep_headers(request: HttpRequest, outcome: _native.Outcome | None) -> None:
+    """Keeps the rate-limit headers of an allowed request for its response."""
+    if outcome is not None:
+        setattr(request, _HEADERS, outcome.headers)
+
+
+def rate_limit(limit: str, **options: Unpack[LimitOptions]) -> Callable[[F], F]:
     """Limits the decorated view to `limit` per `key` (default: per client address) on its URL
     pattern. Decorates a function view (sync or async), a class-based view (every method), or
     one method of it (`def get(self, request)`, or through `method_decorator`). Stacked
-    decorators add limits decided together. A bad limit raises `ConfigError` at import."""
-    rule = make_rule(
-        limit,
-        key=key,
-        key_func=key_func,
-        algorithm=algorithm,
-        cost=cost,
-        burst=burst,
-        name=name,
-        shadow=shadow,
-    )
+    decorators add limits decided together. A bad limit raises `ConfigError` at import.
+
+    Keywords (`LimitOptions`): `key`, `key_func`, `algorithm` (`"sliding_window"`), `cost`
+    (1), `burst`, `name`, `shadow` (False), as in `RateLimitRule`."""
+    rule = limit_rule(limit, **options)
 
     def decorate(view: F) -> F:
         if inspect.isclass(view):
@@ -338,12 +349,12 @@ def rate_limit(
     return decorate
 
 
-def _wrap(view: Callable[..., Any], limit: RouteLimit) -> Callable[..., Any]:
+def _wrap(view: Callable[..., Any], rules: EndpointRules) -> Callable[..., Any]:
     if is_async(view):
 
         @functools.wraps(view)
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-            return await _adecide_then(view, limit, args, kwargs)
+            return await _adecide_then(view, rules, args, kwargs)
 
         wrapper: Callable[..., Any] = async_wrapper
     else:
@@ -352,51 +363,53 @@ def _wrap(view: Callable[..., Any], limit: RouteLimit) -> Callable[..., Any]:
         def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
             if args and getattr(type(args[0]), "view_is_async", False) is True:
                 # The `dispatch` of an async class-based view returns a coroutine.
-                return _adecide_then(view, limit, args, kwargs)
+                return _adecide_then(view, rules, args, kwargs)
             request = _request(args, kwargs)
             guard = get_guard()
-            target = guard.alone_target(request, limit, view)
+            request_rules = guard.decorator_rules(request, rules, view)
             outcome = None
-            if target is not None and request is not None:
-                outcome = guard.decide_request(request, target, alone=True)
-                if outcome is not None and not outcome.allowed:
+            if request_rules is not None and request is not None:
+                outcome = guard.decide_view(request, request_rules)
+                if _denied(outcome):
                     return guard.limited_response(request, outcome)
-            response = view(*args, **kwargs)
-            if outcome is not None and isinstance(response, HttpResponseBase):
-                add_headers(response, outcome.headers)
-            return response
+            return _with_headers(view(*args, **kwargs), outcome)
 
         wrapper = sync_wrapper
-    mark_wrapper(wrapper, view, limit)
+    mark_wrapper(wrapper, view, rules)
     return wrapper
 
 
 async def _adecide_then(
-    view: Callable[..., Any], limit: RouteLimit, args: tuple[Any, ...], kwargs: dict[str, Any]
+    view: Callable[..., Any], rules: EndpointRules, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
     request = _request(args, kwargs)
     guard = get_guard()
-    target = guard.alone_target(request, limit, view)
+    request_rules = guard.decorator_rules(request, rules, view)
     outcome = None
-    if target is not None and request is not None:
-        outcome = await guard.adecide_request(request, target, alone=True)
-        if outcome is not None and not outcome.allowed:
+    if request_rules is not None and request is not None:
+        outcome = await guard.adecide_view(request, request_rules)
+        if _denied(outcome):
             return await guard.alimited_response(request, outcome)
     response = view(*args, **kwargs)
     if inspect.isawaitable(response):
         response = await response
+    return _with_headers(response, outcome)
+
+
+def _with_headers(response: Any, outcome: _native.Outcome | None) -> Any:
+    """The response of a decorated view, with the rate-limit headers of its decision."""
     if outcome is not None and isinstance(response, HttpResponseBase):
-        add_headers(response, outcome.headers)
+        set_headers(response, outcome.headers)
     return response
 
 
-def _view_target(
+def _view_rules(
     guard: DjangoRateGuard, request: HttpRequest, view: Callable[..., Any]
-) -> Target | None:
-    """The target of a request to `view`: its limits (those of a class-based view's method
-    for this request's method included) with the global rules; None when it has none."""
+) -> RequestRules | None:
+    """What a request to `view` is decided against: its rules (those of a class-based view's
+    method for this request's method included) with the global rules; None when it has none."""
     rules: list[RateLimitRule] = []
-    own = limit_of(view, None)
+    own = endpoint_rules(view, None)
     if own is not None:
         rules.extend(own.rules)
     method = None
@@ -405,16 +418,16 @@ def _view_target(
         handler = getattr(view_class, request.method.lower(), None)
         if handler is None and request.method == "HEAD":
             handler = getattr(view_class, "get", None)
-        per_method = limit_of(handler, None)
+        per_method = endpoint_rules(handler, None)
         if per_method is not None:
             rules.extend(per_method.rules)
             method = request.method
     if not rules:
         return None
-    return guard.target(_template(request, view), method, list(dict.fromkeys(rules)))
+    return guard.request_rules(_template(request, view), method, list(dict.fromkeys(rules)))
 
 
-def add_headers(
+def set_headers(
     response: HttpResponseBase, headers: list[tuple[bytes, bytes]], *, keep_existing: bool = False
 ) -> None:
     """Sets the rate-limit `headers` on a Django response (several values of one field are
@@ -461,18 +474,6 @@ def _request(args: tuple[Any, ...], kwargs: dict[str, Any]) -> HttpRequest | Non
             return value
     value = kwargs.get("request")
     return value if isinstance(value, HttpRequest) else None
-
-
-async def _auser(request: HttpRequest) -> str | None:
-    auser = getattr(request, "auser", None)
-    if auser is not None:
-        return user_id(await auser())
-    return await sync_to_async(lambda: user_id(getattr(request, "user", None)))()
-
-
-def _run_async(func: Callable[..., Awaitable[Any]], *args: Any) -> Any:
-    """`func(*args)` run to completion from sync code."""
-    return async_to_sync(func)(*args)
 
 
 async def _awaited(value: Awaitable[Any]) -> Any:

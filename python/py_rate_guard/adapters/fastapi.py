@@ -30,10 +30,9 @@ rate-limit headers, which FastAPI's exception handlers answer.
 
 from __future__ import annotations
 
-import functools
 import inspect
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import HTTPException
 from fastapi.dependencies.utils import get_typed_signature
@@ -43,15 +42,18 @@ from starlette.websockets import WebSocket
 
 from py_rate_guard.adapters._http import (
     ATTR,
-    MARK,
-    RouteLimit,
-    covered,
+    EndpointRules,
+    LimitOptions,
     detail,
-    is_async,
     mark_wrapper,
 )
-from py_rate_guard.adapters.starlette import RateLimitMiddleware, StarletteRateGuard, add_headers
-from py_rate_guard.models.config import Algorithm, KeyFunc
+from py_rate_guard.adapters.starlette import (
+    RateLimitMiddleware,
+    StarletteRateGuard,
+)
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["FastAPIRateGuard", "RateLimitMiddleware"]
 
@@ -68,38 +70,14 @@ class FastAPIRateGuard(StarletteRateGuard):
     `limit(...)` is the Starlette guard's decorator (put it below `@app.get(...)`); its wrapper
     keeps the endpoint's signature, so FastAPI's dependency injection sees the original."""
 
-    def dependency(
-        self,
-        limit: str,
-        *,
-        key: str | None = None,
-        key_func: KeyFunc | str | None = None,
-        algorithm: Algorithm = "sliding_window",
-        cost: int = 1,
-        burst: int | None = None,
-        name: str | None = None,
-        shadow: bool = False,
-    ) -> Callable[..., Any]:
+    def dependency(self, limit: str, **options: Unpack[LimitOptions]) -> Callable[..., Any]:
         """A dependency that limits the routes using it: `Depends(guard.dependency("5/minute"))`
-        (in the endpoint's parameters, the route's or the router's `dependencies=[...]`)."""
-        route_limit = RouteLimit(
-            self,
-            (
-                self.rule(
-                    limit,
-                    key=key,
-                    key_func=key_func,
-                    algorithm=algorithm,
-                    cost=cost,
-                    burst=burst,
-                    name=name,
-                    shadow=shadow,
-                ),
-            ),
-        )
+        (in the endpoint's parameters, the route's or the router's `dependencies=[...]`). The
+        keywords are `limit(...)`'s."""
+        rules = EndpointRules(self, (self.rule(limit, **options),))
 
         async def rate_limit(connection: HTTPConnection, response: Response) -> None:
-            outcome = await self.endpoint_outcome(connection, route_limit, rate_limit)
+            outcome = await self.adecide_endpoint(connection, rules, rate_limit)
             if outcome is None:
                 return
             if outcome.allowed:
@@ -114,10 +92,10 @@ class FastAPIRateGuard(StarletteRateGuard):
             }
             raise HTTPException(status_code=outcome.status, detail=detail(outcome), headers=headers)
 
-        setattr(rate_limit, ATTR, route_limit)
+        setattr(rate_limit, ATTR, rules)
         return rate_limit
 
-    def _wrap(self, endpoint: Callable[..., Any], limit: RouteLimit) -> Callable[..., Any]:
+    def _wrap(self, endpoint: Callable[..., Any], rules: EndpointRules) -> Callable[..., Any]:
         signature = _signature(endpoint)
         parameters = list(signature.parameters.values())
         connection_name = _parameter_of(parameters, HTTPConnection)
@@ -151,46 +129,10 @@ class FastAPIRateGuard(StarletteRateGuard):
                 connection = next((a for a in args if isinstance(a, HTTPConnection)), None)
             return connection, response
 
-        if is_async(endpoint):
-
-            @functools.wraps(endpoint)
-            async def wrapper(*args: Any, **kwargs: Any) -> Any:
-                connection, response = split(args, kwargs)
-                if connection is not None and covered(connection.scope.get(MARK), limit):
-                    return await endpoint(*args, **kwargs)  # the middleware decided
-                outcome = await self.endpoint_outcome(connection, limit, endpoint)
-                if outcome is not None and not outcome.allowed:
-                    return await self.limited_response(connection, outcome)
-                result = await endpoint(*args, **kwargs)
-                if outcome is not None:
-                    _put_headers(result, response, outcome.headers)
-                return result
-
-        else:
-
-            @functools.wraps(endpoint)
-            def wrapper(*args: Any, **kwargs: Any) -> Any:
-                connection, response = split(args, kwargs)
-                outcome = self.endpoint_outcome_sync(connection, limit, endpoint)
-                if outcome is not None and not outcome.allowed:
-                    return self.limited_response_sync(connection, outcome)
-                result = endpoint(*args, **kwargs)
-                if outcome is not None:
-                    _put_headers(result, response, outcome.headers)
-                return result
-
+        wrapper = self._deciding_wrapper(endpoint, rules, split)
         wrapper.__signature__ = wrapped_signature  # type: ignore[attr-defined]
-        mark_wrapper(wrapper, endpoint, limit)
+        mark_wrapper(wrapper, endpoint, rules)
         return wrapper
-
-
-def _put_headers(result: Any, response: Any, headers: list[tuple[bytes, bytes]]) -> None:
-    """The rate-limit headers go on the endpoint's own `Response`, or on the one FastAPI merges
-    into the response it builds from a returned value."""
-    if isinstance(result, Response):
-        add_headers(result, headers)
-    elif isinstance(response, Response):
-        response.raw_headers.extend(headers)
 
 
 def _signature(endpoint: Callable[..., Any]) -> inspect.Signature:

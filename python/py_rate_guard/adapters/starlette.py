@@ -32,8 +32,8 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar, cast
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from anyio import from_thread
 from starlette.requests import HTTPConnection, Request
@@ -44,9 +44,10 @@ from starlette.websockets import WebSocket
 from py_rate_guard import _native
 from py_rate_guard.adapters._http import (
     MARK,
+    EndpointRules,
     HttpGuard,
-    RouteLimit,
-    Target,
+    LimitOptions,
+    RequestRules,
     covered,
     decorated,
     is_async,
@@ -54,13 +55,19 @@ from py_rate_guard.adapters._http import (
     user_id,
 )
 from py_rate_guard.adapters._routes import RouteTable, route_template
-from py_rate_guard.models.config import Algorithm, KeyFunc, RateGuardConfig
+from py_rate_guard.models.config import RateGuardConfig
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["RateLimitMiddleware", "StarletteRateGuard"]
 
 logger = logging.getLogger("py_rate_guard")
 
 F = TypeVar("F", bound=Callable[..., Any])
+Split = Callable[[tuple[Any, ...], dict[str, Any]], tuple[Any, Any]]
+"""What a decorator's wrapper finds among its arguments: the connection, and the response to
+put the rate-limit headers on when the endpoint returns a plain value (FastAPI)."""
 
 _POLICY_VIOLATION = 1008
 
@@ -72,163 +79,136 @@ class StarletteRateGuard(HttpGuard):
 
     def __init__(self, config: RateGuardConfig | None = None) -> None:
         super().__init__(config)
-        self._alone_targets: dict[tuple[int, int, RouteLimit], Target] = {}
+        self._decorator_rules: dict[tuple[int, int, EndpointRules], RequestRules] = {}
 
-    def limit(
-        self,
-        limit: str,
-        *,
-        key: str | None = None,
-        key_func: KeyFunc | str | None = None,
-        algorithm: Algorithm = "sliding_window",
-        cost: int = 1,
-        burst: int | None = None,
-        name: str | None = None,
-        shadow: bool = False,
-    ) -> Callable[[F], F]:
+    def limit(self, limit: str, **options: Unpack[LimitOptions]) -> Callable[[F], F]:
         """Limits the decorated endpoint (a function taking the request, or a method of an
         `HTTPEndpoint`, sync or async) to `limit` per `key` (default: per client address), on
         its route (the path template, never the raw URL). Stacked decorators add limits that
-        are decided together."""
-        rule = self.rule(
-            limit,
-            key=key,
-            key_func=key_func,
-            algorithm=algorithm,
-            cost=cost,
-            burst=burst,
-            name=name,
-            shadow=shadow,
-        )
+        are decided together.
+
+        Keywords (`LimitOptions`): `key`, `key_func`, `algorithm` (`"sliding_window"`),
+        `cost` (1), `burst`, `name`, `shadow` (False), as in `RateLimitRule`."""
+        rule = self.rule(limit, **options)
 
         def decorate(endpoint: F) -> F:
             return cast(F, decorated(self, endpoint, rule, self._wrap))
 
         return decorate
 
-    def _wrap(self, endpoint: Callable[..., Any], limit: RouteLimit) -> Callable[..., Any]:
+    def _wrap(self, endpoint: Callable[..., Any], rules: EndpointRules) -> Callable[..., Any]:
+        wrapper = self._deciding_wrapper(endpoint, rules, _connection_only)
+        mark_wrapper(wrapper, endpoint, rules)
+        return wrapper
+
+    def _deciding_wrapper(
+        self, endpoint: Callable[..., Any], rules: EndpointRules, split: Split
+    ) -> Callable[..., Any]:
+        """The wrapper (async or sync, as `endpoint` is) that decides `rules` before calling
+        `endpoint`, unless the middleware decided them: a denied request gets the limited
+        answer, an allowed one the rate-limit headers on the endpoint's response (or on the
+        response `split` found among the arguments, which FastAPI merges into its answer)."""
         if is_async(endpoint):
 
             @functools.wraps(endpoint)
             async def wrapper(*args: Any, **kwargs: Any) -> Any:
-                connection = _connection(args, kwargs)
-                outcome = await self.endpoint_outcome(connection, limit, endpoint)
+                connection, response = split(args, kwargs)
+                if connection is not None and covered(connection.scope.get(MARK), rules):
+                    return await endpoint(*args, **kwargs)  # the middleware decided
+                outcome = await self.adecide_endpoint(connection, rules, endpoint)
                 if outcome is not None and not outcome.allowed:
                     return await self.limited_response(connection, outcome)
-                response = await endpoint(*args, **kwargs)
+                result = await endpoint(*args, **kwargs)
                 if outcome is not None:
-                    add_headers(response, outcome.headers)
-                return response
+                    put_headers(result, response, outcome.headers)
+                return result
 
         else:
 
             @functools.wraps(endpoint)
             def wrapper(*args: Any, **kwargs: Any) -> Any:
-                connection = _connection(args, kwargs)
-                outcome = self.endpoint_outcome_sync(connection, limit, endpoint)
+                connection, response = split(args, kwargs)
+                outcome = self.decide_endpoint(connection, rules, endpoint)
                 if outcome is not None and not outcome.allowed:
                     return self.limited_response_sync(connection, outcome)
-                response = endpoint(*args, **kwargs)
+                result = endpoint(*args, **kwargs)
                 if outcome is not None:
-                    add_headers(response, outcome.headers)
-                return response
+                    put_headers(result, response, outcome.headers)
+                return result
 
-        mark_wrapper(wrapper, endpoint, limit)
         return wrapper
 
-    # -- one request --------------------------------------------------------------------
+    # -- how a Starlette request is read ------------------------------------------------
 
-    def _alone_target(
-        self, connection: HTTPConnection | None, limit: RouteLimit, endpoint: Callable[..., Any]
-    ) -> Target | None:
-        """The target a decorated endpoint decides itself (None: nothing to decide)."""
+    def key_request(self, source: HTTPConnection | Scope) -> HTTPConnection:
+        """The connection the `key_func`s receive: the endpoint's own, or one made from the
+        scope (the middleware runs before any is made)."""
+        if isinstance(source, HTTPConnection):
+            return source
+        return Request(source) if source["type"] == "http" else HTTPConnection(source)
+
+    def user_of(self, source: HTTPConnection | Scope) -> str | None:
+        return scope_user(source.scope if isinstance(source, HTTPConnection) else source)
+
+    def run_async(self, func: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> Any:
+        return from_thread.run(func, *args)  # sync endpoints run in the thread pool
+
+    # -- a decorated endpoint deciding its own rules ------------------------------------
+
+    def _endpoint_request_rules(
+        self,
+        connection: HTTPConnection | None,
+        rules: EndpointRules,
+        endpoint: Callable[..., Any],
+    ) -> RequestRules | None:
+        """What a decorated endpoint decides itself (None: nothing to decide)."""
         if connection is None or not self.config.enabled:
             return None
         scope = connection.scope
         decided = scope.get(MARK)
-        if decided is not None and covered(decided, limit):
-            return None  # the middleware decided this route's limits with the global rules
+        if decided is not None and covered(decided, rules):
+            return None  # the middleware decided this route's rules with the global rules
         if self.exempting and self.is_exempt(route_path(scope)):
             return None
-        scope[MARK] = limit.rule_set | decided if isinstance(decided, frozenset) else limit.rule_set
+        scope[MARK] = rules.rule_set | decided if isinstance(decided, frozenset) else rules.rule_set
         # Per route object (routes live as long as the application): no template to rebuild.
-        key = (id(scope.get("route")), id(endpoint), limit)
-        target = self._alone_targets.get(key)
-        if target is None:
-            target = self.target(route_template(scope, endpoint), None, limit.rules, alone=True)
-            if len(self._alone_targets) >= 4096:
-                self._alone_targets.clear()
-            self._alone_targets[key] = target
-        return target
-
-    async def endpoint_outcome(
-        self, connection: HTTPConnection | None, limit: RouteLimit, endpoint: Callable[..., Any]
-    ) -> _native.Outcome | None:
-        """The outcome of a decorated endpoint deciding its own limits; None when there is
-        nothing to decide (the middleware did, the guard is off, the path is exempt)."""
-        target = self._alone_target(connection, limit, endpoint)
-        if target is None or connection is None:
-            return None
-        scope = connection.scope
-        if not target.simple:
-            return await self.adecide_scope(scope, target, connection, alone=True)
-        try:
-            outcome = await self._route_front.adecide_request(
-                self._guard, scope.get("client"), scope["headers"], target.native
+        key = (id(scope.get("route")), id(endpoint), rules)
+        found = self._decorator_rules.get(key)
+        if found is None:
+            found = self.request_rules(
+                route_template(scope, endpoint), None, rules.rules, with_globals=False
             )
-        except Exception:
-            logger.exception("rate limiter failed; the request is let through")
-            return None
-        if target.shadow or not outcome.allowed:
-            self.log(outcome, target)
-        return outcome
+            if len(self._decorator_rules) >= 4096:
+                self._decorator_rules.clear()
+            self._decorator_rules[key] = found
+        return found
 
-    def endpoint_outcome_sync(
-        self, connection: HTTPConnection | None, limit: RouteLimit, endpoint: Callable[..., Any]
-    ) -> _native.Outcome | None:
-        """`endpoint_outcome` for a sync endpoint (running in the thread pool)."""
-        target = self._alone_target(connection, limit, endpoint)
-        if target is None or connection is None:
-            return None
-        scope = connection.scope
-        custom = target.custom_keys(connection, from_thread.run) if target.key_funcs else None
-        user = scope_user(scope) if target.needs_user else None
-        return self.decide(
-            target, _peer(scope), scope["headers"], user=user, custom=custom, alone=True
-        )
-
-    async def adecide_scope(
+    async def adecide_endpoint(
         self,
-        scope: Scope,
-        target: Target,
-        connection: HTTPConnection | None = None,
-        *,
-        alone: bool = False,
+        connection: HTTPConnection | None,
+        rules: EndpointRules,
+        endpoint: Callable[..., Any],
     ) -> _native.Outcome | None:
-        """Decides the request of `scope` against `target` (None: the limiter failed, which
-        is logged, and the request goes through)."""
-        custom = None
-        if target.key_funcs:
-            if connection is None:
-                connection = Request(scope) if scope["type"] == "http" else HTTPConnection(scope)
-            custom = await target.acustom_keys(connection)
-        user = scope_user(scope) if target.needs_user else None
-        front = self._route_front if alone else self._front
-        try:  # on every request: `HttpGuard.adecide` inlined, one coroutine less
-            outcome = await front.adecide_request(
-                self._guard,
-                scope.get("client"),
-                scope["headers"],
-                target.native,
-                user=user,
-                custom=custom,
-            )
-        except Exception:
-            logger.exception("rate limiter failed; the request is let through")
+        """The outcome of a decorated endpoint deciding its own rules; None when there is
+        nothing to decide (the middleware did, the guard is off, the path is exempt)."""
+        request_rules = self._endpoint_request_rules(connection, rules, endpoint)
+        if request_rules is None or connection is None:
             return None
-        if target.shadow or not outcome.allowed:
-            self.log(outcome, target)
-        return outcome
+        scope = connection.scope
+        return await self.adecide(request_rules, connection, scope.get("client"), scope["headers"])
+
+    def decide_endpoint(
+        self,
+        connection: HTTPConnection | None,
+        rules: EndpointRules,
+        endpoint: Callable[..., Any],
+    ) -> _native.Outcome | None:
+        """`adecide_endpoint` for a sync endpoint (running in the thread pool)."""
+        request_rules = self._endpoint_request_rules(connection, rules, endpoint)
+        if request_rules is None or connection is None:
+            return None
+        scope = connection.scope
+        return self.decide(request_rules, connection, scope.get("client"), scope["headers"])
 
     # -- the answer to a denied request -------------------------------------------------
 
@@ -255,7 +235,7 @@ class StarletteRateGuard(HttpGuard):
                 logger.exception("limited_handler failed; the default 429 is sent")
             else:
                 if isinstance(response, Response):
-                    add_headers(response, outcome.headers, keep_existing=True)
+                    add_raw_headers(response, outcome.headers, keep_existing=True)
                     return response
                 logger.error("limited_handler returned %r, not a Response", type(response))
         return self.default_response(outcome)
@@ -287,8 +267,7 @@ class RateLimitMiddleware:
         self._table: RouteTable | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # Runs on every request: kept flat, with the common case (no key_func, no user key)
-        # calling the native front directly.
+        # Runs on every request: kept flat.
         kind = scope["type"]
         guard = self.guard
         config = guard.config
@@ -307,37 +286,23 @@ class RateLimitMiddleware:
         if table is None or not table.current(app):
             table = self._table = RouteTable(guard, app)
         if table.limited:
-            target = self._find(table, scope)
-            if target is None:
-                target = guard.globals_target
-                if target is None:
+            rules = self._find(table, scope)
+            if rules is None:
+                rules = guard.global_only
+                if rules is None:
                     await self.app(scope, receive, send)
                     return
-            scope[MARK] = target.route_rules  # what decorators need not decide again
+            scope[MARK] = rules.route_rules  # what decorators need not decide again
         else:
-            target = guard.globals_target
-            if target is None:
+            rules = guard.global_only
+            if rules is None:
                 await self.app(scope, receive, send)
                 return
-        if target.simple:
-            try:  # one native call: the keys, the decision, the answer's headers
-                outcome = await guard.front.adecide_request(
-                    guard.native, scope.get("client"), scope["headers"], target.native
-                )
-            except Exception:
-                logger.exception("rate limiter failed; the request is let through")
-                await self.app(scope, receive, send)
-                return
-            allowed = outcome.allowed
-            if target.shadow or not allowed:
-                guard.log(outcome, target)
-        else:
-            decided = await guard.adecide_scope(scope, target)
-            if decided is None:
-                await self.app(scope, receive, send)
-                return
-            outcome, allowed = decided, decided.allowed
-        if not allowed:
+        outcome = await guard.adecide(rules, scope, scope.get("client"), scope["headers"])
+        if outcome is None:
+            await self.app(scope, receive, send)
+            return
+        if not outcome.allowed:
             await self._deny(scope, receive, send, outcome)
             return
         headers = outcome.headers
@@ -360,7 +325,7 @@ class RateLimitMiddleware:
         return receive_startup
 
     @staticmethod
-    def _find(table: RouteTable, scope: Scope) -> Target | None:
+    def _find(table: RouteTable, scope: Scope) -> RequestRules | None:
         try:
             return table.find(scope)
         except Exception:
@@ -396,7 +361,7 @@ class RateLimitMiddleware:
             await response(scope, receive, send)
 
 
-def add_headers(
+def add_raw_headers(
     response: Any, headers: list[tuple[bytes, bytes]], *, keep_existing: bool = False
 ) -> None:
     """Appends the rate-limit `headers` to a Starlette `response` (anything else is left
@@ -408,6 +373,15 @@ def add_headers(
         present = {name.lower() for name, _ in raw}
         headers = [(name, value) for name, value in headers if name.lower() not in present]
     raw.extend(headers)
+
+
+def put_headers(result: Any, response: Any, headers: list[tuple[bytes, bytes]]) -> None:
+    """The rate-limit headers go on the endpoint's own `Response`, or on the `response` that
+    FastAPI merges into the response it builds from a returned value."""
+    if isinstance(response, Response) and not isinstance(result, Response):
+        response.raw_headers.extend(headers)
+    else:
+        add_raw_headers(result, headers)
 
 
 def scope_user(scope: Scope) -> str | None:
@@ -430,9 +404,8 @@ def route_path(scope: Scope) -> str:
     return path
 
 
-def _peer(scope: Scope) -> str | None:
-    client = scope.get("client")
-    return str(client[0]) if client else None
+def _connection_only(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, None]:
+    return _connection(args, kwargs), None
 
 
 def _connection(args: tuple[Any, ...], kwargs: dict[str, Any]) -> HTTPConnection | None:
