@@ -96,6 +96,21 @@ class AsyncView(View):
         return HttpResponse("async get")
 
 
+async def tenant_of(request: HttpRequest) -> str | None:
+    """An async key function: sync views run it to completion from their thread."""
+    return request.headers.get("x-tenant")
+
+
+@rate_limit("1/minute", key_func=tenant_of)
+def tenant_view(request: HttpRequest) -> HttpResponse:
+    return HttpResponse("tenant")
+
+
+@rate_limit("1/minute", key_func=tenant_of)
+async def async_tenant_view(request: HttpRequest) -> HttpResponse:
+    return HttpResponse("async tenant")
+
+
 def teapot(request: HttpRequest, exc: Exception) -> HttpResponse:
     return HttpResponse(f"teapot: {exc}", status=418)
 
@@ -108,6 +123,8 @@ urlpatterns = [
     path("per-method", PerMethod.as_view()),
     path("async-class", AsyncView.as_view()),
     path("health", free),
+    path("tenant", tenant_view),
+    path("async-tenant", async_tenant_view),
 ]
 
 
@@ -208,6 +225,48 @@ def test_async_middleware_counts_unrouted_requests(rate_guard: dict[str, Any]) -
 
     with configured(rate_guard):
         assert asyncio.run(run()) == [404, 429, 429]
+
+
+@pytest.mark.parametrize("middleware", [MIDDLEWARE, []])
+def test_an_async_key_func_keys_sync_and_async_views(
+    rate_guard: dict[str, Any], middleware: list[str]
+) -> None:
+    import asyncio
+
+    tenants = ("a", "b", "a")
+    with configured(rate_guard, middleware=middleware):
+        c = Client(REMOTE_ADDR=PEER)
+        assert [c.get("/tenant", HTTP_X_TENANT=t).status_code for t in tenants] == [200, 200, 429]
+
+        async def run() -> list[int]:
+            c = AsyncClient(REMOTE_ADDR=PEER)
+            return [
+                (await c.get("/async-tenant", headers={"x-tenant": t})).status_code for t in tenants
+            ]
+
+        assert asyncio.run(run()) == [200, 200, 429]
+
+
+def test_user_key_and_limited_handler_under_the_async_handler(rate_guard: dict[str, Any]) -> None:
+    import asyncio
+
+    rate_guard["global_rules"] = [{"limit": "1/minute", "key": "user"}]
+    rate_guard["limited_handler"] = f"{__name__}.teapot"
+
+    async def run() -> list[tuple[int, bytes]]:
+        c = AsyncClient(REMOTE_ADDR=PEER)
+        out = []
+        for user in ("ann", "bob", "ann"):
+            r = await c.get("/free", headers={"x-user": user})
+            out.append((r.status_code, r.content))
+        return out
+
+    with configured(rate_guard, middleware=[f"{__name__}.fake_auth", *MIDDLEWARE]):
+        assert asyncio.run(run()) == [
+            (200, b"free"),
+            (200, b"free"),
+            (418, b"teapot: Rate limit exceeded: 1 per 1 minute"),
+        ]
 
 
 def test_user_key_reads_request_user(rate_guard: dict[str, Any]) -> None:
