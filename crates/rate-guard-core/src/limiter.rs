@@ -78,10 +78,15 @@ impl Action {
 #[derive(Clone)]
 pub struct Limiter {
     inner: Arc<Inner>,
+    /// Whether this handle decides on the blocking store ([`Limiter::blocking`]).
+    blocking: bool,
 }
 
 struct Inner {
     rules: Box<[Rule]>,
+    /// For calls made on a blocking thread, when they need a store of their own
+    /// ([`LimiterBuilder::blocking_store`]).
+    blocking_store: Option<Arc<dyn Store>>,
     /// The metrics of each rule (same order), registered when the limiter is built.
     counters: Box<[Counters]>,
     observer: Arc<dyn Observer>,
@@ -126,6 +131,25 @@ impl Limiter {
     /// each request's rules).
     pub fn builder() -> LimiterBuilder {
         LimiterBuilder::default()
+    }
+
+    /// This limiter for calls made on a blocking thread (a sync API): the same rules,
+    /// state, breaker, deny cache and fallback, deciding on the
+    /// [blocking store](LimiterBuilder::blocking_store) when there is one (else the same store).
+    #[must_use]
+    pub fn blocking(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+            blocking: true,
+        }
+    }
+
+    /// The store this handle decides on.
+    fn store(&self) -> &dyn Store {
+        match &self.inner.blocking_store {
+            Some(store) if self.blocking => &**store,
+            _ => &*self.inner.store,
+        }
     }
 
     /// The limiter's rules.
@@ -182,7 +206,7 @@ impl Limiter {
         if let Some(fallback) = &self.inner.fallback {
             fallback.reset_now(&keys);
         }
-        Ok(self.inner.store.reset(&keys).await?)
+        Ok(self.store().reset(&keys).await?)
     }
 
     /// Decides `hits` together, all-or-nothing, in one store call (or none, when the deny
@@ -228,7 +252,7 @@ impl Limiter {
         }
         // A store that answers at once has no breaker, deny cache or fallback to go through:
         // it cannot be unavailable. Should it fail anyway, the full path decides.
-        let verdict = match inner.store.decide_now(request)? {
+        let verdict = match self.store().decide_now(request)? {
             Ok(verdict) => verdict,
             Err(StoreError::InvalidRequest(reason)) => {
                 return Some(Err(StoreError::InvalidRequest(reason).into()))
@@ -276,7 +300,7 @@ impl Limiter {
         let inner = &*self.inner;
         let (checks, mode) = (request.checks, request.mode);
         // The deny cache saves round trips; a local store answers as fast as the cache would.
-        let remote = inner.store.is_remote();
+        let remote = self.store().is_remote();
         if mode == Mode::Hit && remote {
             if let Some(cached) = inner.deny_cache.get(key_list, now) {
                 metrics::count_deny_cache_hit();
@@ -289,7 +313,7 @@ impl Limiter {
             return Ok(self.degraded(checks, mode, now));
         }
         let started = remote.then(Instant::now);
-        let result = inner.store.decide(request).await;
+        let result = self.store().decide(request).await;
         if let Some(started) = started {
             metrics::observe_store_latency(started.elapsed());
         }
@@ -501,6 +525,7 @@ fn never() -> Decision {
 pub struct LimiterBuilder {
     rules: Vec<Rule>,
     store: Option<Arc<dyn Store>>,
+    blocking_store: Option<Arc<dyn Store>>,
     clock: Option<Arc<dyn Clock>>,
     prefix: Option<String>,
     degradation: Degradation,
@@ -538,6 +563,14 @@ impl LimiterBuilder {
     /// Where state lives, shared with others.
     pub fn shared_store(mut self, store: Arc<dyn Store>) -> Self {
         self.store = Some(store);
+        self
+    }
+
+    /// The store that the [`blocking`](Limiter::blocking) handle decides on: the same state as
+    /// the main store reached another way (Redis I/O done on the calling thread instead of a
+    /// runtime's). Default: the main store.
+    pub fn blocking_store(mut self, store: Arc<dyn Store>) -> Self {
+        self.blocking_store = Some(store);
         self
     }
 
@@ -607,6 +640,7 @@ impl LimiterBuilder {
         Ok(Limiter {
             inner: Arc::new(Inner {
                 rules: self.rules.into_boxed_slice(),
+                blocking_store: self.blocking_store,
                 counters,
                 observer: self.observer.unwrap_or_else(|| Arc::new(Recorder)),
                 store,
@@ -620,6 +654,7 @@ impl LimiterBuilder {
                 hooks: self.hooks,
                 degradation: self.degradation,
             }),
+            blocking: false,
         })
     }
 }

@@ -35,6 +35,10 @@ struct Settings {
 /// The limiter of one process, and the store it decides on.
 struct Engine {
     limiter: Arc<Limiter>,
+    /// The same limiter for the sync API: on Redis it decides on a [`ThreadStore`], whose I/O
+    /// happens on the calling thread ([`Limiter::blocking`]).
+    sync_limiter: Arc<Limiter>,
+    /// The store of sync calls (the memory store, or the [`ThreadStore`]).
     store: Arc<dyn Store>,
     /// The runtime that drives the Redis I/O of async calls; `None` for the memory store,
     /// whose calls complete without waiting. Sync calls do their I/O on the calling thread
@@ -44,36 +48,43 @@ struct Engine {
 
 impl Engine {
     fn build(settings: &Settings) -> Result<Self, Failure> {
-        let (store, runtime): (Arc<dyn Store>, _) = match &settings.redis {
-            None => {
-                let mut builder = MemoryStore::builder();
-                if let Some(max_keys) = settings.memory_max_keys {
-                    builder = builder.max_keys(max_keys.get());
+        // The store of async calls, and the one of sync calls when it differs.
+        let (store, sync_store, runtime): (Arc<dyn Store>, Option<Arc<dyn Store>>, _) =
+            match &settings.redis {
+                None => {
+                    let mut builder = MemoryStore::builder();
+                    if let Some(max_keys) = settings.memory_max_keys {
+                        builder = builder.max_keys(max_keys.get());
+                    }
+                    (Arc::new(builder.build()?), None, None)
                 }
-                (Arc::new(builder.build()?), None)
-            }
-            Some(config) => {
-                let runtime = runtime()?;
-                let shared = runtime.block_on(RedisStore::connect(config)).map_err(|e| {
-                    Failure::Storage(format!(
-                        "cannot connect to Redis at {}: {e}",
-                        config.url_redacted()
-                    ))
-                })?;
-                let store = ThreadStore::new(config.clone(), shared);
-                (Arc::new(store), Some(runtime))
-            }
-        };
-        let limiter = Limiter::builder()
+                Some(config) => {
+                    let runtime = runtime()?;
+                    let shared = runtime.block_on(RedisStore::connect(config)).map_err(|e| {
+                        Failure::Storage(format!(
+                            "cannot connect to Redis at {}: {e}",
+                            config.url_redacted()
+                        ))
+                    })?;
+                    let sync_store = ThreadStore::new(config.clone(), &shared);
+                    (Arc::new(shared), Some(Arc::new(sync_store)), Some(runtime))
+                }
+            };
+        let mut builder = Limiter::builder()
             // No rules of its own: every call brings its rules (`decide`).
-            .shared_store(store.clone())
+            .shared_store(store.clone());
+        if let Some(sync_store) = &sync_store {
+            builder = builder.blocking_store(Arc::clone(sync_store));
+        }
+        let limiter = builder
             .key_prefix(settings.key_prefix.clone())
             .degradation(settings.degradation.clone())
             .on_event(crate::observe::record)
             .build()?;
         Ok(Self {
+            sync_limiter: Arc::new(limiter.blocking()),
             limiter: Arc::new(limiter),
-            store,
+            store: sync_store.unwrap_or(store),
             runtime,
         })
     }
@@ -148,7 +159,7 @@ impl Engine {
             .into_iter()
             .flat_map(|(identity, rules)| hits(identity, rules, cost))
             .collect();
-        Ok(self.run(self.limiter.decide(&hits, mode))??)
+        Ok(self.run(self.sync_limiter.decide(&hits, mode))??)
     }
 
     fn reset(&self, identity: &str, rules: &[Rule]) -> Result<(), Failure> {
@@ -160,7 +171,7 @@ impl Engine {
         self.run(async {
             self.store.reset(&keys).await?;
             // Clears the deny cache, so that a reset key is not answered from it.
-            self.limiter.reset(identity).await
+            self.sync_limiter.reset(identity).await
         })??;
         Ok(())
     }
@@ -295,11 +306,11 @@ impl Guard {
         if let Some(engine) = self.engine.get().filter(|e| e.runtime.is_none()) {
             // The memory store answers in well under a microsecond without waiting on
             // anything: releasing the GIL would cost more than it frees.
-            return Ok(engine.run(make(Arc::clone(&engine.limiter)))?);
+            return Ok(engine.run(make(Arc::clone(&engine.sync_limiter)))?);
         }
         Ok(py.detach(|| {
             let engine = self.engine()?;
-            engine.run(make(Arc::clone(&engine.limiter)))
+            engine.run(make(Arc::clone(&engine.sync_limiter)))
         })?)
     }
 

@@ -21,15 +21,16 @@
 //! Async calls keep the shared multiplexed store on the process runtime.
 //!
 //! Both stores sit behind one [`Limiter`](rate_guard_core::Limiter), so the breaker, deny
-//! cache and fallback are shared: `decide` picks the store by whether it runs inside
-//! [`block_on`]. A sync connection is made on its first call within the call timeout; a
+//! cache and fallback are shared: the shared store is its store, a [`ThreadStore`] its
+//! [blocking store](rate_guard_core::LimiterBuilder::blocking_store), which the sync entry
+//! points reach through [`Limiter::blocking`](rate_guard_core::Limiter::blocking). A sync
+//! connection is made on its first call within the call timeout; a
 //! failure there is a store failure like any other (the breaker counts it), and the next call
 //! tries again. The pools belong to the guard's engine, which is per process
 //! ([`ForkLocal`](crate::fork::ForkLocal)): after `fork()` the child builds its own, and the
 //! inherited ones (whose locks a parent thread may have held at fork time) are leaked, never
 //! used.
 
-use std::cell::Cell;
 use std::fmt;
 use std::future::Future;
 use std::pin::pin;
@@ -46,16 +47,9 @@ use tokio::runtime::{Builder, Runtime};
 
 use crate::errors::Failure;
 
-thread_local! {
-    /// Set while [`block_on`] runs a call on this thread.
-    static IN_CALL: Cell<bool> = const { Cell::new(false) };
-}
-
-/// Runs `future` to completion on this thread, outside any runtime: a store it reaches does
-/// its Redis I/O here, on a slot of its pool (see the module docs).
+/// Runs `future` to completion on this thread, outside any runtime: a [`ThreadStore`] it
+/// reaches does its Redis I/O here, on a slot of its pool (see the module docs).
 pub(crate) fn block_on<T>(future: impl Future<Output = T>) -> Result<T, Failure> {
-    IN_CALL.set(true);
-    let _reset = InCall;
     let waker = Waker::from(Arc::new(Unpark(thread::current())));
     let mut cx = Context::from_waker(&waker);
     let mut future = pin!(future);
@@ -79,15 +73,6 @@ impl Wake for Unpark {
 
     fn wake_by_ref(self: &Arc<Self>) {
         self.0.unpark();
-    }
-}
-
-/// Clears [`IN_CALL`] when the call ends, even by unwinding.
-struct InCall;
-
-impl Drop for InCall {
-    fn drop(&mut self) {
-        IN_CALL.set(false);
     }
 }
 
@@ -177,10 +162,9 @@ async fn connect(config: &RedisConfig, limit: Duration) -> Result<Arc<RedisStore
     }
 }
 
-/// A Redis store that does the I/O of sync calls on the calling thread (see the module docs).
+/// A Redis store that does the I/O of sync calls on the calling thread (see the module docs):
+/// the blocking store of the guard's limiter.
 pub(crate) struct ThreadStore {
-    /// For async calls, and to hear whether the server is reachable at construction.
-    shared: RedisStore,
     /// Sync calls on a standalone server over TCP.
     blocking: Option<SyncStore>,
     /// Sync calls elsewhere (TLS, Sentinel, Cluster).
@@ -198,12 +182,12 @@ impl fmt::Debug for ThreadStore {
 }
 
 impl ThreadStore {
-    /// Sync calls share `config.pool_size` connections, one per slot.
-    pub(crate) fn new(config: RedisConfig, shared: RedisStore) -> Self {
+    /// Sync calls share `config.pool_size` connections, one per slot; `shared` is the
+    /// connected async store of the same server (whether it runs functions is known there).
+    pub(crate) fn new(config: RedisConfig, shared: &RedisStore) -> Self {
         let size = config.get_pool_size();
         Self {
             blocking: SyncStore::new(&config, shared.uses_functions()),
-            shared,
             pool: Pool {
                 config: config.pool_size(1),
                 size,
@@ -215,14 +199,10 @@ impl ThreadStore {
 
 impl Store for ThreadStore {
     fn decide<'a>(&'a self, request: Request<'a>) -> BoxFuture<'a, Result<Verdict, StoreError>> {
-        if IN_CALL.get() {
-            if let Some(blocking) = &self.blocking {
-                return Box::pin(std::future::ready(blocking.decide(request)));
-            }
-            Box::pin(async move { self.pool.run(async |store| store.decide(request).await) })
-        } else {
-            self.shared.decide(request)
+        if let Some(blocking) = &self.blocking {
+            return Box::pin(std::future::ready(blocking.decide(request)));
         }
+        Box::pin(async move { self.pool.run(async |store| store.decide(request).await) })
     }
 
     fn is_remote(&self) -> bool {
@@ -230,13 +210,9 @@ impl Store for ThreadStore {
     }
 
     fn reset<'a>(&'a self, keys: &'a [&'a str]) -> BoxFuture<'a, Result<(), StoreError>> {
-        if IN_CALL.get() {
-            if let Some(blocking) = &self.blocking {
-                return Box::pin(std::future::ready(blocking.reset(keys)));
-            }
-            Box::pin(async move { self.pool.run(async |store| store.reset(keys).await) })
-        } else {
-            self.shared.reset(keys)
+        if let Some(blocking) = &self.blocking {
+            return Box::pin(std::future::ready(blocking.reset(keys)));
         }
+        Box::pin(async move { self.pool.run(async |store| store.reset(keys).await) })
     }
 }
