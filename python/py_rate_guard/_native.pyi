@@ -1,10 +1,11 @@
 """Stubs of the native module `py_rate_guard._native` (crates/rate-guard-py)."""
 
-import os
-from collections.abc import Awaitable, Coroutine, Iterable, Sequence
-from typing import Any, Final, final
+from collections.abc import Awaitable, Coroutine, Iterable, Mapping, Sequence
+from typing import Any, Final, TypeVar, final
 
 from typing_extensions import Self
+
+_T = TypeVar("_T")
 
 __version__: Final[str]
 __all__ = [
@@ -27,10 +28,7 @@ __all__ = [
     "__version__",
     "_bridges",
     "check_int",
-    "check_key_prefix",
-    "check_redis_url",
-    "check_seconds",
-    "check_trusted_proxy",
+    "check_setting",
     "drain_events",
     "int_ranges",
     "metrics_enabled",
@@ -38,8 +36,10 @@ __all__ = [
     "metrics_text",
     "parse_key_spec",
     "parse_rate",
+    "rule_defaults",
     "seconds_ranges",
     "set_metrics_enabled",
+    "settings_fields",
     "wait_events",
 ]
 
@@ -49,11 +49,10 @@ class StorageError(RateGuardError): ...
 
 def parse_rate(rate: str) -> list[tuple[int, float]]: ...
 def parse_key_spec(spec: str) -> str: ...
-def check_trusted_proxy(entry: str) -> None: ...
-def check_key_prefix(prefix: str) -> None: ...
-def check_redis_url(url: str) -> None: ...
 def check_int(field: str, value: object) -> int: ...
-def check_seconds(field: str, value: float) -> float: ...
+def check_setting(field: str, value: _T) -> _T: ...
+def settings_fields() -> list[dict[str, Any]]: ...
+def rule_defaults() -> list[tuple[str, str | None]]: ...
 def int_ranges() -> list[tuple[str, int, int]]: ...
 def seconds_ranges() -> list[tuple[str, float, float]]: ...
 
@@ -110,28 +109,7 @@ class Rules:
 
 @final
 class Guard:
-    def __new__(
-        cls,
-        redis_url: str | None = None,
-        *,
-        key_prefix: str = ...,
-        redis_timeout: float = 0.1,
-        redis_connect_timeout: float = 1.0,
-        redis_pool_size: int = 1,
-        fail_open: bool = True,
-        in_memory_fallback: bool = False,
-        instance_count: int = 1,
-        deny_cache_size: int = 10000,
-        deny_cache_ttl: float = 1.0,
-        breaker_threshold: int = 5,
-        breaker_cooldown: float = 1.0,
-        breaker_max_cooldown: float = 30.0,
-        memory_max_keys: int | None = None,
-        redis_tls_ca_file: str | os.PathLike[str] | None = None,
-        redis_tls_cert_file: str | os.PathLike[str] | None = None,
-        redis_tls_key_file: str | os.PathLike[str] | None = None,
-        redis_tls_verify_hostname: bool = True,
-    ) -> Self: ...
+    def __new__(cls, settings: str | Mapping[str, Any]) -> Self: ...
     def hit(self, identity: str, rules: Rules, cost: int | None = None) -> Decision: ...
     def peek(self, identity: str, rules: Rules, cost: int | None = None) -> Decision: ...
     def decide_many(
@@ -193,21 +171,7 @@ class Front:
     answer to each request."""
 
     def __new__(
-        cls,
-        *,
-        global_rules: Sequence[
-            tuple[Rules, str, int, bool] | tuple[Rules, str, int, bool, int]
-        ] = ...,
-        trusted_proxies: list[str] = ...,
-        ipv6_prefix: int = 64,
-        forwarded_header: str = ...,
-        headers: str = ...,
-        shadow_mode: bool = False,
-        jwt_keys: list[str] = ...,
-        jwt_algorithms: list[str] = ...,
-        jwt_verify: bool = True,
-        jwt_audience: str | None = None,
-        jwt_issuer: str | None = None,
+        cls, settings: str | Mapping[str, Any], *, custom_slots: list[int] = ...
     ) -> Self: ...
     def route(
         self,

@@ -41,7 +41,7 @@ class RateGuard:
 
     def __init__(self, config: RateGuardConfig | None = None) -> None:
         self.config = config if config is not None else RateGuardConfig()
-        self._guard = _native.Guard(self.config.redis_url, **self.config.guard_kwargs())
+        self._guard = _native.Guard(self.config.engine_settings())
         self._rules: dict[Hashable, _native.Rules] = {}
         # By object identity: the limit object itself (kept alive, and compared with `is`)
         # and its native rules. A call with a limit seen before costs one dict lookup.

@@ -244,30 +244,3 @@ def test_unix_is_a_trusted_proxy() -> None:
         "unix",
         "10.0.0.0/8",
     ]
-
-
-def test_every_native_guard_setting_has_a_config_field() -> None:
-    """The configuration passes every keyword the native guard takes, with the same default."""
-    import inspect
-
-    from py_rate_guard import _native
-
-    native = inspect.signature(_native.Guard).parameters
-    kwargs = RateGuardConfig().guard_kwargs()
-    assert set(kwargs) == {name for name, p in native.items() if p.kind is p.KEYWORD_ONLY}
-    for name, value in kwargs.items():
-        if native[name].default is not Ellipsis:
-            assert value == native[name].default, name
-
-
-def test_every_native_front_setting_has_a_config_field() -> None:
-    import inspect
-
-    from py_rate_guard import _native
-
-    native = inspect.signature(_native.Front).parameters
-    kwargs = RateGuardConfig().front_kwargs()
-    assert set(kwargs) == {name for name, p in native.items() if p.kind is p.KEYWORD_ONLY}
-    for name, value in kwargs.items():
-        if native[name].default is not Ellipsis:
-            assert value == native[name].default, name

@@ -31,7 +31,25 @@ def rules(limit: str, *, algorithm: str = "fixed_window", name: str | None = Non
 def spec(
     limit: str, key: str = "ip", *, cost: int = 1, shadow: bool = False, name: str | None = None
 ) -> tuple[Rules, str, int, bool]:
+    """A route rule as `Front.route` takes it."""
     return (rules(limit, name=name), key, cost, shadow)
+
+
+def rule(
+    limit: str, key: str = "ip", *, cost: int = 1, shadow: bool = False, name: str | None = None
+) -> dict[str, Any]:
+    """A global rule as the settings write it (fixed window, like `spec`)."""
+    out: dict[str, Any] = {"limit": limit, "algorithm": "fixed_window", "key": key}
+    return {**out, "cost": cost, "shadow": shadow, "name": name}
+
+
+def new_front(**settings: Any) -> Front:
+    """The native front of these settings (the engine's `Settings` fields)."""
+    return Front(json.dumps(settings))
+
+
+def new_guard(**settings: Any) -> Guard:
+    return Guard(json.dumps(settings))
 
 
 def prefix() -> str:
@@ -42,9 +60,9 @@ def prefix() -> str:
 def native_guard(store: str, request: pytest.FixtureRequest) -> Guard:
     """A native guard on `store` (memory or a real Redis), with a prefix of its own."""
     if store == "memory":
-        return Guard(key_prefix=prefix())
+        return new_guard(key_prefix=prefix())
     url = request.getfixturevalue("redis_url")
-    return Guard(url, key_prefix=prefix(), redis_timeout=2.0)
+    return new_guard(redis_url=url, key_prefix=prefix(), redis_timeout=2.0)
 
 
 def header(outcome: Outcome, name: bytes) -> bytes | None:
@@ -59,11 +77,8 @@ def plan_keys(front: Front, peer: str | None, headers: Any, **kw: Any) -> list[s
 
 
 def test_keys_match_the_rust_schema() -> None:
-    front = Front(
-        global_rules=[
-            (Rules([("100/minute", "sliding_window", None, None, None)]), "ip", 1, False),
-            (Rules([("1000/hour", "sliding_window", None, None, None)]), "global", 1, False),
-        ],
+    front = new_front(
+        global_rules=[{"limit": "100/minute"}, {"limit": "1000/hour", "key": "global"}],
         trusted_proxies=["10.0.0.0/8"],
     )
     route = front.route(
@@ -83,11 +98,11 @@ def test_keys_match_the_rust_schema() -> None:
 
 
 def test_every_key_spec_resolves() -> None:
-    front = Front(
+    front = new_front(
         global_rules=[
-            spec("1/s", "user", name="u"),
-            spec("1/s", "custom", name="c"),
-            spec("1/s", "header:X-Api-Key", name="h"),
+            rule("1/s", "user", name="u"),
+            rule("1/s", "custom", name="c"),
+            rule("1/s", "header:X-Api-Key", name="h"),
         ]
     )
     headers = [(b"x-api-key", b" k-1 ")]
@@ -102,7 +117,7 @@ def test_every_key_spec_resolves() -> None:
 
 
 def test_headers_are_raw_bytes_of_any_case_and_any_value() -> None:
-    front = Front(global_rules=[spec("1/s", "header:X-Key")])
+    front = new_front(global_rules=[rule("1/s", "header:X-Key")])
     assert front.plan(PEER, [(b"X-KEY", b"a}b\xff\\")]).keys() == [
         "rate_guard:fixed_window.1.1s:{header:x-key:a%7Db%5Cxff%5C%5C}"
     ]
@@ -117,8 +132,8 @@ def test_headers_are_raw_bytes_of_any_case_and_any_value() -> None:
 
 
 def test_a_one_megabyte_header_makes_a_bounded_key() -> None:
-    front = Front(
-        global_rules=[spec("1/s", "header:X-Key"), spec("1/s", "jwt:sub", name="j")],
+    front = new_front(
+        global_rules=[rule("1/s", "header:X-Key"), rule("1/s", "jwt:sub", name="j")],
         jwt_keys=[SECRET],
     )
     huge = b"k" * (1 << 20)
@@ -129,26 +144,26 @@ def test_a_one_megabyte_header_makes_a_bounded_key() -> None:
 
 
 def test_forwarded_for_is_believed_from_trusted_proxies_only() -> None:
-    front = Front(global_rules=[spec("1/s")], trusted_proxies=["10.0.0.0/8", "2001:db8::/32"])
+    front = new_front(global_rules=[rule("1/s")], trusted_proxies=["10.0.0.0/8", "2001:db8::/32"])
     forged = [(b"x-forwarded-for", b"1.1.1.1, 198.51.100.7, 10.0.0.5")]
     assert front.plan("10.0.0.1", forged).items[0][1] == "ip:198.51.100.7"
     assert front.plan("198.51.100.99", forged).items[0][1] == "ip:198.51.100.99"
     assert front.plan("10.0.0.1", [(b"x-forwarded-for", b"junk")]).items[0][1] == "ip:10.0.0.1"
     assert front.plan("2a00:1:2:3:4:5:6:7", []).items[0][1] == "ip:2a00:1:2:3::/64"
     assert front.plan("::ffff:198.51.100.1", []).items[0][1] == "ip:198.51.100.1"
-    rfc7239 = Front(
-        global_rules=[spec("1/s")], trusted_proxies=["10.0.0.1"], forwarded_header="forwarded"
+    rfc7239 = new_front(
+        global_rules=[rule("1/s")], trusted_proxies=["10.0.0.1"], forwarded_header="forwarded"
     )
     both = [(b"forwarded", b'for="[2a00::1]:443"'), (b"x-forwarded-for", b"6.6.6.6")]
     assert rfc7239.plan("10.0.0.1", both).items[0][1] == "ip:2a00::/64"
     # A peer that is not an address (a test client, a Unix socket) is trusted only with "unix".
     assert front.plan("testclient", forged).items[0][1] == "ip:testclient"
-    unix = Front(global_rules=[spec("1/s")], trusted_proxies=["unix"])
+    unix = new_front(global_rules=[rule("1/s")], trusted_proxies=["unix"])
     assert unix.plan(None, forged).items[0][1] == "ip:10.0.0.5"
 
 
 def test_jwt_claims_only_from_verified_tokens() -> None:
-    front = Front(global_rules=[spec("1/s", "jwt:sub")], jwt_keys=[SECRET])
+    front = new_front(global_rules=[rule("1/s", "jwt:sub")], jwt_keys=[SECRET])
 
     def identity(token: str) -> str:
         return front.plan(PEER, [(b"authorization", f"Bearer {token}".encode())]).items[0][1]
@@ -165,7 +180,7 @@ def test_jwt_claims_only_from_verified_tokens() -> None:
     unsigned = jwt.encode({"sub": "alice", "exp": now + 600}, "", algorithm="none")
     for bad in [forged, expired, unsigned, good[:-4], "", "a.b.c"]:
         assert identity(bad) == f"ip:{PEER}", bad
-    unverified = Front(global_rules=[spec("1/s", "jwt:sub")], jwt_verify=False)
+    unverified = new_front(global_rules=[rule("1/s", "jwt:sub")], jwt_verify=False)
     assert unverified.plan(PEER, [(b"authorization", f"Bearer {forged}".encode())]).items[0][1] == (
         "jwt:sub:alice"
     )
@@ -174,29 +189,29 @@ def test_jwt_claims_only_from_verified_tokens() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"global_rules": [spec("1/s", "cookie:x")]}, "cookie:x"),
+        ({"global_rules": [rule("1/s", "cookie:x")]}, "cookie:x"),
         ({"trusted_proxies": ["proxy.local"]}, "proxy.local"),
         ({"ipv6_prefix": 129}, "129"),
         ({"headers": "draft"}, "draft"),
         ({"forwarded_header": "x-real-ip"}, "x-real-ip"),
-        ({"global_rules": [spec("1/s", "jwt:sub")]}, "jwt:sub"),
+        ({"global_rules": [rule("1/s", "jwt:sub")]}, "jwt:sub"),
         ({"jwt_keys": [SECRET], "jwt_algorithms": ["none"]}, "none"),
-        ({"global_rules": [spec("1/s", cost=0)]}, "cost"),
-        ({"global_rules": [spec("1/s", name="same"), spec("2/s", name="same")]}, "same"),
+        ({"global_rules": [rule("1/s", cost=0)]}, "cost"),
+        ({"global_rules": [rule("1/s", name="same"), rule("2/s", name="same")]}, "same"),
     ],
 )
 def test_bad_configuration_is_a_config_error_naming_it(
     kwargs: dict[str, Any], message: str
 ) -> None:
     with pytest.raises(ConfigError, match=message):
-        Front(**kwargs)
+        new_front(**kwargs)
 
 
 # --- decisions ---
 
 
 def test_decide_allows_then_limits_with_exact_headers_and_body(native_guard: Guard) -> None:
-    front = Front(global_rules=[spec("100/hour", name="api")])
+    front = new_front(global_rules=[rule("100/hour", name="api")])
     route = front.route("/login", [spec("2/minute", name="login")], "POST")
     for remaining in [b"1", b"0"]:
         outcome = front.decide(native_guard, front.plan(PEER, [], route))
@@ -230,7 +245,7 @@ def test_decide_allows_then_limits_with_exact_headers_and_body(native_guard: Gua
 
 
 def test_ietf_headers(native_guard: Guard) -> None:
-    front = Front(global_rules=[spec("10/minute", name="api")], headers="ietf")
+    front = new_front(global_rules=[rule("10/minute", name="api")], headers="ietf")
     outcome = front.decide(native_guard, front.plan(PEER, []))
     assert header(outcome, b"ratelimit-policy") == b'"api";q=10;w=60'
     assert (header(outcome, b"ratelimit") or b"").startswith(b'"api";r=9;t=')
@@ -238,18 +253,18 @@ def test_ietf_headers(native_guard: Guard) -> None:
 
 
 def test_shadow_rules_never_block(native_guard: Guard) -> None:
-    front = Front(global_rules=[spec("1/minute", name="tight", shadow=True)])
+    front = new_front(global_rules=[rule("1/minute", name="tight", shadow=True)])
     outcomes = [front.decide(native_guard, front.plan(PEER, [])) for _ in range(3)]
     assert all(o.allowed for o in outcomes)
     assert [o.shadow_denied for o in outcomes] == [[], ["tight"], ["tight"]]
     assert outcomes[2].decision is None and outcomes[2].headers == []
-    everything = Front(global_rules=[spec("1/minute", name="tight2")], shadow_mode=True)
+    everything = new_front(global_rules=[rule("1/minute", name="tight2")], shadow_mode=True)
     for _ in range(3):
         assert everything.decide(native_guard, everything.plan(PEER, [])).allowed
 
 
 def test_adecide_under_asyncio(native_guard: Guard) -> None:
-    front = Front(global_rules=[spec("3/minute")])
+    front = new_front(global_rules=[rule("3/minute")])
 
     async def go() -> list[Outcome]:
         plans: list[Plan] = [front.plan(PEER, []) for _ in range(5)]
@@ -262,7 +277,7 @@ def test_adecide_under_asyncio(native_guard: Guard) -> None:
 
 
 def test_decide_request_is_plan_then_decide_in_one_call(native_guard: Guard) -> None:
-    front = Front(global_rules=[spec("3/minute", name="api")])
+    front = new_front(global_rules=[rule("3/minute", name="api")])
     route = front.route("/items/{id}", [spec("2/minute", name="items")])
     headers = [(b"user-agent", b"test")]
     # `peer` as ASGI's `scope["client"]`: a (host, port) pair (or a list), or None.
@@ -290,11 +305,11 @@ def test_decide_request_is_plan_then_decide_in_one_call(native_guard: Guard) -> 
 
 
 def test_a_dead_store_fails_open_or_closed(spawn_redis: SpawnRedis) -> None:
-    closed_rules = Rules([("5/minute", "fixed_window", None, "login", False)])
-    front = Front(global_rules=[spec("5/minute", name="api")])
-    closed = Front(global_rules=[(closed_rules, "ip", 1, False)])
+    closed_rule = {"limit": "5/minute", "algorithm": "fixed_window", "name": "login"}
+    front = new_front(global_rules=[rule("5/minute", name="api")])
+    closed = new_front(global_rules=[{**closed_rule, "fail_open": False}])
     with spawn_redis() as (url, proc):
-        guard = Guard(url, key_prefix=prefix(), redis_timeout=0.5)
+        guard = new_guard(redis_url=url, key_prefix=prefix(), redis_timeout=0.5)
         assert front.decide(guard, front.plan(PEER, [])).source == "store"
         proc.kill()
         proc.wait()

@@ -143,7 +143,7 @@ def test_a_malformed_redis_url_fails_at_construction() -> None:
         RateGuardConfig(redis_url="http://:s3cret@localhost:6379")
     assert "s3cret" not in str(bad.value)
     with pytest.raises(ConfigError, match="invalid Redis URL") as info:
-        _native.Guard("http://:s3cret@localhost:6379")
+        _native.Guard({"redis_url": "http://:s3cret@localhost:6379"})
     assert "s3cret" not in str(info.value)
 
 

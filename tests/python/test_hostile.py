@@ -316,8 +316,7 @@ def test_an_empty_key_func_value_falls_back_to_the_client_address() -> None:
     two = TestClient(app, client=("203.0.113.2", 1))
     assert [one.get("/").status_code for _ in range(3)] == [200, 200, 429]
     assert two.get("/").status_code == 200  # its own address, not a bucket shared by ""
-    rules = R(limit="2/minute").native_rules
-    front = _native.Front(global_rules=[(rules, "custom", 1, False)])
+    front = _native.Front({"global_rules": [{"limit": "2/minute", "key": "custom"}]})
     assert front.plan("203.0.113.9", [], custom="").items[0][1] == "ip:203.0.113.9"
 
 

@@ -547,10 +547,8 @@ def test_hashed_identities_are_stable_under_a_salt_and_differ_across_salts() -> 
 
 def _denied_outcome() -> tuple[Any, Any]:
     """A native outcome denied by the rule `sampled`, and its plan."""
-    front = _native.Front(
-        global_rules=[RateLimitRule(limit="1/minute", name="sampled").front_spec()]
-    )
-    guard = _native.Guard(key_prefix=prefix())
+    front = _native.Front({"global_rules": [{"limit": "1/minute", "name": "sampled"}]})
+    guard = _native.Guard({"key_prefix": prefix()})
     plan = front.plan("192.0.2.50", [])
     front.decide(guard, plan)
     outcome = front.decide(guard, plan)
@@ -565,8 +563,8 @@ def test_denial_sampling_is_the_engines() -> None:
     clock = _native.ManualClock(1_800_000_000.0)
     config = SimpleNamespace(log_denials_per_second=2.5, log_identities="raw")
     log = logs.DecisionLog(config, clock=clock)
-    front = _native.Front(global_rules=[RateLimitRule(limit="1/minute", name=name).front_spec()])
-    guard = _native.Guard(key_prefix=prefix())
+    front = _native.Front({"global_rules": [{"limit": "1/minute", "name": name}]})
+    guard = _native.Guard({"key_prefix": prefix()})
 
     def requests(n: int) -> None:
         for _ in range(n):
@@ -632,7 +630,9 @@ def test_engine_events_queue_is_bounded_and_counts_what_it_drops(spawn_redis: An
 
 def _event_flood(url: str, redis_pid: int) -> dict[str, Any]:
     """Fresh interpreter, no drain thread: 1,200 failed store calls queue 1,200+ events."""
-    guard = _native.Guard(url, key_prefix=prefix(), breaker_threshold=1_000_000)
+    guard = _native.Guard(
+        {"redis_url": url, "key_prefix": prefix(), "breaker_threshold": 1_000_000}
+    )
     rules = RateLimitRule(limit="10/minute").native_rules
     os.kill(redis_pid, signal.SIGKILL)
     deadline = time.monotonic() + 10

@@ -73,7 +73,7 @@ def test_mutual_tls_with_a_private_ca(testkit: Testkit) -> None:
             )
 
         # Settings that cannot work: a ConfigError before connecting.
-        with pytest.raises(ConfigError, match="redis_tls_cert_file needs redis_tls_key_file"):
+        with pytest.raises(ConfigError, match="redis_tls_cert_file: needs redis_tls_key_file"):
             guard(url, redis_tls_ca_file=str(ca), redis_tls_cert_file=str(cert))
         with pytest.raises(ConfigError, match="cannot read the CA bundle"):
             guard(url, redis_tls_ca_file=str(certs / "missing.pem"))

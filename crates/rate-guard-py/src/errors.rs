@@ -34,6 +34,16 @@ impl From<CoreConfigError> for Failure {
     }
 }
 
+impl From<rate_guard_http::Error> for Failure {
+    fn from(e: rate_guard_http::Error) -> Self {
+        match e {
+            // Redis unreachable when building: the store's problem, not the configuration's.
+            rate_guard_http::Error::Redis { .. } => Failure::Storage(e.to_string()),
+            e => Failure::Config(e.to_string()),
+        }
+    }
+}
+
 impl From<RangeError> for Failure {
     fn from(e: RangeError) -> Self {
         Failure::Config(e.to_string())

@@ -237,62 +237,28 @@ pub(crate) struct Front {
 #[allow(clippy::needless_pass_by_value)]
 #[pymethods]
 impl Front {
+    /// The front `settings` describe (the configuration's dump: a JSON string, or a dict),
+    /// global rules included. `custom_slots[i]` is the custom key slot of global rule `i`
+    /// (its key function's, for rules keyed `custom`; default 0).
     #[new]
-    #[pyo3(signature = (
-        *,
-        global_rules=Vec::new(),
-        trusted_proxies=Vec::new(),
-        ipv6_prefix=64,
-        forwarded_header="x-forwarded-for".to_owned(),
-        headers="legacy".to_owned(),
-        shadow_mode=false,
-        jwt_keys=Vec::new(),
-        jwt_algorithms=vec!["HS256".to_owned()],
-        jwt_verify=true,
-        jwt_audience=None,
-        jwt_issuer=None,
-    ))]
-    #[allow(clippy::too_many_arguments, clippy::fn_params_excessive_bools)]
-    fn new(
-        py: Python<'_>,
-        global_rules: Vec<Bound<'_, PyAny>>,
-        trusted_proxies: Vec<String>,
-        ipv6_prefix: u32,
-        forwarded_header: String,
-        headers: String,
-        shadow_mode: bool,
-        jwt_keys: Vec<String>,
-        jwt_algorithms: Vec<String>,
-        jwt_verify: bool,
-        jwt_audience: Option<String>,
-        jwt_issuer: Option<String>,
-    ) -> PyResult<Self> {
-        let forwarded: http::ForwardedHeader = forwarded_header.parse().map_err(config)?;
-        let client_ip =
-            http::ClientIp::new(&trusted_proxies, forwarded, ipv6_prefix).map_err(config)?;
-        let reads_tokens = !jwt_keys.is_empty() || !jwt_verify;
-        let mut builder = http::Front::builder()
-            .client_ip(client_ip)
-            .header_style(headers.parse().map_err(config)?)
-            .shadow_mode(shadow_mode);
-        if !jwt_keys.is_empty() || !jwt_verify {
-            let mut jwt = http::Jwt::builder().verify(jwt_verify);
-            for key in jwt_keys {
-                jwt = jwt.key(key);
+    #[pyo3(signature = (settings, *, custom_slots=Vec::new()))]
+    fn new(settings: &Bound<'_, PyAny>, custom_slots: Vec<usize>) -> PyResult<Self> {
+        let settings = crate::settings::from_py(settings)?;
+        let reads_tokens = !settings.jwt_keys.is_empty() || !settings.jwt_verify;
+        let mut builder = settings.front_builder().map_err(Failure::from)?;
+        let globals = settings.global_limits().map_err(Failure::from)?;
+        for (i, limits) in globals.into_iter().enumerate() {
+            let slot = custom_slots.get(i).copied().unwrap_or(0);
+            if slot >= MAX_CUSTOM_KEYS {
+                return Err(Failure::Config(format!(
+                    "custom key slot {slot} is out of range: a request has at most \
+                     {MAX_CUSTOM_KEYS} key functions"
+                ))
+                .into());
             }
-            for algorithm in jwt_algorithms {
-                jwt = jwt.algorithm(algorithm);
+            for limit in limits {
+                builder = builder.global(limit.custom_slot(slot));
             }
-            if let Some(audience) = jwt_audience {
-                jwt = jwt.audience(audience);
-            }
-            if let Some(issuer) = jwt_issuer {
-                jwt = jwt.issuer(issuer);
-            }
-            builder = builder.jwt(jwt.build().map_err(config)?);
-        }
-        for limit in limits(py, &limit_specs(&global_rules)?)? {
-            builder = builder.global(limit);
         }
         Ok(Self {
             inner: builder.build().map_err(config)?,

@@ -1,16 +1,15 @@
 //! [`Guard`]: a limiter over the memory store or Redis, with sync calls that release the GIL.
 
 use std::future::Future;
-use std::num::{NonZeroU32, NonZeroUsize};
-use std::path::PathBuf;
+use std::num::NonZeroU32;
 use std::pin::pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
 
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedStr;
-use rate_guard_core::{Action, Degradation, Hit, Limiter, MemoryStore, Rule, Store, Verdict};
+use rate_guard_core::{Action, Hit, Limiter, Rule, Store, Verdict};
+use rate_guard_http::Settings;
 use rate_guard_redis::{RedisConfig, RedisStore};
 use smallvec::SmallVec;
 use tokio::runtime::Runtime;
@@ -25,11 +24,10 @@ use crate::runtime::runtime;
 use crate::thread_store::{self, ThreadStore};
 
 /// What a [`Guard`] was built with; everything an [`Engine`] needs to be rebuilt after a fork.
-struct Settings {
+struct Built {
+    settings: Settings,
+    /// The Redis connection settings (TLS files read and checked), `None` for memory.
     redis: Option<RedisConfig>,
-    key_prefix: String,
-    degradation: Degradation,
-    memory_max_keys: Option<NonZeroUsize>,
 }
 
 /// The limiter of one process, and the store it decides on.
@@ -47,17 +45,11 @@ struct Engine {
 }
 
 impl Engine {
-    fn build(settings: &Settings) -> Result<Self, Failure> {
+    fn build(built: &Built) -> Result<Self, Failure> {
         // The store of async calls, and the one of sync calls when it differs.
         let (store, sync_store, runtime): (Arc<dyn Store>, Option<Arc<dyn Store>>, _) =
-            match &settings.redis {
-                None => {
-                    let mut builder = MemoryStore::builder();
-                    if let Some(max_keys) = settings.memory_max_keys {
-                        builder = builder.max_keys(max_keys.get());
-                    }
-                    (Arc::new(builder.build()?), None, None)
-                }
+            match &built.redis {
+                None => (Arc::new(built.settings.memory_store(None)?), None, None),
                 Some(config) => {
                     let runtime = runtime()?;
                     let shared = runtime.block_on(RedisStore::connect(config)).map_err(|e| {
@@ -70,17 +62,12 @@ impl Engine {
                     (Arc::new(shared), Some(Arc::new(sync_store)), Some(runtime))
                 }
             };
-        let mut builder = Limiter::builder()
-            // No rules of its own: every call brings its rules (`decide`).
-            .shared_store(store.clone());
+        // No rules of its own: every call brings its rules (`decide`).
+        let mut builder = built.settings.limiter(store.clone())?;
         if let Some(sync_store) = &sync_store {
             builder = builder.blocking_store(Arc::clone(sync_store));
         }
-        let limiter = builder
-            .key_prefix(settings.key_prefix.clone())
-            .degradation(settings.degradation.clone())
-            .on_event(crate::observe::record)
-            .build()?;
+        let limiter = builder.on_event(crate::observe::record).build()?;
         Ok(Self {
             sync_limiter: Arc::new(limiter.blocking()),
             limiter: Arc::new(limiter),
@@ -177,52 +164,6 @@ impl Engine {
     }
 }
 
-/// The `redis_tls_*` settings of a guard.
-struct TlsFiles {
-    ca: Option<PathBuf>,
-    cert: Option<PathBuf>,
-    key: Option<PathBuf>,
-    verify_hostname: bool,
-}
-
-impl TlsFiles {
-    /// `config` with these settings, its files read and checked now: an unreadable file, a
-    /// file without PEM, a certificate without its key or TLS settings on a `redis://` URL
-    /// are a `ConfigError` at construction (an untrusted server is a `StorageError` when
-    /// connecting).
-    fn apply(self, mut config: RedisConfig) -> Result<RedisConfig, Failure> {
-        if let Some(ca) = self.ca {
-            config = config.tls_ca_file(ca);
-        }
-        config = match (self.cert, self.key) {
-            (Some(cert), Some(key)) => config.tls_client_cert(cert, key),
-            (None, None) => config,
-            (Some(_), None) => {
-                return Err(Failure::Config(
-                    "redis_tls_cert_file needs redis_tls_key_file".to_owned(),
-                ))
-            }
-            (None, Some(_)) => {
-                return Err(Failure::Config(
-                    "redis_tls_key_file needs redis_tls_cert_file".to_owned(),
-                ))
-            }
-        };
-        if !self.verify_hostname {
-            config = config.tls_verify_hostname(false);
-        }
-        config
-            .check_tls()
-            .map_err(|e| Failure::Config(e.to_string()))?;
-        Ok(config)
-    }
-}
-
-/// Seconds from Python as a [`Duration`], in the setting's range ([`bounds::SECONDS`]).
-fn seconds(name: &str, value: f64) -> Result<Duration, Failure> {
-    Ok(rate_guard_core::bounds::check_seconds(name, value)?)
-}
-
 /// The hits of `rules` for `identity`: each rule at `cost`, or at its own cost when the call
 /// gives none.
 fn hits<'a>(
@@ -248,7 +189,7 @@ fn hits<'a>(
 /// the first request.
 #[pyclass(frozen, module = "py_rate_guard._native", name = "Guard")]
 pub(crate) struct Guard {
-    settings: Settings,
+    built: Built,
     engine: ForkLocal<Engine>,
 }
 
@@ -271,8 +212,7 @@ fn pairs(requests: &Bound<'_, PyAny>) -> Result<Vec<Owned>, Failure> {
 
 impl Guard {
     fn engine(&self) -> Result<&Engine, Failure> {
-        self.engine
-            .get_or_try_init(|| Engine::build(&self.settings))
+        self.engine.get_or_try_init(|| Engine::build(&self.built))
     }
 
     /// The engine, built with the GIL released when this process has none yet.
@@ -414,94 +354,16 @@ impl Guard {
 #[allow(clippy::needless_pass_by_value)]
 #[pymethods]
 impl Guard {
+    /// A guard built from `settings`: the configuration's dump (a JSON string, or a dict),
+    /// every field optional ([`Settings`]). Checked whole, then connected to Redis when a URL
+    /// is set.
     #[new]
-    #[pyo3(signature = (
-        redis_url=None,
-        *,
-        key_prefix="rate_guard".to_owned(),
-        redis_timeout=0.1,
-        redis_connect_timeout=1.0,
-        redis_pool_size=1,
-        fail_open=true,
-        in_memory_fallback=false,
-        instance_count=1,
-        deny_cache_size=10_000,
-        deny_cache_ttl=1.0,
-        breaker_threshold=5,
-        breaker_cooldown=1.0,
-        breaker_max_cooldown=30.0,
-        memory_max_keys=None,
-        redis_tls_ca_file=None,
-        redis_tls_cert_file=None,
-        redis_tls_key_file=None,
-        redis_tls_verify_hostname=true,
-    ))]
-    #[allow(clippy::too_many_arguments, clippy::fn_params_excessive_bools)]
-    fn new(
-        py: Python<'_>,
-        redis_url: Option<&str>,
-        key_prefix: String,
-        redis_timeout: f64,
-        redis_connect_timeout: f64,
-        redis_pool_size: usize,
-        fail_open: bool,
-        in_memory_fallback: bool,
-        instance_count: u32,
-        deny_cache_size: usize,
-        deny_cache_ttl: f64,
-        breaker_threshold: u32,
-        breaker_cooldown: f64,
-        breaker_max_cooldown: f64,
-        memory_max_keys: Option<usize>,
-        redis_tls_ca_file: Option<PathBuf>,
-        redis_tls_cert_file: Option<PathBuf>,
-        redis_tls_key_file: Option<PathBuf>,
-        redis_tls_verify_hostname: bool,
-    ) -> PyResult<Self> {
-        let redis = match redis_url {
-            None => None,
-            Some(url) => Some(
-                RedisConfig::from_url(url)
-                    .map_err(Failure::from)?
-                    .timeout(seconds("redis_timeout", redis_timeout)?)
-                    .connect_timeout(seconds("redis_connect_timeout", redis_connect_timeout)?)
-                    .pool_size(redis_pool_size),
-            ),
-        };
-        let tls = TlsFiles {
-            ca: redis_tls_ca_file,
-            cert: redis_tls_cert_file,
-            key: redis_tls_key_file,
-            verify_hostname: redis_tls_verify_hostname,
-        };
-        let redis = redis.map(|config| tls.apply(config)).transpose()?;
-        let mut degradation = Degradation::default()
-            .failure_threshold(breaker_threshold)
-            .cooldown(
-                seconds("breaker_cooldown", breaker_cooldown)?,
-                seconds("breaker_max_cooldown", breaker_max_cooldown)?,
-            )
-            .fail_open(fail_open)
-            .deny_cache_size(deny_cache_size)
-            .deny_cache_ttl(seconds("deny_cache_ttl", deny_cache_ttl)?);
-        if in_memory_fallback {
-            let instances = NonZeroU32::new(instance_count)
-                .ok_or_else(|| Failure::Config("instance_count must be at least 1".to_owned()))?;
-            degradation = degradation.in_memory_fallback(instances);
-        }
-        let memory_max_keys = memory_max_keys
-            .map(|n| {
-                NonZeroUsize::new(n)
-                    .ok_or_else(|| Failure::Config("memory_max_keys must be at least 1".to_owned()))
-            })
-            .transpose()?;
+    fn new(py: Python<'_>, settings: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let settings = crate::settings::from_py(settings)?;
+        settings.check().map_err(Failure::from)?;
+        let redis = settings.redis_config().map_err(Failure::from)?;
         let guard = Self {
-            settings: Settings {
-                redis,
-                key_prefix,
-                degradation,
-                memory_max_keys,
-            },
+            built: Built { settings, redis },
             engine: ForkLocal::new(),
         };
         // Connect now: a wrong address fails here rather than on the first request.
@@ -618,7 +480,7 @@ impl Guard {
     /// `memory`, or the Redis URL with its password hidden.
     #[getter]
     fn store(&self) -> String {
-        self.settings
+        self.built
             .redis
             .as_ref()
             .map_or_else(|| "memory".to_owned(), |c| c.url_redacted().to_owned())
@@ -635,7 +497,7 @@ impl Guard {
         format!(
             "Guard(store={:?}, key_prefix={:?})",
             self.store(),
-            self.settings.key_prefix
+            self.built.settings.key_prefix
         )
     }
 }

@@ -3,12 +3,15 @@
 //! It only converts values and maps errors; every rule of rate limiting lives in
 //! `rate-guard-core` and `rate-guard-redis`. Python-facing pieces:
 //!
-//! - `parse_rate(s)`, `parse_key_spec(s)`, `check_trusted_proxy(s)`, `check_int(field, n)` and
-//!   `check_seconds(field, s)`: the engine's own validators, for Pydantic validators, so that
-//!   whatever the model accepts the engine accepts ([`args`] checks call arguments alike);
+//! - `parse_rate(s)`, `parse_key_spec(s)`, `check_int(field, n)` and `check_setting(field,
+//!   value)`: the engine's own validators, for Pydantic validators, so that whatever the model
+//!   accepts the engine accepts ([`args`] checks call arguments alike); `settings_fields()`:
+//!   the engine's settings, field by field, for the model's parity test ([`settings`]);
 //! - `Rules`: rules built once from `(limit, algorithm, burst, name, fail_open)` tuples;
-//! - `Guard`: a limiter over the memory store or Redis whose sync calls release the GIL, with
-//!   a runtime and connections rebuilt in each process after `fork()` ([`fork`]);
+//! - `Guard` and `Front`, built from the configuration's dump (one JSON document read into
+//!   `rate_guard_http::Settings`): a limiter over the memory store or Redis whose sync calls
+//!   release the GIL, with a runtime and connections rebuilt in each process after `fork()`
+//!   ([`fork`]), and the HTTP front;
 //! - `DecisionLog`: the engine's decision log (denials sampled per rule, identities hashed),
 //!   whose records `py_rate_guard.logs` formats ([`decision_log`]);
 //! - `Decision`, and the exceptions `RateGuardError` → `ConfigError`, `StorageError`, raised
@@ -39,6 +42,7 @@ mod guard;
 mod observe;
 mod rules;
 mod runtime;
+mod settings;
 mod thread_store;
 
 create_exception!(
@@ -105,9 +109,8 @@ fn check_int(field: &str, value: &Bound<'_, PyAny>) -> PyResult<u64> {
 }
 
 /// Checks the duration setting `field` (`redis_timeout`, ...; see `seconds_ranges`), in seconds,
-/// and returns it.
-#[pyfunction]
-fn check_seconds(field: &str, value: f64) -> PyResult<f64> {
+/// and returns it, the error written with the value as Python writes it.
+pub(crate) fn check_seconds(field: &str, value: f64) -> PyResult<f64> {
     match bounds::check_seconds(field, value) {
         Ok(_) => Ok(value),
         // Written as Python writes floats (`1e+300`, `inf`), not as sixty digits.
@@ -171,38 +174,13 @@ fn parse_key_spec(spec: &str) -> PyResult<String> {
     Ok(spec.to_string())
 }
 
-/// Checks one `trusted_proxies` entry (an address, a CIDR block or `unix`) as the HTTP front
-/// reads it. Raises `ConfigError`.
-#[pyfunction]
-fn check_trusted_proxy(entry: &str) -> PyResult<()> {
-    http::ClientIp::new([entry], http::ForwardedHeader::default(), 64)
-        .map_err(|e| errors::Failure::Config(e.to_string()))?;
-    Ok(())
-}
-
-/// Checks a key prefix as the key builder does (letters, digits and `_ - . /`, at most 64
-/// characters). Raises `ConfigError`.
-#[pyfunction]
-fn check_key_prefix(prefix: &str) -> PyResult<()> {
-    rate_guard_core::KeyBuilder::new(prefix).map_err(|e| errors::Failure::Config(e.to_string()))?;
-    Ok(())
-}
-
-/// Parses a Redis URL as the guard does when it connects (scheme, hosts, query parameters),
-/// without connecting. Raises `ConfigError`; the message never shows a password.
-#[pyfunction]
-fn check_redis_url(url: &str) -> PyResult<()> {
-    rate_guard_redis::RedisConfig::from_url(url).map_err(errors::Failure::from)?;
-    Ok(())
-}
-
 /// The native core of py-rate-guard (private: import from `py_rate_guard`).
 #[pymodule]
 mod _native {
     #[pymodule_export]
     use super::{
-        check_int, check_key_prefix, check_redis_url, check_seconds, check_trusted_proxy,
-        int_ranges, parse_key_spec, parse_rate, seconds_ranges, RateGuardError, StorageError,
+        check_int, int_ranges, parse_key_spec, parse_rate, seconds_ranges, RateGuardError,
+        StorageError,
     };
 
     #[pymodule_export]
@@ -222,6 +200,8 @@ mod _native {
     };
     #[pymodule_export]
     use crate::rules::Rules;
+    #[pymodule_export]
+    use crate::settings::{check_setting, rule_defaults, settings_fields};
 
     /// How many event loops have a live async bridge in this process (tests of leaks).
     #[pyfunction]

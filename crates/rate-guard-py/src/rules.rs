@@ -7,18 +7,16 @@ use std::str::FromStr;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 use rate_guard_core::metrics::{self, Counters};
-use rate_guard_core::{parse_quotas, Algorithm, ConfigError, Quota, Rule};
+use rate_guard_core::{Algorithm, ConfigError, Rule};
+use rate_guard_http::RuleConfig;
 
 use crate::args;
 use crate::errors::Failure;
 
-/// One rule as Python passes it: `(limit, algorithm, burst, name, fail_open[, cost])`.
+/// One rule as Python passes it: `(limit, algorithm, burst, name, fail_open[, cost])`, read
+/// into the rule config both fronts build rules from.
 struct RuleSpec {
-    limit: String,
-    algorithm: String,
-    burst: Option<u32>,
-    name: Option<String>,
-    fail_open: Option<bool>,
+    config: RuleConfig,
     cost: NonZeroU32,
 }
 
@@ -47,12 +45,24 @@ impl RuleSpec {
         } else {
             None
         };
+        let limit: String = item(0)?.extract().map_err(|_| bad())?;
+        let algorithm: String = item(1)?.extract().map_err(|_| bad())?;
+        let algorithm =
+            Algorithm::from_str(&algorithm).map_err(|e| Failure::Config(e.to_string()))?;
+        let name: Option<String> = item(3)?.extract().map_err(|_| bad())?;
+        let fail_open: Option<bool> = item(4)?.extract().map_err(|_| bad())?;
+        let mut config = RuleConfig::new(limit).algorithm(algorithm);
+        if let Some(burst) = burst {
+            config = config.burst(burst);
+        }
+        if let Some(name) = name {
+            config = config.name(name);
+        }
+        if let Some(fail_open) = fail_open {
+            config = config.fail_open(fail_open);
+        }
         Ok(Self {
-            limit: item(0)?.extract().map_err(|_| bad())?,
-            algorithm: item(1)?.extract().map_err(|_| bad())?,
-            burst,
-            name: item(3)?.extract().map_err(|_| bad())?,
-            fail_open: item(4)?.extract().map_err(|_| bad())?,
+            config,
             cost: cost.unwrap_or(NonZeroU32::MIN),
         })
     }
@@ -93,41 +103,14 @@ impl Rules {
         let mut rules: Vec<Rule> = Vec::with_capacity(specs.len());
         let mut costs: Vec<NonZeroU32> = Vec::with_capacity(specs.len());
         for spec in specs {
-            let RuleSpec {
-                limit,
-                algorithm,
-                burst,
-                name,
-                fail_open,
-                cost,
-            } = spec;
-            let algorithm =
-                Algorithm::from_str(algorithm).map_err(|e| Failure::Config(e.to_string()))?;
-            let quotas = parse_quotas(limit)?;
-            let several = quotas.len() > 1;
-            for quota in quotas {
-                let mut builder = Rule::builder(quota).algorithm(algorithm);
-                if let Some(burst) = burst {
-                    builder = builder.burst(*burst);
-                }
-                if let Some(name) = name {
-                    builder = builder.name(if several {
-                        rate_id(name, quota)
-                    } else {
-                        name.clone()
-                    });
-                }
-                if let Some(fail_open) = fail_open {
-                    builder = builder.fail_open(*fail_open);
-                }
-                let rule = builder.build()?;
+            for rule in spec.config.rules()? {
                 match rules.iter().position(|r| r.id() == rule.id()) {
                     None => {
                         rules.push(rule);
-                        costs.push(*cost);
+                        costs.push(spec.cost);
                     }
                     // One bucket, counted once, at the larger cost.
-                    Some(i) if rules[i] == rule => costs[i] = costs[i].max(*cost),
+                    Some(i) if rules[i] == rule => costs[i] = costs[i].max(spec.cost),
                     Some(i) => return Err(conflict(&rules[i], &rule)),
                 }
             }
@@ -144,16 +127,6 @@ impl Rules {
             costs: costs.into_boxed_slice(),
             counters,
         })
-    }
-}
-
-/// The id of one rate of a named limit with several: `api.10.1s`, `api.100.60s`.
-fn rate_id(name: &str, quota: Quota) -> String {
-    let ms = quota.period().as_millis();
-    if ms.is_multiple_of(1000) {
-        format!("{name}.{}.{}s", quota.count(), ms / 1000)
-    } else {
-        format!("{name}.{}.{ms}ms", quota.count())
     }
 }
 

@@ -262,15 +262,17 @@ class HttpGuard(RateGuard):
     def __init__(self, config: RateGuardConfig | None = None) -> None:
         super().__init__(config)
         config = self.config
-        # The native front is built here only, from the configuration.
-        kwargs = config.front_kwargs()
+        # The native front is built here only, from the configuration's dump.
         # Each distinct key function has a custom key slot; the global rules' come first.
         self._global_key_funcs: list[KeyFunc] = []
-        kwargs["global_rules"] = front_specs(config.global_rules, self._global_key_funcs)
-        self.front = _native.Front(**kwargs)
+        slots = [
+            0 if rule.key_func is None else key_slot(self._global_key_funcs, rule.key_func)
+            for rule in config.global_rules
+        ]
+        self.front = _native.Front(config.engine_settings(), custom_slots=slots)
         """The native HTTP front, global rules included."""
         # Decorators without the middleware decide their route's rules without the global ones.
-        self._front_without_globals = _native.Front(**{**kwargs, "global_rules": []})
+        self._front_without_globals = _native.Front(config.engine_settings(global_rules=False))
         self._global_rules = list(config.global_rules)
         self.decision_log = logs.DecisionLog(config)
         """Denials and shadow denials, logged sampled per rule (logger `py_rate_guard`)."""

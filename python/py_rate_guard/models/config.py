@@ -1,16 +1,22 @@
 """`RateGuardConfig` (settings, env prefix `RATE_GUARD_`) and `RateLimitRule`.
 
+`RateGuardConfig` is the Python face of the engine's one settings type (`Settings` in the
+`rate-guard-http` crate): the same field names, types, defaults and ranges, which
+`tests/python/test_settings_parity.py` compares field by field (`_native.settings_fields()`).
+The native module takes the model's dump (`engine_settings()`), not one argument per setting,
+and the fields the engine checks are validated by the engine's own code
+(`_native.check_setting`), so that whatever this model accepts the engine accepts. A setting is
+written in three places: the Rust field, the pydantic field here, and docs/configuration.md.
+
 Rate strings are parsed by the Rust core (`_native.parse_rate`), and a rule is built into its
 native form once, when the model is validated: an invalid rule is a pydantic `ValidationError`
-that names the field, and a valid one is never parsed again. Key specs, trusted proxies and
-every number are checked by the engine's own validators too (`_native.parse_key_spec`,
-`_native.check_trusted_proxy`, `_native.check_int`, `_native.check_seconds`, one table of
-ranges in Rust), so that whatever these models accept the engine accepts.
+that names the field, and a valid one is never parsed again.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -28,7 +34,28 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from py_rate_guard import _native
 
-__all__ = ["Algorithm", "HeaderStyle", "KeyFunc", "RateGuardConfig", "RateLimitRule", "RuleSpec"]
+__all__ = [
+    "PYTHON_ONLY_FIELDS",
+    "PYTHON_ONLY_RULE_FIELDS",
+    "RUST_ONLY_FIELDS",
+    "Algorithm",
+    "HeaderStyle",
+    "KeyFunc",
+    "RateGuardConfig",
+    "RateLimitRule",
+    "RuleSpec",
+]
+
+PYTHON_ONLY_FIELDS = frozenset({"limit_websockets", "limited_handler"})
+"""Fields of `RateGuardConfig` that are framework glue, with no engine setting: left out of
+the engine's dump. Every other field is a field of the engine's `Settings`."""
+
+PYTHON_ONLY_RULE_FIELDS = frozenset({"key_func"})
+"""Fields of `RateLimitRule` the engine does not take (a key function runs in Python)."""
+
+RUST_ONLY_FIELDS = frozenset({"routes"})
+"""Fields of the engine's `Settings` that Python does not have (route limits are declared
+with decorators here)."""
 
 Algorithm = Literal["sliding_window", "fixed_window", "token_bucket", "sliding_log"]
 
@@ -59,9 +86,19 @@ def _check_int(value: int | None, info: ValidationInfo) -> int | None:
     return value
 
 
-def _check_seconds(value: float, info: ValidationInfo) -> float:
+def _check_setting(value: Any, info: ValidationInfo) -> Any:
+    """`value` when the engine accepts it for this field (`Settings::check_field` in Rust: its
+    range, or what the engine parses of it), or a ValueError naming field, value and range."""
     assert info.field_name is not None
-    return _native.check_seconds(info.field_name, value)
+    return _native.check_setting(info.field_name, value)
+
+
+_ENGINE_CHECKED = tuple(
+    field["name"]
+    for field in _native.settings_fields()
+    if field["checked"] and field["name"] not in RUST_ONLY_FIELDS
+)
+"""The fields the engine checks on their own: those with a range, and those it parses."""
 
 
 def import_callable(value: Any) -> Any:
@@ -236,8 +273,8 @@ class RateGuardConfig(BaseSettings):
     jwt_audience: str | None = None
     jwt_issuer: str | None = None
 
-    # The ranges of the numbers below are the engine's (`_native.int_ranges()`,
-    # `_native.seconds_ranges()`), listed in docs/configuration.md.
+    # The ranges of the numbers below are the engine's (`_native.settings_fields()`, checked by
+    # `_native.check_setting`), listed in docs/configuration.md.
     redis_timeout: float = 0.1
     """Seconds one Redis call may take, every round trip included."""
     redis_connect_timeout: float = 1.0
@@ -276,66 +313,21 @@ class RateGuardConfig(BaseSettings):
     log_identity_salt: SecretStr | None = None
     """Key of the identity hash; set it to compare hashes across processes and restarts
     (default: random per process)."""
-    log_denials_per_second: float = Field(default=10.0, ge=0, le=1_000_000)
+    log_denials_per_second: float = 10.0
     """Denial log records per second per rule at most (0: none); the others are counted."""
 
-    _check_ints = field_validator(
-        "ipv6_prefix",
-        "redis_pool_size",
-        "instance_count",
-        "deny_cache_size",
-        "breaker_threshold",
-        "memory_max_keys",
-    )(_check_int)
-    _check_durations = field_validator(
-        "redis_timeout",
-        "redis_connect_timeout",
-        "deny_cache_ttl",
-        "breaker_cooldown",
-        "breaker_max_cooldown",
-    )(_check_seconds)
-
-    @field_validator("key_prefix")
-    @classmethod
-    def _check_prefix(cls, value: str) -> str:
-        _native.check_key_prefix(value)  # as the key builder checks it
-        return value
+    _check_engine = field_validator(*_ENGINE_CHECKED)(_check_setting)
 
     @field_validator("redis_url", mode="before")
     @classmethod
-    def _check_url(cls, value: Any) -> Any:
-        if value == "":
-            return None  # `RATE_GUARD_REDIS_URL=` unsets it, as in the tower crate
-        if isinstance(value, str):
-            _native.check_redis_url(value)  # parsed as the guard parses it, not connected
-        return value
-
-    @field_validator("trusted_proxies")
-    @classmethod
-    def _parse_proxies(cls, value: list[str]) -> list[str]:
-        for entry in value:
-            _native.check_trusted_proxy(entry)  # as the HTTP front reads it
-        return value
-
-    @field_validator("exempt_paths")
-    @classmethod
-    def _check_paths(cls, value: list[str]) -> list[str]:
-        for path in value:
-            if not path.startswith("/"):
-                raise ValueError(f"{path!r}: an exempt path starts with '/'")
-        return value
+    def _unset_empty_url(cls, value: Any) -> Any:
+        # `RATE_GUARD_REDIS_URL=` unsets it, as in the tower crate; the engine checks the rest.
+        return None if value == "" else value
 
     @field_validator("limited_handler", mode="before")
     @classmethod
     def _import_handler(cls, value: Any) -> Any:
         return import_callable(value)
-
-    @field_validator("jwt_algorithms")
-    @classmethod
-    def _check_algorithms(cls, value: list[str]) -> list[str]:
-        if not value:
-            raise ValueError("at least one algorithm is needed")
-        return value
 
     @model_validator(mode="after")
     def _check_cooldowns(self) -> RateGuardConfig:
@@ -353,41 +345,16 @@ class RateGuardConfig(BaseSettings):
             )
         return self
 
-    def front_kwargs(self) -> dict[str, Any]:
-        """The keyword arguments of `_native.Front` that this configuration sets, global rules
-        included."""
-        return {
-            "global_rules": [rule.front_spec() for rule in self.global_rules],
-            "trusted_proxies": list(self.trusted_proxies),
-            "forwarded_header": self.forwarded_header,
-            "ipv6_prefix": self.ipv6_prefix,
-            "headers": self.headers,
-            "shadow_mode": self.shadow_mode,
-            "jwt_keys": [key.get_secret_value() for key in self.jwt_keys],
-            "jwt_algorithms": list(self.jwt_algorithms),
-            "jwt_verify": self.jwt_verify,
-            "jwt_audience": self.jwt_audience,
-            "jwt_issuer": self.jwt_issuer,
-        }
-
-    def guard_kwargs(self) -> dict[str, Any]:
-        """The keyword arguments of `_native.Guard` that this configuration sets."""
-        return {
-            "key_prefix": self.key_prefix,
-            "redis_timeout": self.redis_timeout,
-            "redis_connect_timeout": self.redis_connect_timeout,
-            "redis_pool_size": self.redis_pool_size,
-            "fail_open": self.fail_open,
-            "in_memory_fallback": self.in_memory_fallback,
-            "instance_count": self.instance_count,
-            "deny_cache_size": self.deny_cache_size,
-            "deny_cache_ttl": self.deny_cache_ttl,
-            "breaker_threshold": self.breaker_threshold,
-            "breaker_cooldown": self.breaker_cooldown,
-            "breaker_max_cooldown": self.breaker_max_cooldown,
-            "memory_max_keys": self.memory_max_keys,
-            "redis_tls_ca_file": self.redis_tls_ca_file,
-            "redis_tls_cert_file": self.redis_tls_cert_file,
-            "redis_tls_key_file": self.redis_tls_key_file,
-            "redis_tls_verify_hostname": self.redis_tls_verify_hostname,
-        }
+    def engine_settings(self, *, global_rules: bool = True) -> str:
+        """The engine's settings (`Settings` in Rust) as JSON: this model's dump without the
+        Python-only fields, secrets revealed; without the global rules when `global_rules` is
+        false."""
+        exclude: dict[str, Any] = {name: True for name in PYTHON_ONLY_FIELDS}
+        exclude["global_rules"] = (
+            {"__all__": set(PYTHON_ONLY_RULE_FIELDS)} if global_rules else True
+        )
+        dump = self.model_dump(mode="json", exclude=exclude)
+        dump["jwt_keys"] = [key.get_secret_value() for key in self.jwt_keys]
+        salt = self.log_identity_salt
+        dump["log_identity_salt"] = None if salt is None else salt.get_secret_value()
+        return json.dumps(dump)

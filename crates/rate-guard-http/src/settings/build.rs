@@ -10,7 +10,7 @@ use rate_guard_core::{
 
 use super::Settings;
 use crate::error::Error;
-use crate::{DecisionLog, Front, FrontBuilder, Jwt, RouteLimits};
+use crate::{DecisionLog, Front, FrontBuilder, Jwt, Limit, RouteLimits};
 
 /// An engine built from [`Settings`] in one call ([`Settings::build`]).
 #[derive(Debug)]
@@ -139,13 +139,20 @@ impl Settings {
         Ok(builder)
     }
 
+    /// The limits of each global rule, in order (a rule of several rates gives several).
+    pub fn global_limits(&self) -> Result<Vec<Vec<Limit>>, Error> {
+        self.global_rules
+            .iter()
+            .enumerate()
+            .map(|(i, rule)| rule.limits_at(&format!("global_rules[{i}]")))
+            .collect()
+    }
+
     /// The HTTP front with the global limits.
     pub fn front(&self) -> Result<Front, Error> {
         let mut builder = self.front_builder()?;
-        for (i, rule) in self.global_rules.iter().enumerate() {
-            for limit in rule.limits_at(&format!("global_rules[{i}]"))? {
-                builder = builder.global(limit);
-            }
+        for limit in self.global_limits()?.into_iter().flatten() {
+            builder = builder.global(limit);
         }
         builder.build()
     }

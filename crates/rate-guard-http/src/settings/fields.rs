@@ -110,6 +110,13 @@ impl FieldInfo {
     pub fn is_secret(&self) -> bool {
         super::SECRET_FIELDS.contains(&self.name)
     }
+
+    /// Whether [`Settings::check_field`](super::Settings::check_field) checks it on its own
+    /// (a range, or what the engine parses of it).
+    #[must_use]
+    pub fn is_checked(&self) -> bool {
+        self.range().is_some() || super::CHECKED_FIELDS.contains(&self.name)
+    }
 }
 
 /// The class of a field's Rust type.

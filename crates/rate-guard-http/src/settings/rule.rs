@@ -75,7 +75,14 @@ mod algorithm {
 
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Algorithm, D::Error> {
         let text = <Cow<'de, str>>::deserialize(d)?;
-        text.parse().map_err(serde::de::Error::custom)
+        text.parse().map_err(|_| {
+            let names: Vec<&str> = Algorithm::ALL.iter().map(|a| a.name()).collect();
+            serde::de::Error::custom(format_args!(
+                "algorithm {} is not one of {}",
+                crate::error::clip(&text, 40),
+                names.join(", ")
+            ))
+        })
     }
 }
 
