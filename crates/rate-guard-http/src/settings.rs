@@ -263,13 +263,35 @@ impl Settings {
         for field in Self::fields() {
             self.check_field(field.name)?;
         }
+        self.check_relations()?;
+        build::tls_pair(self)?;
+        Ok(())
+    }
+
+    /// Checks the fields that go together, each valid on its own: the breaker's cool-downs,
+    /// and `jwt:<claim>` global rules with the keys that verify their tokens. What the Python
+    /// model's whole-model validator calls.
+    pub fn check_relations(&self) -> Result<(), Error> {
         if self.breaker_max_cooldown < self.breaker_cooldown {
             return Err(Error::setting(
                 "breaker_max_cooldown",
                 "must be at least breaker_cooldown",
             ));
         }
-        build::tls_pair(self)?;
+        let unverifiable = self
+            .global_rules
+            .iter()
+            .find(|rule| rule.key.starts_with("jwt:"));
+        if let Some(rule) = unverifiable.filter(|_| self.jwt_verify && self.jwt_keys.is_empty()) {
+            return Err(Error::setting(
+                "jwt_keys",
+                format!(
+                    "rule key {:?} needs jwt_keys to verify tokens (or jwt_verify=false to read \
+                     them unverified)",
+                    rule.key
+                ),
+            ));
+        }
         Ok(())
     }
 
@@ -467,5 +489,22 @@ mod tests {
             bad(|s| s.global_rules = vec!["1/fortnight".into()]).contains("global_rules[0].limit")
         );
         assert!(bad(|s| s.jwt_algorithms = Vec::new()).contains("jwt_algorithms"));
+        let jwt_rule = |s: &mut Settings| {
+            let mut rule = RuleConfig::new("5/minute".to_owned());
+            rule.key = "jwt:sub".to_owned();
+            s.global_rules = vec![rule];
+        };
+        let unverifiable = bad(jwt_rule);
+        assert!(
+            unverifiable.contains(r#"rule key "jwt:sub" needs jwt_keys"#),
+            "{unverifiable}"
+        );
+        let mut settings = Settings::default();
+        jwt_rule(&mut settings);
+        settings.jwt_verify = false;
+        settings.check().unwrap();
+        settings.jwt_verify = true;
+        settings.jwt_keys = vec!["k".into()];
+        settings.check().unwrap();
     }
 }

@@ -201,7 +201,7 @@ mod _native {
     #[pymodule_export]
     use crate::rules::Rules;
     #[pymodule_export]
-    use crate::settings::{check_setting, rule_defaults, settings_fields};
+    use crate::settings::{check_relations, check_setting, rule_defaults, settings_fields};
 
     /// How many event loops have a live async bridge in this process (tests of leaks).
     #[pyfunction]

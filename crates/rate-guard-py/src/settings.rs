@@ -88,6 +88,15 @@ pub(crate) fn check_setting<'py>(
     Ok(value.clone())
 }
 
+/// Checks the fields of `settings` (the model's dump) that go together
+/// (`Settings::check_relations`): a `ConfigError` naming the field otherwise.
+#[pyfunction]
+pub(crate) fn check_relations(settings: &Bound<'_, PyAny>) -> PyResult<()> {
+    Ok(from_py(settings)?
+        .check_relations()
+        .map_err(Failure::from)?)
+}
+
 /// The fields of a rule config (`RuleConfig`) and their defaults as JSON text; `limit` has none
 /// (it is required).
 #[pyfunction]

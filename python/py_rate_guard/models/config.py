@@ -330,19 +330,13 @@ class RateGuardConfig(BaseSettings):
         return import_callable(value)
 
     @model_validator(mode="after")
-    def _check_cooldowns(self) -> RateGuardConfig:
-        if self.breaker_max_cooldown < self.breaker_cooldown:
-            raise ValueError("breaker_max_cooldown must be at least breaker_cooldown")
-        return self
-
-    @model_validator(mode="after")
-    def _check_jwt(self) -> RateGuardConfig:
-        jwt_rules = [rule.key for rule in self.global_rules if rule.key.startswith("jwt:")]
-        if jwt_rules and self.jwt_verify and not self.jwt_keys:
-            raise ValueError(
-                f"rule key {jwt_rules[0]!r} needs jwt_keys to verify tokens"
-                " (or jwt_verify=False to read them unverified)"
-            )
+    def _check_relations(self) -> RateGuardConfig:
+        # The fields that go together (cool-downs, `jwt:` rules and their keys), checked by
+        # the engine's own `Settings::check_relations`.
+        try:
+            _native.check_relations(self.engine_settings())
+        except _native.ConfigError as e:
+            raise ValueError(str(e)) from None
         return self
 
     def engine_settings(self, *, global_rules: bool = True) -> str:
