@@ -46,7 +46,7 @@ use std::time::Duration;
 use blake2::digest::consts::U8;
 use blake2::digest::{Digest, Mac};
 use blake2::{Blake2b, Blake2bMac};
-use rate_guard_core::{Clock, Source};
+use rate_guard_core::{bounds, Clock, Source};
 
 use crate::error::Error;
 use crate::outcome::Outcome;
@@ -333,11 +333,12 @@ impl DecisionLog {
         salt: Option<&str>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, Error> {
-        if !(0.0..=MAX_DENIALS_PER_SECOND).contains(&per_second) {
-            return Err(Error::Log {
+        // The range is the settings' one (`bounds::FLOATS`), whoever builds the log.
+        if let Some(range) = bounds::float_range("log_denials_per_second") {
+            range.check(per_second).map_err(|e| Error::Log {
                 field: "log_denials_per_second",
-                reason: format!("{per_second} is not a number from 0 to 1000000"),
-            });
+                reason: e.to_string(),
+            })?;
         }
         let (interval, tolerance) = if per_second == 0.0 {
             (u64::MAX, 0)
