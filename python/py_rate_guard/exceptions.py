@@ -10,7 +10,13 @@ from __future__ import annotations
 
 from py_rate_guard._native import ConfigError, Decision, RateGuardError, StorageError
 
-__all__ = ["ConfigError", "RateGuardError", "RateLimitExceeded", "StorageError"]
+__all__ = [
+    "ConfigError",
+    "RateGuardError",
+    "RateLimitExceeded",
+    "StorageError",
+    "denial_exception",
+]
 
 
 class RateLimitExceeded(Exception):
@@ -26,3 +32,15 @@ class RateLimitExceeded(Exception):
                 else f"rate limit exceeded; retry after {retry:.3f} s"
             )
         super().__init__(message)
+
+
+def denial_exception(exception_class: type[Exception], limited: RateLimitExceeded) -> Exception:
+    """The exception an adapter raises for the denial `limited` when the configuration names an
+    `exception_class`: a subclass of `RateLimitExceeded` built with the decision and message,
+    any other class built with no argument (django-ratelimit's convention), with `limited` as
+    its `__cause__` so that the decision stays reachable."""
+    if issubclass(exception_class, RateLimitExceeded):
+        return exception_class(limited.decision, str(limited))
+    error = exception_class()
+    error.__cause__ = limited
+    return error

@@ -24,7 +24,7 @@ if not settings.configured:
     )
     django.setup()
 
-from django.core.exceptions import ImproperlyConfigured
+from django.core.exceptions import ImproperlyConfigured, PermissionDenied
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.test import AsyncClient, Client
 from django.test.utils import override_settings
@@ -113,6 +113,18 @@ async def async_tenant_view(request: HttpRequest) -> HttpResponse:
 
 def teapot(request: HttpRequest, exc: Exception) -> HttpResponse:
     return HttpResponse(f"teapot: {exc}", status=418)
+
+
+class Ratelimited(PermissionDenied):
+    """django-ratelimit's own exception class: a PermissionDenied, which Django answers 403."""
+
+
+class AppLimited(Exception):
+    """An application's exception that no Django handler knows."""
+
+
+def broken_handler(request: HttpRequest, exc: Exception) -> HttpResponse:
+    raise AppLimited("from the handler")
 
 
 urlpatterns = [
@@ -305,9 +317,68 @@ def test_limited_handler_from_settings(rate_guard: dict[str, Any]) -> None:
             assert int(r["Retry-After"]) >= 1
 
 
+@pytest.mark.parametrize("middleware", [MIDDLEWARE, []])
+def test_the_exception_class_is_raised_into_django(
+    rate_guard: dict[str, Any], middleware: list[str]
+) -> None:
+    # django-ratelimit's RATELIMIT_EXCEPTION_CLASS: Django's handling answers the denial.
+    rate_guard["exception_class"] = f"{__name__}.Ratelimited"
+    with configured(rate_guard, middleware=middleware):
+        assert codes(Client(REMOTE_ADDR=PEER), "/items/1", 3) == [200, 200, 403]
+    rate_guard["exception_class"] = AppLimited
+    rate_guard["key_prefix"] += "x"
+    with configured(rate_guard, middleware=middleware):
+        c = Client(REMOTE_ADDR=PEER)
+        assert codes(c, "/items/1", 2) == [200, 200]
+        with pytest.raises(AppLimited) as info:
+            c.get("/items/1")
+        assert info.value.__cause__.decision.remaining == 0  # type: ignore[union-attr]
+        assert (
+            Client(REMOTE_ADDR=PEER, raise_request_exception=False).get("/items/1").status_code
+            == 500
+        )
+
+
+def test_the_exception_class_under_the_async_handler(rate_guard: dict[str, Any]) -> None:
+    import asyncio
+
+    rate_guard["exception_class"] = Ratelimited
+    rate_guard["global_rules"] = [{"limit": "1/minute"}]
+
+    async def run() -> list[int]:
+        c = AsyncClient(REMOTE_ADDR=PEER)
+        return [(await c.get(url)).status_code for url in ("/async", "/async", "/missing")]
+
+    with configured(rate_guard):
+        assert asyncio.run(run()) == [200, 403, 403]
+
+
+@pytest.mark.parametrize("middleware", [MIDDLEWARE, []])
+def test_an_exception_from_the_limited_handler_reaches_django(
+    rate_guard: dict[str, Any], middleware: list[str]
+) -> None:
+    import asyncio
+
+    rate_guard["limited_handler"] = broken_handler
+    with configured(rate_guard, middleware=middleware):
+        c = Client(REMOTE_ADDR=PEER)
+        assert codes(c, "/items/1", 2) == [200, 200]
+        with pytest.raises(AppLimited, match="from the handler"):
+            c.get("/items/1")
+
+        async def run() -> None:
+            c = AsyncClient(REMOTE_ADDR=PEER)
+            assert (await c.get("/async")).status_code == 200
+            with pytest.raises(AppLimited, match="from the handler"):
+                await c.get("/async")
+
+        asyncio.run(run())
+
+
 @pytest.mark.parametrize(
     ("setting", "message"),
     [
+        ({"exception_class": "os.path.join"}, "exception_class"),
         ({"global_rules": [{"limit": "5/fortnight"}]}, "global_rules.0.limit"),
         ({"global_rules": [{"limit": "5/minute", "key": "cookie"}]}, "global_rules.0.key"),
         ({"redis_timeout": 0}, "redis_timeout"),

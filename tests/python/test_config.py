@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from pydantic import ValidationError
 
@@ -244,3 +246,60 @@ def test_unix_is_a_trusted_proxy() -> None:
         "unix",
         "10.0.0.0/8",
     ]
+
+
+class Limited(Exception):
+    """An application's own denial exception (django-ratelimit's `Ratelimited` stands here)."""
+
+
+class NeedsArgs(Exception):
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+
+
+def test_exception_class_is_a_class_or_its_dotted_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    from py_rate_guard import RateLimitExceeded
+
+    assert RateGuardConfig().exception_class is None
+    assert RateGuardConfig(exception_class=Limited).exception_class is Limited
+    dotted = RateGuardConfig(exception_class=f"{__name__}.Limited")
+    assert dotted.exception_class is Limited
+    assert "exception_class" not in json.loads(dotted.engine_settings())
+    monkeypatch.setenv("RATE_GUARD_EXCEPTION_CLASS", "py_rate_guard.RateLimitExceeded")
+    assert RateGuardConfig().exception_class is RateLimitExceeded
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("no.such.Error", "cannot be imported"),
+        ("os.path.join", "not an exception class"),
+        (KeyboardInterrupt, "not an exception class"),
+        (NeedsArgs, "cannot be built without arguments"),
+    ],
+)
+def test_bad_exception_classes_say_why(value: object, message: str) -> None:
+    with pytest.raises(ValidationError, match=message) as info:
+        RateGuardConfig(exception_class=value)  # type: ignore[arg-type]
+    assert [e["loc"] for e in info.value.errors()] == [("exception_class",)]
+
+
+def test_exception_class_and_limited_handler_exclude_each_other() -> None:
+    with pytest.raises(ValidationError, match="give one of them"):
+        RateGuardConfig(exception_class=Limited, limited_handler="os.path.join")
+
+
+def test_the_denial_exception_carries_the_decision() -> None:
+    from py_rate_guard import Decision, RateLimitExceeded
+    from py_rate_guard.exceptions import denial_exception
+
+    limited = RateLimitExceeded(Decision(False, 5, 0, 60.0, 12.0), "Rate limit exceeded")
+    error = denial_exception(Limited, limited)
+    assert type(error) is Limited and error.__cause__ is limited
+
+    class Mine(RateLimitExceeded):
+        pass
+
+    own = denial_exception(Mine, limited)
+    assert type(own) is Mine and own.decision is limited.decision
+    assert str(own) == "Rate limit exceeded"

@@ -16,7 +16,7 @@ from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from py_rate_guard import _native, logs
-from py_rate_guard.exceptions import ConfigError, RateLimitExceeded
+from py_rate_guard.exceptions import ConfigError, RateLimitExceeded, denial_exception
 from py_rate_guard.guard import RateGuard
 from py_rate_guard.models.config import Algorithm, KeyFunc, RateGuardConfig, RateLimitRule
 
@@ -435,6 +435,14 @@ class HttpGuard(RateGuard):
         if decision is None:  # refused without a decision: the store is down, failing closed
             decision = _native.Decision(False, 0, 0, 0.0)
         return RateLimitExceeded(decision, detail(outcome))
+
+    def denial_error(self, outcome: _native.Outcome) -> Exception | None:
+        """The exception to raise for a denial, built from the configuration's
+        `exception_class`; None when there is none (the denial is answered)."""
+        exception_class = self.config.exception_class
+        if exception_class is None:
+            return None
+        return denial_exception(exception_class, self.limited_exception(outcome))
 
 
 def detail(outcome: _native.Outcome) -> str:

@@ -70,7 +70,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 # gets.
 _DECIDED = "_rate_guard_decided"
 _HEADERS = "_rate_guard_headers"
-_HANDLER_FAILED = object()
 
 
 class DjangoRateGuard(HttpGuard):
@@ -102,42 +101,40 @@ class DjangoRateGuard(HttpGuard):
 
     def limited_response(self, request: HttpRequest, outcome: _native.Outcome) -> HttpResponseBase:
         """The answer to a denied request: the `limited_handler`'s (with the rate-limit headers
-        it did not set) or the JSON 429."""
+        it did not set) or the JSON 429. Raises the configuration's `exception_class` instead
+        when there is one; an exception raised by the handler reaches Django too."""
+        error = self.denial_error(outcome)
+        if error is not None:
+            raise error
         handler = self.config.limited_handler
         if handler is None:
             return self.default_response(outcome)
-        try:
-            response = handler(request, self.limited_exception(outcome))
-            if inspect.isawaitable(response):
-                response = async_to_sync(_awaited)(response)
-        except Exception:
-            logger.exception("limited_handler failed; the default 429 is sent")
-            response = _HANDLER_FAILED
+        response = handler(request, self.limited_exception(outcome))
+        if inspect.isawaitable(response):
+            response = async_to_sync(_awaited)(response)
         return self._handler_response(response, outcome)
 
     async def alimited_response(
         self, request: HttpRequest, outcome: _native.Outcome
     ) -> HttpResponseBase:
         """`limited_response` on the event loop (a sync handler runs in a thread)."""
+        error = self.denial_error(outcome)
+        if error is not None:
+            raise error
         handler = self.config.limited_handler
         if handler is None:
             return self.default_response(outcome)
-        try:
-            call = handler if is_async(handler) else sync_to_async(handler)
-            response = await call(request, self.limited_exception(outcome))
-        except Exception:
-            logger.exception("limited_handler failed; the default 429 is sent")
-            response = _HANDLER_FAILED
+        call = handler if is_async(handler) else sync_to_async(handler)
+        response = await call(request, self.limited_exception(outcome))
         return self._handler_response(response, outcome)
 
     def _handler_response(self, response: Any, outcome: _native.Outcome) -> HttpResponseBase:
         """What the `limited_handler` answered, with the rate-limit headers it did not set; the
-        default answer when it failed or did not return a response."""
+        default answer (logged) when it did not return a response."""
         if isinstance(response, HttpResponseBase):
             set_headers(response, outcome.headers, keep_existing=True)
             return response
-        if response is not _HANDLER_FAILED:
-            logger.error("limited_handler returned %r, not an HttpResponse", type(response))
+        logger.error("limited_handler returned %r, not an HttpResponse", type(response))
         return self.default_response(outcome)
 
     def default_response(self, outcome: _native.Outcome) -> HttpResponse:

@@ -16,6 +16,7 @@ that names the field, and a valid one is never parsed again.
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 from collections.abc import Callable
 from typing import Any, Literal
@@ -33,6 +34,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from py_rate_guard import _native
+from py_rate_guard.exceptions import RateLimitExceeded
 
 __all__ = [
     "PYTHON_ONLY_FIELDS",
@@ -46,7 +48,7 @@ __all__ = [
     "RuleSpec",
 ]
 
-PYTHON_ONLY_FIELDS = frozenset({"limit_websockets", "limited_handler"})
+PYTHON_ONLY_FIELDS = frozenset({"exception_class", "limit_websockets", "limited_handler"})
 """Fields of `RateGuardConfig` that are framework glue, with no engine setting: left out of
 the engine's dump. Every other field is a field of the engine's `Settings`."""
 
@@ -118,6 +120,28 @@ def import_callable(value: Any) -> Any:
     if not callable(target):
         raise ValueError(f"{value!r} is not callable")
     return target
+
+
+def check_exception_class(value: Any) -> Any:
+    """`value` when the adapters can raise it on a denial: None, a subclass of
+    `RateLimitExceeded` (built with the `Decision`), or another subclass of `Exception` that
+    takes no argument; a `ValueError` says why not otherwise."""
+    if value is None:
+        return None
+    if not isinstance(value, type) or not issubclass(value, Exception):
+        raise ValueError(f"{value!r} is not an exception class (a subclass of Exception)")
+    if issubclass(value, RateLimitExceeded):
+        return value
+    try:
+        inspect.signature(value).bind()
+    except TypeError:
+        raise ValueError(
+            f"{value.__qualname__} cannot be built without arguments, as a denial builds it"
+            " (or subclass RateLimitExceeded, which is built with the Decision)"
+        ) from None
+    except ValueError:  # no signature to read (a builtin): trust it
+        pass
+    return value
 
 
 class RateLimitRule(BaseModel):
@@ -263,7 +287,14 @@ class RateGuardConfig(BaseSettings):
     limited_handler: Callable[..., Any] | None = None
     """`handler(request, exc: RateLimitExceeded) -> response` (sync or async; or its dotted
     path) answers denied requests instead of the JSON 429; the rate-limit headers are added
-    to its response unless it sets them."""
+    to its response unless it sets them. An exception it raises reaches the framework."""
+    exception_class: type[Exception] | None = None
+    """An exception class (or its dotted path) that the adapters raise on a denial instead of
+    answering it, so that the application's own exception handling answers (Django's
+    `RATELIMIT_EXCEPTION_CLASS`; `PermissionDenied` gives Django's 403). A subclass of
+    `RateLimitExceeded` is built with the `Decision`; any other class with no argument (as
+    django-ratelimit does), its `__cause__` the `RateLimitExceeded` that carries the
+    `Decision`. Exclusive with `limited_handler`: each says how a denial is answered."""
 
     jwt_keys: list[SecretStr] = Field(default_factory=list)
     """Keys that verify the tokens of `jwt:<claim>` rules: HMAC secrets or PEM public keys."""
@@ -329,8 +360,18 @@ class RateGuardConfig(BaseSettings):
     def _import_handler(cls, value: Any) -> Any:
         return import_callable(value)
 
+    @field_validator("exception_class", mode="before")
+    @classmethod
+    def _import_exception_class(cls, value: Any) -> Any:
+        return check_exception_class(import_callable(value))
+
     @model_validator(mode="after")
     def _check_relations(self) -> RateGuardConfig:
+        if self.exception_class is not None and self.limited_handler is not None:
+            raise ValueError(
+                "exception_class and limited_handler both say how a denial is answered:"
+                " give one of them (raise the exception from the handler to do both)"
+            )
         # The fields that go together (cool-downs, `jwt:` rules and their keys), checked by
         # the engine's own `Settings::check_relations`.
         try:
