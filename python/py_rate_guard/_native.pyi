@@ -180,6 +180,7 @@ class Front:
         template: str,
         rules: Sequence[tuple[Rules, str, int, bool] | tuple[Rules, str, int, bool, int]],
         method: str | None = None,
+        scope: str | None = None,
     ) -> RouteLimits: ...
     def plan(
         self,
@@ -189,6 +190,7 @@ class Front:
         *,
         user: str | None = None,
         custom: str | Sequence[str | None] | None = None,
+        costs: Sequence[int | None] | None = None,
     ) -> Plan: ...
     def decide(self, guard: Guard, plan: Plan) -> Outcome: ...
     def adecide(self, guard: Guard, plan: Plan) -> Awaitable[Outcome]: ...
@@ -201,6 +203,7 @@ class Front:
         *,
         user: str | None = None,
         custom: str | Sequence[str | None] | None = None,
+        costs: Sequence[int | None] | None = None,
     ) -> Outcome: ...
     def adecide_request(
         self,
@@ -211,6 +214,7 @@ class Front:
         *,
         user: str | None = None,
         custom: str | Sequence[str | None] | None = None,
+        costs: Sequence[int | None] | None = None,
     ) -> Awaitable[Outcome]: ...
     @staticmethod
     def _bridge_round_trip(guard: Guard) -> Awaitable[None]: ...
@@ -221,6 +225,10 @@ class RouteLimits:
     def template(self) -> str: ...
     @property
     def method(self) -> str | None: ...
+    @property
+    def scope(self) -> str | None: ...
+    @property
+    def spec_indexes(self) -> list[int]: ...
     @property
     def rule_ids(self) -> list[str]: ...
 

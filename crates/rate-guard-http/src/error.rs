@@ -45,6 +45,18 @@ pub enum Error {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// A shared scope name unfit for keys (empty, too long, control characters).
+    #[error("invalid shared scope {scope:?}: {reason}")]
+    Scope {
+        /// The scope (cut short when huge).
+        scope: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// Per-request costs that do not fit the route: more or fewer than its limits, or one out
+    /// of range.
+    #[error("invalid costs for this request: {0}")]
+    Costs(String),
     /// A cost of zero.
     #[error("cost must be at least 1")]
     ZeroCost,
@@ -61,11 +73,16 @@ pub enum Error {
         /// The second rule's definition.
         second: String,
     },
-    /// A global rule whose name is reserved for route-scoped rules.
-    #[error("rule name {id:?} starts with \"rt.\", which is reserved for route-scoped rules")]
+    /// A global rule whose name is reserved for route-scoped (`rt.`) or shared (`sc.`) rules.
+    #[error(
+        "rule name {id:?} starts with {prefix:?}, which is reserved for route-scoped (rt.) \
+         and shared-scope (sc.) rules"
+    )]
     ReservedRuleName {
         /// The rule's id.
         id: String,
+        /// The reserved prefix it starts with.
+        prefix: &'static str,
     },
     /// More rules on one request than a store decides at once.
     #[error("a request would carry {count} rules; at most {max} are decided together")]

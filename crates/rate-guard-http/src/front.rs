@@ -5,7 +5,9 @@ use std::cell::OnceCell;
 use std::fmt;
 use std::sync::Arc;
 
-use rate_guard_core::{Action, Hit, Limiter, Verdict, MAX_CHECKS};
+use std::num::NonZeroU32;
+
+use rate_guard_core::{bounds, Action, Hit, Limiter, Verdict, MAX_CHECKS};
 use smallvec::SmallVec;
 
 use crate::client_ip::{ClientIp, Peer};
@@ -18,7 +20,7 @@ use crate::limit::Limit;
 use crate::outcome::Outcome;
 use crate::plan::{Plan, PlanItem};
 use crate::response::HeaderStyle;
-use crate::route::{RouteLimits, SCOPED_PREFIX};
+use crate::route::{reserved_prefix, RouteLimits};
 
 /// What a request brings to key resolution: its peer, its headers, and the identities the
 /// application resolved (an authenticated user, a `key_func` value).
@@ -144,8 +146,11 @@ impl FrontBuilder {
     pub fn build(self) -> Result<Front, Error> {
         for (i, limit) in self.global.iter().enumerate() {
             let id = limit.rule.id();
-            if id.starts_with(SCOPED_PREFIX) {
-                return Err(Error::ReservedRuleName { id: id.to_owned() });
+            if let Some(prefix) = reserved_prefix(id) {
+                return Err(Error::ReservedRuleName {
+                    id: id.to_owned(),
+                    prefix,
+                });
             }
             // One id, one definition: equal rules are one bucket (counted once per identity).
             if let Some(first) = self.global[..i]
@@ -212,7 +217,45 @@ impl Front {
         method: Option<&str>,
         limits: impl IntoIterator<Item = Limit>,
     ) -> Result<RouteLimits, Error> {
-        let route = RouteLimits::new(template, method, limits)?;
+        self.route_in(template, method, None, limits)
+    }
+
+    /// The limits of one route that count in the named shared `scope`: every route declaring
+    /// the scope and a rule shares one quota of that rule, whatever its template and method
+    /// (and in every language; see [`crate::route`] for the key schema). `template` and
+    /// `method` still name the route in metrics and logs. A scope name is 1 to 64 characters
+    /// without control characters.
+    ///
+    /// ```
+    /// use rate_guard_core::{Quota, Rule};
+    /// use rate_guard_http::{Front, Limit};
+    ///
+    /// let rule = Rule::builder("10/minute".parse::<Quota>()?).build()?;
+    /// let front = Front::builder().build()?;
+    /// let upload = front.shared_route("/upload", Some("POST"), "uploads", [Limit::new(rule.clone())])?;
+    /// let bulk = front.shared_route("/bulk/{id}", None, "uploads", [Limit::new(rule)])?;
+    /// assert_eq!(upload.limits()[0].rule().id(), bulk.limits()[0].rule().id());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn shared_route(
+        &self,
+        template: &str,
+        method: Option<&str>,
+        scope: &str,
+        limits: impl IntoIterator<Item = Limit>,
+    ) -> Result<RouteLimits, Error> {
+        self.route_in(template, method, Some(scope), limits)
+    }
+
+    /// [`route`](Self::route) or [`shared_route`](Self::shared_route), by `scope`.
+    pub fn route_in(
+        &self,
+        template: &str,
+        method: Option<&str>,
+        scope: Option<&str>,
+        limits: impl IntoIterator<Item = Limit>,
+    ) -> Result<RouteLimits, Error> {
+        let route = RouteLimits::new(template, method, scope, limits)?;
         check_count(self.inner.global.len() + route.limits().len())?;
         self.check_jwt(route.limits())?;
         Ok(route)
@@ -250,6 +293,77 @@ impl Front {
         route: Option<&RouteLimits>,
         extra_keys: &[Option<&str>],
     ) -> Plan {
+        self.plan_costed(request, route, extra_keys, &[])
+    }
+
+    /// [`plan_with_keys`](Self::plan_with_keys) with this request's own costs for the route's
+    /// limits (a batch endpoint weighing by item count): `costs` is empty (every limit's
+    /// declared cost), or holds one entry per limit of `route`, in
+    /// [`RouteLimits::limits`] order, `Some(cost)` overriding that limit's cost for this
+    /// request and `None` keeping it. Global limits keep their costs. A cost is from 1 to
+    /// `u32::MAX` (the `cost` range of [`bounds::INTS`]); as ever, one above what a rule can
+    /// admit is denied with no retry time.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Costs`] when `costs` is neither empty nor as long as the route's limits, or
+    /// holds a cost of 0.
+    ///
+    /// ```
+    /// use rate_guard_core::{Quota, Rule};
+    /// use rate_guard_http::{Front, Limit, Peer, RequestInfo};
+    ///
+    /// let rule = Rule::builder("100/minute".parse::<Quota>()?).build()?;
+    /// let front = Front::builder().build()?;
+    /// let batch = front.route("/batch", None, [Limit::new(rule)])?;
+    /// let headers: [(&[u8], &[u8]); 0] = [];
+    /// let request = RequestInfo::new(Peer::parse(Some("203.0.113.9")), &headers[..]);
+    /// let plan = front.plan_with_costs(&request, Some(&batch), &[], &[Some(25)])?;
+    /// assert_eq!(plan.items()[0].cost().get(), 25);
+    /// assert!(front.plan_with_costs(&request, Some(&batch), &[], &[Some(0)]).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn plan_with_costs<H: Headers + ?Sized>(
+        &self,
+        request: &RequestInfo<'_, H>,
+        route: Option<&RouteLimits>,
+        extra_keys: &[Option<&str>],
+        costs: &[Option<u32>],
+    ) -> Result<Plan, Error> {
+        if costs.is_empty() {
+            return Ok(self.plan_costed(request, route, extra_keys, &[]));
+        }
+        let limits = route.map_or(0, |r| r.limits().len());
+        if costs.len() != limits {
+            return Err(Error::Costs(format!(
+                "{} given, but the route has {limits} limits (one cost or None per limit, in \
+                 the route's order)",
+                costs.len()
+            )));
+        }
+        let mut checked: SmallVec<[Option<NonZeroU32>; 4]> = SmallVec::new();
+        for (i, cost) in costs.iter().enumerate() {
+            checked.push(match cost {
+                None => None,
+                Some(cost) => {
+                    let checked = bounds::check_int("cost", i128::from(*cost))
+                        .map_err(|e| Error::Costs(format!("costs[{i}]: {e}")))?;
+                    // In range: from 1 to u32::MAX.
+                    u32::try_from(checked).ok().and_then(NonZeroU32::new)
+                }
+            });
+        }
+        Ok(self.plan_costed(request, route, extra_keys, &checked))
+    }
+
+    /// The plan, `costs` (empty, or one per route limit) overriding route limits' costs.
+    fn plan_costed<H: Headers + ?Sized>(
+        &self,
+        request: &RequestInfo<'_, H>,
+        route: Option<&RouteLimits>,
+        extra_keys: &[Option<&str>],
+        costs: &[Option<NonZeroU32>],
+    ) -> Plan {
         let inner = &*self.inner;
         let route_limits = route.map_or(&[][..], RouteLimits::limits);
         let resolver = Resolver {
@@ -261,11 +375,21 @@ impl Front {
             claims: OnceCell::new(),
         };
         let mut items: SmallVec<[PlanItem; 2]> = SmallVec::new();
-        for limit in inner.global.iter().chain(route_limits) {
+        let route_costs = route_limits
+            .iter()
+            .enumerate()
+            .map(|(i, limit)| costs.get(i).copied().flatten().unwrap_or(limit.cost));
+        let global_costs = inner.global.iter().map(|limit| limit.cost);
+        for (limit, cost) in inner
+            .global
+            .iter()
+            .chain(route_limits)
+            .zip(global_costs.chain(route_costs))
+        {
             let item = PlanItem {
                 rule: limit.rule.clone(),
                 identity: resolver.identity(&limit.key, limit.custom_slot),
-                cost: limit.cost,
+                cost,
                 shadow: limit.shadow || inner.shadow_mode,
                 counters: limit.counters.clone(),
             };

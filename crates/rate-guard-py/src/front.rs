@@ -74,10 +74,11 @@ fn limit_specs(specs: &[Bound<'_, PyAny>]) -> Result<Vec<LimitSpec>, Failure> {
     Ok(out)
 }
 
-/// The limits of `specs`: one per rule (a `Rules` of several rates gives several limits).
-fn limits(py: Python<'_>, specs: &[LimitSpec]) -> Result<Vec<http::Limit>, Failure> {
+/// The limits of `specs`: one per rule (a `Rules` of several rates gives several limits),
+/// each with the index of the spec it comes from.
+fn limits(py: Python<'_>, specs: &[LimitSpec]) -> Result<Vec<(usize, http::Limit)>, Failure> {
     let mut out = Vec::new();
-    for (rules, key, cost, shadow, slot) in specs {
+    for (index, (rules, key, cost, shadow, slot)) in specs.iter().enumerate() {
         let key: http::KeySpec = key.parse().map_err(config)?;
         let cost = crate::args::cost(Some(cost.bind(py)))?.unwrap_or(NonZeroU32::MIN);
         let slot = slot.unwrap_or(0);
@@ -88,16 +89,53 @@ fn limits(py: Python<'_>, specs: &[LimitSpec]) -> Result<Vec<http::Limit>, Failu
             )));
         }
         for rule in rules.bind(py).get().as_slice() {
-            out.push(
+            out.push((
+                index,
                 http::Limit::new(rule.clone())
                     .key(key.clone())
                     .cost(cost)
                     .shadow(*shadow)
                     .custom_slot(slot),
-            );
+            ));
         }
     }
     Ok(out)
+}
+
+/// A request's own costs for its route's limits: None (each limit's declared cost), or a
+/// sequence of one int or None per limit, each int checked against the `cost` range.
+fn request_costs(value: Option<&Bound<'_, PyAny>>) -> Result<SmallVec<[Option<u32>; 4]>, Failure> {
+    let Some(value) = value.filter(|v| !v.is_none()) else {
+        return Ok(SmallVec::new());
+    };
+    let not_a_list = || {
+        Failure::Config(
+            "costs must be None or a list of one int or None per limit of the route".to_owned(),
+        )
+    };
+    if value.is_instance_of::<PyString>() {
+        return Err(not_a_list());
+    }
+    let mut out = SmallVec::new();
+    for (i, item) in value.try_iter().map_err(|_| not_a_list())?.enumerate() {
+        let item = item.map_err(|_| not_a_list())?;
+        if i >= rate_guard_core::MAX_CHECKS {
+            return Err(Failure::Config(format!(
+                "costs holds more than {} entries: a request has at most that many rules",
+                rate_guard_core::MAX_CHECKS
+            )));
+        }
+        let cost = crate::args::cost(Some(&item))
+            .map_err(|e| Failure::Config(format!("costs[{i}]: {}", failure_text(e))))?;
+        out.push(cost.map(NonZeroU32::get));
+    }
+    Ok(out)
+}
+
+fn failure_text(failure: Failure) -> String {
+    match failure {
+        Failure::Config(m) | Failure::Storage(m) => m,
+    }
 }
 
 /// The custom keys of a request: one `str` (or None), or a sequence of them, one per custom
@@ -267,24 +305,34 @@ impl Front {
     }
 
     /// The limits of one route, scoped to its path `template` (and `method`): they count apart
-    /// from the same rules globally and on other routes.
-    #[pyo3(signature = (template, rules, method=None))]
+    /// from the same rules globally and on other routes. With `scope` (a shared limit's name,
+    /// 1 to 64 characters), they count in that scope instead: one quota for every route, in
+    /// Python or Rust, that declares the scope and the rule.
+    #[pyo3(signature = (template, rules, method=None, scope=None))]
     fn route(
         &self,
         py: Python<'_>,
         template: &str,
         rules: Vec<Bound<'_, PyAny>>,
         method: Option<&str>,
+        scope: Option<&str>,
     ) -> PyResult<RouteLimits> {
-        let limits = limits(py, &limit_specs(&rules)?)?;
-        let inner = self.inner.route(template, method, limits).map_err(config)?;
-        Ok(RouteLimits { inner })
+        let (specs, limits): (Vec<usize>, Vec<http::Limit>) =
+            limits(py, &limit_specs(&rules)?)?.into_iter().unzip();
+        let inner = self
+            .inner
+            .route_in(template, method, scope, limits)
+            .map_err(config)?;
+        Ok(RouteLimits { inner, specs })
     }
 
     /// Resolves the identity of every rule that applies to a request. Never raises for what a
     /// client sends: a missing or unusable identity falls back to the client address. `peer`
     /// is the client address, or ASGI's `scope["client"]` as it is.
-    #[pyo3(signature = (peer, headers, route=None, *, user=None, custom=None))]
+    /// `costs`: None, or one int (this request's cost) or None (the declared cost) per limit
+    /// of `route`, in `route.rule_ids` order.
+    #[pyo3(signature = (peer, headers, route=None, *, user=None, custom=None, costs=None))]
+    #[allow(clippy::too_many_arguments)]
     fn plan(
         &self,
         py: Python<'_>,
@@ -293,9 +341,18 @@ impl Front {
         route: Option<&Bound<'_, RouteLimits>>,
         user: Option<&Bound<'_, PyAny>>,
         custom: Option<&Bound<'_, PyAny>>,
+        costs: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Plan> {
+        let request = Request {
+            peer,
+            headers,
+            route,
+            user,
+            custom,
+            costs,
+        };
         Ok(Plan {
-            inner: Arc::new(self.make_plan(py, peer, headers, route, user, custom)?),
+            inner: Arc::new(self.make_plan(py, &request)?),
         })
     }
 
@@ -343,8 +400,8 @@ impl Front {
     }
 
     /// `plan` then `decide` in one call: the outcome of one request (sync, the GIL released
-    /// for Redis), its plan in `Outcome.plan`.
-    #[pyo3(signature = (guard, peer, headers, route=None, *, user=None, custom=None))]
+    /// for Redis), its plan in `Outcome.plan`. `costs` as `plan` takes them.
+    #[pyo3(signature = (guard, peer, headers, route=None, *, user=None, custom=None, costs=None))]
     #[allow(clippy::too_many_arguments)]
     fn decide_request(
         &self,
@@ -355,8 +412,17 @@ impl Front {
         route: Option<&Bound<'_, RouteLimits>>,
         user: Option<&Bound<'_, PyAny>>,
         custom: Option<&Bound<'_, PyAny>>,
+        costs: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Outcome> {
-        let plan = Arc::new(self.make_plan(py, peer, headers, route, user, custom)?);
+        let request = Request {
+            peer,
+            headers,
+            route,
+            user,
+            custom,
+            costs,
+        };
+        let plan = Arc::new(self.make_plan(py, &request)?);
         let front = &self.inner;
         if let Some(outcome) = self.decide_at_once(guard, &plan) {
             return Ok(Outcome::planned(outcome, plan));
@@ -369,8 +435,8 @@ impl Front {
     }
 
     /// `plan` then `adecide` in one call (what an ASGI middleware does on every request): an
-    /// awaitable of the `Outcome`, its plan in `Outcome.plan`.
-    #[pyo3(signature = (guard, peer, headers, route=None, *, user=None, custom=None))]
+    /// awaitable of the `Outcome`, its plan in `Outcome.plan`. `costs` as `plan` takes them.
+    #[pyo3(signature = (guard, peer, headers, route=None, *, user=None, custom=None, costs=None))]
     #[allow(clippy::too_many_arguments)]
     fn adecide_request<'py>(
         &self,
@@ -381,8 +447,17 @@ impl Front {
         route: Option<&Bound<'py, RouteLimits>>,
         user: Option<&Bound<'py, PyAny>>,
         custom: Option<&Bound<'py, PyAny>>,
+        costs: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let plan = Arc::new(self.make_plan(py, peer, headers, route, user, custom)?);
+        let request = Request {
+            peer,
+            headers,
+            route,
+            user,
+            custom,
+            costs,
+        };
+        let plan = Arc::new(self.make_plan(py, &request)?);
         // The memory store answers at once: an awaitable that is ready, no future built.
         if let Some(outcome) = self.decide_at_once(guard, &plan) {
             return crate::bridge::Ready::awaitable(
@@ -437,20 +512,13 @@ impl Front {
             .and_then(|limiter| self.inner.decide_now(limiter, plan))
     }
 
-    fn make_plan(
-        &self,
-        py: Python<'_>,
-        peer: Option<&Bound<'_, PyAny>>,
-        headers: &Bound<'_, PyAny>,
-        route: Option<&Bound<'_, RouteLimits>>,
-        user: Option<&Bound<'_, PyAny>>,
-        custom: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<http::Plan> {
-        let peer = peer_text(peer)?;
-        let user = text(user, "user")?;
-        let customs = custom_keys(custom)?;
-        let headers = raw_headers(headers)?;
-        let route = route.map(|r| &r.get().inner);
+    fn make_plan(&self, py: Python<'_>, request: &Request<'_, '_>) -> PyResult<http::Plan> {
+        let peer = peer_text(request.peer)?;
+        let user = text(request.user, "user")?;
+        let customs = custom_keys(request.custom)?;
+        let costs = request_costs(request.costs)?;
+        let headers = raw_headers(request.headers)?;
+        let route = request.route.map(|r| &r.get().inner);
         let front = &self.inner;
         let plan = || {
             let keys: SmallVec<[Option<&str>; 4]> = customs
@@ -463,20 +531,33 @@ impl Front {
                 user: user.as_ref().map(Text::as_str),
                 custom: keys.first().copied().flatten(),
             };
-            front.plan_with_keys(&request, route, keys.get(1..).unwrap_or_default())
+            front.plan_with_costs(&request, route, keys.get(1..).unwrap_or_default(), &costs)
         };
-        Ok(if self.reads_tokens {
+        let planned = if self.reads_tokens {
             py.detach(plan)
         } else {
             plan()
-        })
+        };
+        Ok(planned.map_err(config)?)
     }
+}
+
+/// The arguments of one request, as `plan` and `decide_request` take them.
+struct Request<'a, 'py> {
+    peer: Option<&'a Bound<'py, PyAny>>,
+    headers: &'a Bound<'py, PyAny>,
+    route: Option<&'a Bound<'py, RouteLimits>>,
+    user: Option<&'a Bound<'py, PyAny>>,
+    custom: Option<&'a Bound<'py, PyAny>>,
+    costs: Option<&'a Bound<'py, PyAny>>,
 }
 
 /// The limits of one route (opaque; built by `Front.route`, once per route).
 #[pyclass(frozen, module = "py_rate_guard._native", name = "RouteLimits")]
 pub(crate) struct RouteLimits {
     pub(crate) inner: http::RouteLimits,
+    /// For each limit, the index of the spec (`Front.route`'s list) it comes from.
+    specs: Vec<usize>,
 }
 
 #[pymethods]
@@ -493,6 +574,20 @@ impl RouteLimits {
         self.inner.method()
     }
 
+    /// The shared scope the limits count in, or None (this route's own quota).
+    #[getter]
+    fn scope(&self) -> Option<&str> {
+        self.inner.scope()
+    }
+
+    /// For each limit (in `rule_ids` order, the order of `costs`), the index of the spec in
+    /// `Front.route`'s list it comes from: a spec whose rate string holds several rates gives
+    /// several limits.
+    #[getter]
+    fn spec_indexes(&self) -> Vec<usize> {
+        self.specs.clone()
+    }
+
     /// The scoped ids of the route's rules, which name their keys.
     #[getter]
     fn rule_ids(&self) -> Vec<String> {
@@ -505,9 +600,10 @@ impl RouteLimits {
 
     fn __repr__(&self) -> String {
         format!(
-            "RouteLimits(template={:?}, method={:?}, rules={})",
+            "RouteLimits(template={:?}, method={:?}, scope={:?}, rules={})",
             self.inner.template(),
             self.inner.method(),
+            self.inner.scope(),
             self.inner.limits().len()
         )
     }

@@ -157,12 +157,41 @@ impl Settings {
         builder.build()
     }
 
-    /// The limits of each route of [`routes`](Self::routes), scoped by `front`.
+    /// The limits of each route of [`routes`](Self::routes), scoped by `front` (to a shared
+    /// scope when the route names one). Routes of one scope that give one rule id two
+    /// definitions are refused: they would share keys.
     pub fn route_limits(&self, front: &Front) -> Result<Vec<RouteLimits>, Error> {
-        let mut out = Vec::with_capacity(self.routes.len());
+        let mut out: Vec<RouteLimits> = Vec::with_capacity(self.routes.len());
         for (i, route) in self.routes.iter().enumerate() {
-            let limits = route.limits_at(&format!("routes[{i}]"))?;
-            out.push(front.route(&route.path, route.method.as_deref(), limits)?);
+            let field = format!("routes[{i}]");
+            let limits = route.limits_at(&field)?;
+            let scoped = front
+                .route_in(
+                    &route.path,
+                    route.method.as_deref(),
+                    route.scope.as_deref(),
+                    limits,
+                )
+                .map_err(|e| match e {
+                    Error::Scope { .. } => Error::setting(format!("{field}.scope"), e),
+                    e => e,
+                })?;
+            if route.scope.is_some() {
+                for limit in scoped.limits() {
+                    let clash = out
+                        .iter()
+                        .filter(|r| r.scope().is_some())
+                        .flat_map(RouteLimits::limits)
+                        .find(|l| l.rule().id() == limit.rule().id() && l.rule() != limit.rule());
+                    if let Some(other) = clash {
+                        return Err(Error::setting(
+                            field,
+                            Error::duplicate(other.rule(), limit.rule()),
+                        ));
+                    }
+                }
+            }
+            out.push(scoped);
         }
         Ok(out)
     }

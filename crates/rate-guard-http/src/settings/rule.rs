@@ -255,11 +255,17 @@ fn rate_id(name: &str, quota: Quota) -> String {
 /// FastAPI and Starlette scope a route that serves one method (`@app.get`) by that method, so
 /// give `method = "GET"` here for such a route.
 ///
+/// With a `scope`, the route's rules count in that named shared scope instead: every route
+/// (here or in a Python service: `shared_limit(..., scope=...)`, Django's `group=`) that
+/// declares the scope and a rule shares one quota of it, whatever its template and method.
+///
 /// ```
 /// use rate_guard_http::RouteConfig;
 ///
 /// let route = RouteConfig::new("/sensitive-data").method("GET").rule("5/minute");
 /// assert_eq!(route.rules[0].limit, "5/minute");
+/// let upload = RouteConfig::new("/upload").scope("uploads").rule("10/minute");
+/// assert_eq!(upload.scope.as_deref(), Some("uploads"));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -271,6 +277,9 @@ pub struct RouteConfig {
     /// configured); `None`: every method.
     #[serde(default)]
     pub method: Option<String>,
+    /// The named shared scope the rules count in (`None`: this route's own quota).
+    #[serde(default)]
+    pub scope: Option<String>,
     /// The route's rules.
     pub rules: Vec<RuleConfig>,
 }
@@ -282,6 +291,7 @@ impl RouteConfig {
         Self {
             path: path.into(),
             method: None,
+            scope: None,
             rules: Vec::new(),
         }
     }
@@ -290,6 +300,14 @@ impl RouteConfig {
     #[must_use]
     pub fn method(mut self, method: impl Into<String>) -> Self {
         self.method = Some(method.into());
+        self
+    }
+
+    /// Counts the rules in the named shared `scope` (1 to 64 characters, no control
+    /// characters): one quota with every other route of that scope.
+    #[must_use]
+    pub fn scope(mut self, scope: impl Into<String>) -> Self {
+        self.scope = Some(scope.into());
         self
     }
 
