@@ -85,6 +85,13 @@ impl Decision {
         self.source.name()
     }
 
+    /// `not allowed`: the name a soft decision is read by (`request.state.rate_limit.limited`,
+    /// as Django's `request.limited`).
+    #[getter]
+    fn limited(&self) -> bool {
+        !self.allowed
+    }
+
     /// Whether the store was unavailable and this decision is a stand-in.
     #[getter]
     fn degraded(&self) -> bool {

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.routing import Host, Match, Mount
 
 from py_rate_guard.adapters._http import EndpointRules, RequestRules, endpoint_rules
-from py_rate_guard.models.config import RateLimitRule
+from py_rate_guard.adapters._limits import Limit
 
 if TYPE_CHECKING:
     from starlette.types import Scope
@@ -186,8 +186,8 @@ def route_template(scope: Scope, endpoint: Callable[..., Any]) -> str:
     return f"{getattr(endpoint, '__module__', '')}.{getattr(endpoint, '__qualname__', '')}"
 
 
-def _rules(of: Iterable[EndpointRules]) -> list[RateLimitRule]:
-    """The rules of the endpoints' `of`, each once, in order."""
+def _rules(of: Iterable[EndpointRules]) -> list[Limit]:
+    """The limits of the endpoints' `of`, each once, in order."""
     return list(dict.fromkeys(rule for rules in of for rule in rules.rules))
 
 

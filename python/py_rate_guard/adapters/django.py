@@ -43,8 +43,10 @@ from pydantic import ValidationError
 
 from py_rate_guard import _native
 from py_rate_guard.adapters._http import (
+    Answer,
     EndpointRules,
     HttpGuard,
+    Limit,
     LimitOptions,
     RequestRules,
     covered,
@@ -57,7 +59,7 @@ from py_rate_guard.adapters._http import (
     user_id,
 )
 from py_rate_guard.exceptions import ConfigError
-from py_rate_guard.models.config import RateGuardConfig, RateLimitRule
+from py_rate_guard.models.config import RateGuardConfig
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -86,13 +88,13 @@ class DjangoRateGuard(HttpGuard):
     def run_async(self, func: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> Any:
         return async_to_sync(func)(*args)
 
-    def decide_view(self, request: HttpRequest, rules: RequestRules) -> _native.Outcome | None:
+    def decide_view(self, request: HttpRequest, rules: RequestRules) -> Answer | None:
         """`HttpGuard.decide` of a Django request (WSGI, sync views)."""
         return self.decide(rules, request, _peer(request), _headers(request))
 
     def adecide_view(
         self, request: HttpRequest, rules: RequestRules
-    ) -> Coroutine[Any, Any, _native.Outcome | None]:
+    ) -> Coroutine[Any, Any, Answer | None]:
         """`HttpGuard.adecide` of a Django request (ASGI, async views): its coroutine, no
         frame of its own."""
         return self.adecide(rules, request, _peer(request), _headers(request))
@@ -316,11 +318,11 @@ class RateLimitMiddleware:
         return response
 
 
-def _denied(outcome: _native.Outcome | None) -> TypeGuard[_native.Outcome]:
+def _denied(outcome: Answer | None) -> TypeGuard[_native.Outcome]:
     return outcome is not None and not outcome.allowed
 
 
-def _keep_headers(request: HttpRequest, outcome: _native.Outcome | None) -> None:
+def _keep_headers(request: HttpRequest, outcome: Answer | None) -> None:
     """Keeps the rate-limit headers of an allowed request for its response."""
     if outcome is not None:
         setattr(request, _HEADERS, outcome.headers)
@@ -393,7 +395,7 @@ async def _adecide_then(
     return _with_headers(response, outcome)
 
 
-def _with_headers(response: Any, outcome: _native.Outcome | None) -> Any:
+def _with_headers(response: Any, outcome: Answer | None) -> Any:
     """The response of a decorated view, with the rate-limit headers of its decision."""
     if outcome is not None and isinstance(response, HttpResponseBase):
         set_headers(response, outcome.headers)
@@ -405,7 +407,7 @@ def _view_rules(
 ) -> RequestRules | None:
     """What a request to `view` is decided against: its rules (those of a class-based view's
     method for this request's method included) with the global rules; None when it has none."""
-    rules: list[RateLimitRule] = []
+    rules: list[Limit] = []
     own = endpoint_rules(view, None)
     if own is not None:
         rules.extend(own.rules)

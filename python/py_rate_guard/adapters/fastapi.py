@@ -44,9 +44,11 @@ from py_rate_guard.adapters._http import (
     ATTR,
     EndpointRules,
     LimitOptions,
+    denied,
     detail,
     mark_wrapper,
 )
+from py_rate_guard.adapters._limits import RateSource
 from py_rate_guard.adapters.starlette import (
     RateLimitMiddleware,
     StarletteRateGuard,
@@ -70,7 +72,7 @@ class FastAPIRateGuard(StarletteRateGuard):
     `limit(...)` is the Starlette guard's decorator (put it below `@app.get(...)`); its wrapper
     keeps the endpoint's signature, so FastAPI's dependency injection sees the original."""
 
-    def dependency(self, limit: str, **options: Unpack[LimitOptions]) -> Callable[..., Any]:
+    def dependency(self, limit: RateSource, **options: Unpack[LimitOptions]) -> Callable[..., Any]:
         """A dependency that limits the routes using it: `Depends(guard.dependency("5/minute"))`
         (in the endpoint's parameters, the route's or the router's `dependencies=[...]`). The
         keywords are `limit(...)`'s."""
@@ -80,7 +82,7 @@ class FastAPIRateGuard(StarletteRateGuard):
             outcome = await self.adecide_endpoint(connection, rules, rate_limit)
             if outcome is None:
                 return
-            if outcome.allowed:
+            if not denied(outcome):
                 response.raw_headers.extend(outcome.headers)
                 return
             if isinstance(connection, WebSocket):

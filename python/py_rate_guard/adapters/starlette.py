@@ -36,6 +36,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from anyio import from_thread
+from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -44,16 +45,19 @@ from starlette.websockets import WebSocket
 from py_rate_guard import _native
 from py_rate_guard.adapters._http import (
     MARK,
+    Answer,
     EndpointRules,
     HttpGuard,
     LimitOptions,
     RequestRules,
     covered,
     decorated,
+    denied,
     is_async,
     mark_wrapper,
     user_id,
 )
+from py_rate_guard.adapters._limits import RateSource
 from py_rate_guard.adapters._routes import RouteTable, route_template
 from py_rate_guard.models.config import RateGuardConfig
 
@@ -81,20 +85,34 @@ class StarletteRateGuard(HttpGuard):
         super().__init__(config)
         self._decorator_rules: dict[tuple[int, int, EndpointRules], RequestRules] = {}
 
-    def limit(self, limit: str, **options: Unpack[LimitOptions]) -> Callable[[F], F]:
+    def limit(self, limit: RateSource, **options: Unpack[LimitOptions]) -> Callable[[F], F]:
         """Limits the decorated endpoint (a function taking the request, or a method of an
         `HTTPEndpoint`, sync or async) to `limit` per `key` (default: per client address), on
         its route (the path template, never the raw URL). Stacked decorators add limits that
         are decided together.
 
+        `limit` is a rate string, None (no limit), or a callable (sync or async) called for
+        each request, as slowapi calls it: with the request's key when it takes one argument,
+        with nothing when it takes none; it returns a rate string or None.
+
         Keywords (`LimitOptions`): `key`, `key_func`, `algorithm` (`"sliding_window"`),
-        `cost` (1), `burst`, `name`, `shadow` (False), as in `RateLimitRule`."""
+        `burst`, `name`, `shadow` (False), as in `RateLimitRule`; `cost` (an int, or a
+        callable given the request), `exempt_when` (a callable given nothing or the request:
+        True leaves the limit out), `methods` (the methods it applies to), `block` (False: a
+        denied request goes on and reads `request.state.rate_limit`), `fallback` (the rate
+        used when the limit callable fails), `scope` (see `shared_limit`)."""
         rule = self.rule(limit, **options)
 
         def decorate(endpoint: F) -> F:
             return cast(F, decorated(self, endpoint, rule, self._wrap))
 
         return decorate
+
+    def shared_limit(self, limit: RateSource, scope: str, **options: Any) -> Callable[[F], F]:
+        """`limit(...)` counted against one quota named `scope` by every endpoint that declares
+        it (slowapi's `shared_limit`): the route's path and method are not part of its keys, so
+        a Rust service declaring the scope shares it too."""
+        return self.limit(limit, scope=scope, **options)
 
     def _wrap(self, endpoint: Callable[..., Any], rules: EndpointRules) -> Callable[..., Any]:
         wrapper = self._deciding_wrapper(endpoint, rules, _connection_only)
@@ -116,7 +134,7 @@ class StarletteRateGuard(HttpGuard):
                 if connection is not None and covered(connection.scope.get(MARK), rules):
                     return await endpoint(*args, **kwargs)  # the middleware decided
                 outcome = await self.adecide_endpoint(connection, rules, endpoint)
-                if outcome is not None and not outcome.allowed:
+                if denied(outcome):
                     return await self.limited_response(connection, outcome)
                 result = await endpoint(*args, **kwargs)
                 if outcome is not None:
@@ -129,7 +147,7 @@ class StarletteRateGuard(HttpGuard):
             def wrapper(*args: Any, **kwargs: Any) -> Any:
                 connection, response = split(args, kwargs)
                 outcome = self.decide_endpoint(connection, rules, endpoint)
-                if outcome is not None and not outcome.allowed:
+                if denied(outcome):
                     return self.limited_response_sync(connection, outcome)
                 result = endpoint(*args, **kwargs)
                 if outcome is not None:
@@ -149,6 +167,11 @@ class StarletteRateGuard(HttpGuard):
 
     def user_of(self, source: HTTPConnection | Scope) -> str | None:
         return scope_user(source.scope if isinstance(source, HTTPConnection) else source)
+
+    def method_of(self, source: HTTPConnection | Scope) -> str | None:
+        scope = source.scope if isinstance(source, HTTPConnection) else source
+        method = scope.get("method")
+        return method if isinstance(method, str) else None
 
     def run_async(self, func: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> Any:
         return from_thread.run(func, *args)  # sync endpoints run in the thread pool
@@ -188,27 +211,33 @@ class StarletteRateGuard(HttpGuard):
         connection: HTTPConnection | None,
         rules: EndpointRules,
         endpoint: Callable[..., Any],
-    ) -> _native.Outcome | None:
+    ) -> Answer | None:
         """The outcome of a decorated endpoint deciding its own rules; None when there is
-        nothing to decide (the middleware did, the guard is off, the path is exempt)."""
+        nothing to decide (the middleware did, the guard is off, the path is exempt). Its
+        decision is kept on `request.state.rate_limit`."""
         request_rules = self._endpoint_request_rules(connection, rules, endpoint)
         if request_rules is None or connection is None:
             return None
         scope = connection.scope
-        return await self.adecide(request_rules, connection, scope.get("client"), scope["headers"])
+        client, headers = scope.get("client"), scope["headers"]
+        answer = await self.adecide(request_rules, connection, client, headers)
+        keep_decision(scope, answer)
+        return answer
 
     def decide_endpoint(
         self,
         connection: HTTPConnection | None,
         rules: EndpointRules,
         endpoint: Callable[..., Any],
-    ) -> _native.Outcome | None:
+    ) -> Answer | None:
         """`adecide_endpoint` for a sync endpoint (running in the thread pool)."""
         request_rules = self._endpoint_request_rules(connection, rules, endpoint)
         if request_rules is None or connection is None:
             return None
         scope = connection.scope
-        return self.decide(request_rules, connection, scope.get("client"), scope["headers"])
+        answer = self.decide(request_rules, connection, scope.get("client"), scope["headers"])
+        keep_decision(scope, answer)
+        return answer
 
     # -- the answer to a denied request -------------------------------------------------
 
@@ -227,17 +256,14 @@ class StarletteRateGuard(HttpGuard):
             return None
         handler = self.config.limited_handler
         if handler is not None and connection is not None:
-            try:
-                response = handler(connection, self.limited_exception(outcome))
-                if inspect.isawaitable(response):
-                    response = await response
-            except Exception:
-                logger.exception("limited_handler failed; the default 429 is sent")
-            else:
-                if isinstance(response, Response):
-                    add_raw_headers(response, outcome.headers, keep_existing=True)
-                    return response
-                logger.error("limited_handler returned %r, not a Response", type(response))
+            # An exception the handler raises reaches the framework (its handlers answer).
+            response = handler(connection, self.limited_exception(outcome))
+            if inspect.isawaitable(response):
+                response = await response
+            if isinstance(response, Response):
+                add_raw_headers(response, outcome.headers, keep_existing=True)
+                return response
+            logger.error("limited_handler returned %r, not a Response", type(response))
         return self.default_response(outcome)
 
     def limited_response_sync(
@@ -302,9 +328,10 @@ class RateLimitMiddleware:
         if outcome is None:
             await self.app(scope, receive, send)
             return
-        if not outcome.allowed:
-            await self._deny(scope, receive, send, outcome)
+        if not outcome.allowed:  # a soft denial (block=False) is allowed: it goes on
+            await self._deny(scope, receive, send, cast(_native.Outcome, outcome))
             return
+        keep_decision(scope, outcome)
         headers = outcome.headers
         if headers and kind == "http":
             await self.app(scope, receive, _with_headers(send, headers))
@@ -356,9 +383,40 @@ class RateLimitMiddleware:
             )
             await send({"type": "http.response.body", "body": body})
             return
-        response = await guard.limited_response(Request(scope, receive), outcome)
+        try:
+            response = await guard.limited_response(Request(scope, receive), outcome)
+        except Exception as e:
+            # Raised on purpose (the limited_handler's): the application's exception handlers
+            # answer, as they would have had the endpoint raised it.
+            await _answer_exception(scope, receive, send, e)
+            return
         if response is not None:
             await response(scope, receive, send)
+
+
+async def _answer_exception(scope: Scope, receive: Receive, send: Send, error: Exception) -> None:
+    """Answers `error` with the exception handlers of the application (`scope["app"]`), which
+    the middleware runs outside of; an error none of them handles goes on up to the server
+    error middleware, as any exception raised in a middleware."""
+
+    async def raise_error(scope: Scope, receive: Receive, send: Send) -> None:
+        raise error
+
+    handlers = getattr(scope.get("app"), "exception_handlers", None)
+    await ExceptionMiddleware(raise_error, handlers=dict(handlers or {}))(scope, receive, send)
+
+
+def keep_decision(scope: Scope, answer: Answer | None) -> None:
+    """Keeps the decision of a request where its endpoint reads it: `request.state.rate_limit`
+    (a `Decision`; `.limited` is True after a soft denial, by a `block=False` limit)."""
+    decision = None if answer is None else answer.decision
+    if decision is None:
+        return
+    state = scope.get("state")
+    if state is None:
+        scope["state"] = {"rate_limit": decision}
+    elif isinstance(state, dict):
+        state["rate_limit"] = decision
 
 
 def add_raw_headers(
