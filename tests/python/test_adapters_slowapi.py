@@ -13,14 +13,15 @@ import uuid
 from typing import Any
 
 import pytest
-from fastapi import FastAPI, Request, Response
+import redis
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.testclient import TestClient
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
-from py_rate_guard import ConfigError
+from py_rate_guard import ConfigError, RateLimitExceeded
 from py_rate_guard.adapters import fastapi as fastapi_adapter
 from py_rate_guard.adapters import starlette as starlette_adapter
 from py_rate_guard.adapters.fastapi import FastAPIRateGuard
@@ -411,3 +412,186 @@ def test_the_decision_of_an_allowed_request_is_on_request_state() -> None:
     )
     c = TestClient(app, client=PEER)
     assert [c.get("/t").json()["remaining"] for _ in range(2)] == [2, 1]
+
+
+# -- needs the engine's per-request costs and named scopes ------------------------------
+
+
+def test_callable_cost(caplog: pytest.LogCaptureFixture) -> None:
+    """slowapi's test_callable_cost (Starlette). Its second endpoint weighs `foo * 1.5`, a
+    float: not a cost (an int from 1 to 2^32-1), so it is logged and the declared cost, 1,
+    is used (limits would round 7.5 its own way)."""
+    guard = starlette_guard()
+
+    @guard.limit("50/minute", cost=lambda request: int(request.headers["foo"]))
+    async def t1(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("test")
+
+    @guard.limit("50/minute", cost=lambda request: int(request.headers["foo"]) * 1.5)
+    async def t2(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("test")
+
+    app = Starlette(routes=[Route("/t1", t1), Route("/t2", t2)])
+    c = TestClient(app, client=PEER)
+    with caplog.at_level(logging.ERROR, logger="py_rate_guard"):
+        for i in range(10):
+            r = c.get("/t1", headers={"foo": "10"})
+            assert r.status_code == (200 if i < 5 else 429)
+            assert c.get("/t2", headers={"foo": "5"}).status_code == 200
+    (record,) = [r for r in caplog.records if r.name == "py_rate_guard"]
+    assert "returned 7.5, not a cost" in record.getMessage()
+
+
+@pytest.mark.parametrize("with_middleware", [False, True])
+def test_async_cost_and_a_dynamic_limit_of_two_rates(with_middleware: bool) -> None:
+    """A cost applies to every rate of the rule it weighs (costs are aligned with the route's
+    limits); the global rules keep their own cost."""
+
+    async def items(request: Request) -> int:
+        return int(request.query_params.get("items", "1"))
+
+    app, guard = fastapi_app(with_middleware, global_rules=[RateLimitRule(limit="100/minute")])
+
+    @app.post("/batch")
+    @guard.limit(lambda: "6/minute; 8/hour", cost=items)
+    async def batch() -> dict[str, int]:
+        return {}
+
+    c = TestClient(app, client=PEER)
+    assert c.post("/batch", params={"items": 5}).status_code == 200
+    assert c.post("/batch", params={"items": 2}).status_code == 429  # 7 > 6 per minute
+    r = c.post("/batch", params={"items": 1})
+    assert r.status_code == 200
+    if with_middleware:
+        assert c.get("/docs").headers["x-ratelimit-remaining"] == "97"  # 3 requests, cost 1
+
+
+def test_shared_decorator(store: str, request: pytest.FixtureRequest) -> None:
+    """slowapi's test_shared_decorator (Starlette, sync endpoints), on memory and Redis."""
+    url = request.getfixturevalue("redis_url") if store == "redis" else None
+    guard = starlette_guard(store=store, redis_url=url)
+    shared = guard.shared_limit("5/minute", "somescope")
+
+    @shared
+    def t1(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("test")
+
+    @shared
+    def t2(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("test")
+
+    app = Starlette(routes=[Route("/t1", t1), Route("/t2", t2)])
+    c = TestClient(app, client=PEER)
+    assert statuses(c, "/t1", 10) == [200] * 5 + [429] * 5
+    assert c.get("/t2").status_code == 429  # the shared limit was used up through /t1
+
+
+def test_a_scope_is_one_quota_across_applications_on_redis(redis_url: str) -> None:
+    """Two services (a FastAPI and a Starlette application, two guards) on one Redis and one
+    prefix: the scope, not the route, names the keys."""
+    prefix = f"t{uuid.uuid4().hex[:12]}"
+    api, api_guard = fastapi_app(
+        store="redis", redis_url=redis_url, key_prefix=prefix, with_middleware=True
+    )
+
+    @api.get("/v1/search")
+    @api_guard.shared_limit("3/minute", scope="search")
+    async def v1() -> dict[str, int]:
+        return {}
+
+    site_guard = starlette_guard(store="redis", redis_url=redis_url, key_prefix=prefix)
+
+    @site_guard.shared_limit("3/minute", scope="search")
+    async def find(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("found")
+
+    site = Starlette(routes=[Route("/find/{what}", find)])
+    a, b = TestClient(api, client=PEER), TestClient(site, client=PEER)
+    assert [a.get("/v1/search").status_code, b.get("/find/x").status_code] == [200, 200]
+    assert [b.get("/find/y").status_code, a.get("/v1/search").status_code] == [200, 429]
+    keys = redis.Redis.from_url(redis_url).keys(f"{prefix}:*")
+    assert keys and all(b":sc." in key for key in keys), keys
+
+
+def test_a_scope_under_a_dynamic_limit() -> None:
+    """A callable limit keeps its scope: the rate it returns is shared by the routes."""
+    guard = starlette_guard()
+    shared = guard.shared_limit(lambda: "2/minute", scope="exports")
+
+    @shared
+    async def csv(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("csv")
+
+    @shared
+    async def pdf(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("pdf")
+
+    app = Starlette(routes=[Route("/csv", csv), Route("/pdf", pdf)])
+    c = TestClient(app, client=PEER)
+    assert [c.get(p).status_code for p in ("/csv", "/pdf", "/csv")] == [200, 200, 429]
+
+
+class Throttled(Exception):
+    pass
+
+
+class LimitedHere(RateLimitExceeded):
+    pass
+
+
+@pytest.mark.parametrize("with_middleware", [False, True])
+def test_exception_class_is_answered_by_the_apps_handlers(with_middleware: bool) -> None:
+    """The configuration's `exception_class` (slowapi: `RateLimitExceeded` and
+    `_rate_limit_exceeded_handler`) raised on a denial, answered by the app's handler: from
+    the middleware, a decorator and a dependency."""
+    app, guard = fastapi_app(with_middleware, exception_class=Throttled)
+
+    @app.exception_handler(Throttled)
+    async def throttled(request: Request, exc: Throttled) -> JSONResponse:
+        limited = exc.__cause__
+        assert isinstance(limited, RateLimitExceeded)
+        return JSONResponse({"retry": limited.decision.retry_after is not None}, status_code=503)
+
+    @app.get("/t")
+    @guard.limit("1/minute")
+    async def t() -> dict[str, int]:
+        return {}
+
+    @app.get("/d", dependencies=[Depends(guard.dependency("1/minute"))])
+    async def d() -> dict[str, int]:
+        return {}
+
+    c = TestClient(app, client=PEER)
+    for path in ("/t", "/d"):
+        assert c.get(path).status_code == 200
+        r = c.get(path)
+        assert (r.status_code, r.json()) == (503, {"retry": True})
+
+
+def test_a_rate_limit_exceeded_subclass_carries_the_decision() -> None:
+    guard = starlette_guard(exception_class=LimitedHere)
+
+    async def on_limit(request: Request, exc: LimitedHere) -> PlainTextResponse:
+        return PlainTextResponse(f"remaining {exc.decision.remaining}", status_code=429)
+
+    @guard.limit("1/minute")
+    def t(request: Request) -> PlainTextResponse:  # sync: raised from the thread pool
+        return PlainTextResponse("ok")
+
+    app = Starlette(routes=[Route("/t", t)], exception_handlers={LimitedHere: on_limit})
+    c = TestClient(app, client=PEER)
+    assert [c.get("/t").text for _ in range(2)] == ["ok", "remaining 0"]
+
+
+def test_an_unhandled_exception_class_reaches_the_server() -> None:
+    app, guard = fastapi_app(with_middleware=True, exception_class=Throttled)
+
+    @app.get("/t")
+    @guard.limit("1/minute")
+    async def t() -> dict[str, int]:
+        return {}
+
+    c = TestClient(app, client=PEER)
+    assert c.get("/t").status_code == 200
+    with pytest.raises(Throttled):
+        c.get("/t")

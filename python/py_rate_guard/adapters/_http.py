@@ -432,11 +432,7 @@ class HttpGuard(RateGuard):
         soft_ids: frozenset[str] = frozenset()
         if rules:
             specs = front_specs(rules, key_funcs)
-            route = (
-                front.route(template, specs, method)
-                if scope is None
-                else front.route(template, specs, method, scope=scope)  # type: ignore[call-arg]
-            )
+            route = front.route(template, specs, method, scope=scope)
             if not all(block for _, block in chosen):
                 ids = iter(route.rule_ids)
                 soft_ids = frozenset(
@@ -706,21 +702,9 @@ class HttpGuard(RateGuard):
             custom = await rules.acustom_keys(self.key_request(source)) if rules.key_funcs else None
             user = await self.auser_of(source) if rules.needs_user else None
             try:
-                if costs is None:
-                    call = rules.front.adecide_request(
-                        self._guard, peer, headers, rules.route, user=user, custom=custom
-                    )
-                else:
-                    call = rules.front.adecide_request(  # type: ignore[call-arg]
-                        self._guard,
-                        peer,
-                        headers,
-                        rules.route,
-                        user=user,
-                        custom=custom,
-                        costs=costs,
-                    )
-                outcome = await call
+                outcome = await rules.front.adecide_request(
+                    self._guard, peer, headers, rules.route, user=user, custom=custom, costs=costs
+                )
             except Exception:
                 logger.exception("rate limiter failed; the request is let through")
                 return None
@@ -746,14 +730,9 @@ class HttpGuard(RateGuard):
         )
         user = self.user_of(source) if rules.needs_user else None
         try:
-            if costs is None:
-                outcome = rules.front.decide_request(
-                    self._guard, peer, headers, rules.route, user=user, custom=custom
-                )
-            else:
-                outcome = rules.front.decide_request(  # type: ignore[call-arg]
-                    self._guard, peer, headers, rules.route, user=user, custom=custom, costs=costs
-                )
+            outcome = rules.front.decide_request(
+                self._guard, peer, headers, rules.route, user=user, custom=custom, costs=costs
+            )
         except Exception:
             logger.exception("rate limiter failed; the request is let through")
             return None

@@ -25,7 +25,8 @@ route's limits alone.
 
 `Depends(guard.dependency(limit="10/minute"))` limits a route (or a whole router, through
 `dependencies=[...]`) the same way; denied, it raises `HTTPException(429)` carrying the
-rate-limit headers, which FastAPI's exception handlers answer.
+rate-limit headers (or the configuration's `exception_class`), which FastAPI's exception
+handlers answer.
 """
 
 from __future__ import annotations
@@ -85,6 +86,9 @@ class FastAPIRateGuard(StarletteRateGuard):
             if not denied(outcome):
                 response.raw_headers.extend(outcome.headers)
                 return
+            error = self.denial_error(outcome)
+            if error is not None:
+                raise error
             if isinstance(connection, WebSocket):
                 from fastapi import WebSocketException
 

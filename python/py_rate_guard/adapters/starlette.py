@@ -250,10 +250,15 @@ class StarletteRateGuard(HttpGuard):
         self, connection: HTTPConnection | None, outcome: _native.Outcome
     ) -> Response | None:
         """What a denied request gets: the `limited_handler`'s response (with the rate-limit
-        headers it did not set) or the JSON 429. A WebSocket is closed instead (None)."""
+        headers it did not set) or the JSON 429. A WebSocket is closed instead (None). Raises
+        the configuration's `exception_class` instead, for the application's exception
+        handlers to answer; an exception raised by the handler is raised too."""
         if isinstance(connection, WebSocket):
             await connection.close(code=_POLICY_VIOLATION)
             return None
+        error = self.denial_error(outcome)
+        if error is not None:
+            raise error
         handler = self.config.limited_handler
         if handler is not None and connection is not None:
             # An exception the handler raises reaches the framework (its handlers answer).
@@ -375,7 +380,8 @@ class RateLimitMiddleware:
             else:
                 await send({"type": "websocket.close", "code": _POLICY_VIOLATION})
             return
-        if guard.config.limited_handler is None:
+        config = guard.config
+        if config.limited_handler is None and config.exception_class is None:
             body = outcome.body  # its headers include its content-type
             headers = [(b"content-length", str(len(body)).encode()), *outcome.headers]
             await send(
@@ -386,8 +392,8 @@ class RateLimitMiddleware:
         try:
             response = await guard.limited_response(Request(scope, receive), outcome)
         except Exception as e:
-            # Raised on purpose (the limited_handler's): the application's exception handlers
-            # answer, as they would have had the endpoint raised it.
+            # Raised on purpose (exception_class, or the limited_handler's): the application's
+            # exception handlers answer, as they would have had the endpoint raised it.
             await _answer_exception(scope, receive, send, e)
             return
         if response is not None:
