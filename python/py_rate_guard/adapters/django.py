@@ -31,7 +31,7 @@ from __future__ import annotations
 import functools
 import inspect
 import threading
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import TYPE_CHECKING, Any, TypeGuard, TypeVar, cast
 
 from asgiref.sync import async_to_sync, iscoroutinefunction, markcoroutinefunction, sync_to_async
@@ -49,6 +49,7 @@ from py_rate_guard.adapters._http import (
     Limit,
     LimitOptions,
     RequestRules,
+    SoftDenial,
     covered,
     decorated,
     endpoint_rules,
@@ -59,14 +60,22 @@ from py_rate_guard.adapters._http import (
     user_id,
 )
 from py_rate_guard.exceptions import ConfigError
-from py_rate_guard.models.config import RateGuardConfig
+from py_rate_guard.models.config import RateGuardConfig, import_callable
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-__all__ = ["DjangoRateGuard", "RateLimitMiddleware", "get_guard", "rate_limit"]
+__all__ = ["ALL", "UNSAFE", "DjangoRateGuard", "RateLimitMiddleware", "get_guard", "rate_limit"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+ALL = None
+"""`method=ALL` (the default): the limit applies to every method (django-ratelimit's `ALL`)."""
+
+UNSAFE = ("DELETE", "PATCH", "POST", "PUT")
+"""`method=UNSAFE`: the methods that change something (django-ratelimit's `UNSAFE`)."""
+
+_UNSET: Any = object()
 
 # What a request carries: the route rules decided for it so far, and the headers its response
 # gets.
@@ -89,15 +98,17 @@ class DjangoRateGuard(HttpGuard):
         return async_to_sync(func)(*args)
 
     def decide_view(self, request: HttpRequest, rules: RequestRules) -> Answer | None:
-        """`HttpGuard.decide` of a Django request (WSGI, sync views)."""
-        return self.decide(rules, request, _peer(request), _headers(request))
+        """`HttpGuard.decide` of a Django request (WSGI, sync views); sets `request.limited`."""
+        answer = self.decide(rules, request, _peer(request), _headers(request))
+        _note_limited(request, answer)
+        return answer
 
-    def adecide_view(
-        self, request: HttpRequest, rules: RequestRules
-    ) -> Coroutine[Any, Any, Answer | None]:
-        """`HttpGuard.adecide` of a Django request (ASGI, async views): its coroutine, no
-        frame of its own."""
-        return self.adecide(rules, request, _peer(request), _headers(request))
+    async def adecide_view(self, request: HttpRequest, rules: RequestRules) -> Answer | None:
+        """`HttpGuard.adecide` of a Django request (ASGI, async views); sets
+        `request.limited`."""
+        answer = await self.adecide(rules, request, _peer(request), _headers(request))
+        _note_limited(request, answer)
+        return answer
 
     # -- the answer to a denied request -------------------------------------------------
 
@@ -163,7 +174,12 @@ class DjangoRateGuard(HttpGuard):
         setattr(
             request, _DECIDED, rule_set | decided if isinstance(decided, frozenset) else rule_set
         )
-        return self.request_rules(_template(request, view), None, rules.rules, with_globals=False)
+        return self.request_rules(
+            _template(request, view),
+            _handler_method(request, view),
+            rules.rules,
+            with_globals=False,
+        )
 
 
 _guard: DjangoRateGuard | None = None
@@ -322,30 +338,165 @@ def _denied(outcome: Answer | None) -> TypeGuard[_native.Outcome]:
     return outcome is not None and not outcome.allowed
 
 
+def _note_limited(request: HttpRequest, answer: Answer | None) -> None:
+    """`request.limited`, as django-ratelimit sets it: True once a `block=False` limit refused
+    the request (a later decision never sets it back), else False."""
+    limited = isinstance(answer, SoftDenial) or getattr(request, "limited", False) is True
+    request.limited = limited  # type: ignore[attr-defined]
+
+
 def _keep_headers(request: HttpRequest, outcome: Answer | None) -> None:
     """Keeps the rate-limit headers of an allowed request for its response."""
     if outcome is not None:
         setattr(request, _HEADERS, outcome.headers)
 
 
-def rate_limit(limit: str, **options: Unpack[LimitOptions]) -> Callable[[F], F]:
+def rate_limit(
+    limit: Any = _UNSET,
+    *,
+    rate: Any = _UNSET,
+    group: str | None = None,
+    method: str | Iterable[str] | None = ALL,
+    **options: Unpack[LimitOptions],
+) -> Callable[[F], F]:
     """Limits the decorated view to `limit` per `key` (default: per client address) on its URL
     pattern. Decorates a function view (sync or async), a class-based view (every method), or
     one method of it (`def get(self, request)`, or through `method_decorator`). Stacked
     decorators add limits decided together. A bad limit raises `ConfigError` at import.
 
-    Keywords (`LimitOptions`): `key`, `key_func`, `algorithm` (`"sliding_window"`), `cost`
-    (1), `burst`, `name`, `shadow` (False), as in `RateLimitRule`."""
-    rule = limit_rule(limit, **options)
+    With django-ratelimit's conventions:
+
+    - `limit` (or `rate`, its other name) is a rate string (`"5/m"`, `"100/hour"`), None (no
+      limit), or a callable `rate(group, request)` (or its dotted path) that returns, for each
+      request, a rate string, a `(count, seconds)` tuple or None;
+    - `group` names a limit that every view declaring it shares (one quota); the rate
+      callable receives it (without one: the view's dotted name);
+    - `method` is the method or methods the limit applies to (`"POST"`, `["GET", "POST"]`,
+      `UNSAFE`; `ALL` by default); other methods pass it;
+    - `block=False` lets a request over the limit through: the view runs and reads
+      `request.limited` (True when some limit of the request refused it).
+
+    The other keywords (`LimitOptions`): `key`, `key_func`, `algorithm` (`"sliding_window"`),
+    `cost` (1, or a callable of the request), `burst`, `name`, `shadow` (False),
+    `exempt_when`, `fallback` (the rate used when the rate callable fails)."""
+    source = _rate_source(limit, rate)
+    fields = _django_options(dict(options), group=group, method=method)
+    fixed = None if _is_rate_callable(source) else _limit(source, fields)
+    by_group: dict[str, Limit] = {}
+
+    def limit_of(view: Any) -> Limit:
+        if fixed is not None:
+            return fixed
+        name = group if group is not None else _view_name(view)
+        found = by_group.get(name)
+        if found is None:
+            found = by_group[name] = _limit(_GroupRate(source, name), fields, given="request")
+        return found
 
     def decorate(view: F) -> F:
         if inspect.isclass(view):
             view_class: Any = view
+            rule = limit_of(view_class)
             view_class.dispatch = decorated(None, view_class.dispatch, rule, _wrap)
             return view
-        return cast(F, decorated(None, view, rule, _wrap))
+        return cast(F, decorated(None, view, limit_of(view), _wrap))
 
     return decorate
+
+
+def _rate_source(limit: Any, rate: Any) -> Any:
+    """The limit given as `limit` or `rate` (exactly one of them), a dotted path imported."""
+    if (limit is _UNSET) == (rate is _UNSET):
+        raise TypeError(
+            "rate_limit() takes the limit once: as `limit` or as `rate` (django-ratelimit's"
+            " name), not both"
+            if limit is not _UNSET
+            else "rate_limit() needs a limit (or rate)"
+        )
+    source = rate if limit is _UNSET else limit
+    if isinstance(source, str) and "/" not in source and " per " not in source and "." in source:
+        try:  # django-ratelimit's convention: a string with a dot names a rate callable
+            return import_callable(source)
+        except ValueError as e:
+            raise ConfigError(f"invalid rate {source!r}: {e}") from None
+    return source
+
+
+def _is_rate_callable(source: Any) -> bool:
+    return source is not None and not isinstance(source, str)
+
+
+def _django_options(options: dict[str, Any], *, group: str | None, method: Any) -> dict[str, Any]:
+    """The shared layer's keywords for django-ratelimit's `group` (`scope`) and `method`
+    (`methods`)."""
+    fields = dict(options)
+    for ours, theirs, value, unset in (
+        ("scope", "group", group, None),
+        ("methods", "method", method, ALL),
+    ):
+        if value is unset:
+            continue
+        if fields.get(ours) is not None:
+            raise TypeError(f"rate_limit() takes {theirs!r} or {ours!r}, not both")
+        fields[ours] = list(value) if isinstance(value, (list, tuple)) else value
+    return fields
+
+
+def _limit(source: Any, fields: dict[str, Any], *, given: str = "key") -> Limit:
+    return limit_rule(source, given=given, **fields)  # type: ignore[arg-type]
+
+
+class _GroupRate:
+    """django-ratelimit's rate callable `rate(group, request)`, as the shared layer calls a
+    limit callable (with the request): its `(count, seconds)` tuples written as rate strings,
+    which the engine parses. A value: equal for one callable and one group."""
+
+    __slots__ = ("func", "group")
+
+    def __init__(self, func: Callable[..., Any], group: str) -> None:
+        self.func = func
+        self.group = group
+
+    def __call__(self, request: Any) -> Any:
+        value = self.func(self.group, request)
+        if inspect.isawaitable(value):
+            return _arate_string(value)
+        return _rate_string(value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _GroupRate) and (self.func, self.group) == (
+            other.func,
+            other.group,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.func, self.group))
+
+    def __repr__(self) -> str:  # how the error log names the limit
+        return f"{getattr(self.func, '__qualname__', repr(self.func))} (group {self.group!r})"
+
+
+def _rate_string(value: Any) -> Any:
+    """A `(count, seconds)` tuple as a rate string (`"5/60s"`); anything else as it is (the
+    shared layer takes strings and None, and reports the rest)."""
+    if (
+        isinstance(value, tuple)
+        and len(value) == 2
+        and all(isinstance(part, int) and not isinstance(part, bool) for part in value)
+    ):
+        return f"{value[0]}/{value[1]}s"
+    return value
+
+
+async def _arate_string(value: Awaitable[Any]) -> Any:
+    return _rate_string(await value)
+
+
+def _view_name(view: Any) -> str:
+    """django-ratelimit's default group: the view's module and qualified name."""
+    while isinstance(view, functools.partial):
+        view = view.func
+    return f"{getattr(view, '__module__', '')}.{getattr(view, '__qualname__', repr(view))}"
 
 
 def _wrap(view: Callable[..., Any], rules: EndpointRules) -> Callable[..., Any]:
@@ -367,6 +518,8 @@ def _wrap(view: Callable[..., Any], rules: EndpointRules) -> Callable[..., Any]:
             guard = get_guard()
             request_rules = guard.decorator_rules(request, rules, view)
             outcome = None
+            if request is not None and not hasattr(request, "limited"):
+                request.limited = False  # type: ignore[attr-defined]
             if request_rules is not None and request is not None:
                 outcome = guard.decide_view(request, request_rules)
                 if _denied(outcome):
@@ -385,6 +538,8 @@ async def _adecide_then(
     guard = get_guard()
     request_rules = guard.decorator_rules(request, rules, view)
     outcome = None
+    if request is not None and not hasattr(request, "limited"):
+        request.limited = False  # type: ignore[attr-defined]
     if request_rules is not None and request is not None:
         outcome = await guard.adecide_view(request, request_rules)
         if _denied(outcome):
@@ -424,6 +579,19 @@ def _view_rules(
     if not rules:
         return None
     return guard.request_rules(_template(request, view), method, list(dict.fromkeys(rules)))
+
+
+def _handler_method(request: HttpRequest, view: Callable[..., Any]) -> str | None:
+    """The request's method when `view` is a class-based view's handler of it (`get`, `post`,
+    `get` for HEAD), whose limits count apart from the other handlers' as they do under the
+    middleware; None for a whole view."""
+    method = request.method
+    name = getattr(view, "__name__", None)
+    if not method or not isinstance(name, str):
+        return None
+    if name == method.lower() or (method == "HEAD" and name == "get"):
+        return method
+    return None
 
 
 def set_headers(
