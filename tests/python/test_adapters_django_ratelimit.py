@@ -164,10 +164,15 @@ def stacked_views() -> list[Any]:
     def stacked_methods(request: HttpRequest) -> HttpResponse:
         return limited(request)
 
-    return [stacked, stacked_methods]
+    @rate_limit(rate="1/m", key="header:X-Real-Ip", block=False)
+    @rate_limit(rate="1/m", key="header:X-Missing-Header", block=False)
+    def by_header(request: HttpRequest) -> HttpResponse:
+        return limited(request)
+
+    return [stacked, stacked_methods, by_header]
 
 
-stacked, stacked_methods = stacked_views()
+stacked, stacked_methods, by_header = stacked_views()
 
 
 def zero_rate_supported() -> bool:
@@ -204,6 +209,8 @@ urlpatterns = [
     path("async", async_view),
     path("stacked", stacked),
     path("stacked-methods", stacked_methods),
+    path("by-header", by_header),
+    path("user-or-ip", soft("1/m", key="user")),
     path("sorted/get-post", soft("1/m", method=["GET", "POST"], group="sorted")),
     path("sorted/post-get", soft("1/m", method=("POST", "GET"), group="sorted")),
     path("shared/one", soft("2/m", group="shared")),
@@ -363,6 +370,38 @@ def test_a_broken_rate_callable_never_fails_the_request(
     # Logged once per limit per minute, not once per request.
     assert caplog.text.count("Traceback") == 1
     assert caplog.text.count("not a rate string") == 1
+
+
+def test_key_header(client: Client) -> None:
+    # A missing header falls back to the client address (django-ratelimit counts "" instead).
+    assert answers(client, "/by-header", 2, "post", HTTP_X_REAL_IP="1.2.3.4") == [
+        "ok",
+        "limited",
+    ]
+
+
+def test_user_or_ip(mode: str) -> None:
+    # django-ratelimit's key="user_or_ip" is key="user": anonymous requests count by address.
+    with configured({}, mode, auth=True):
+        c = Client(REMOTE_ADDR=PEER)
+        assert answers(c, "/user-or-ip", 2, "post") == ["ok", "limited"]
+        assert answers(c, "/user-or-ip", 2, "post", HTTP_X_AUTH="1") == ["ok", "limited"]
+
+
+@pytest.mark.parametrize(
+    ("prefix", "addresses", "expected"),
+    [
+        (128, ["2001:db8::1000", "2001:db8::1000", "2001:db8::1001"], ["ok", "limited", "ok"]),
+        (64, ["2001:db8::1000", "2001:db8::1001", "2001:db9::1000"], ["ok", "limited", "ok"]),
+    ],
+)
+def test_ratelimit_mask_v6(
+    mode: str, prefix: int, addresses: list[str], expected: list[str]
+) -> None:
+    # RATELIMIT_IPV6_MASK is ipv6_prefix.
+    with configured({"ipv6_prefix": prefix}, mode):
+        got = [Client(REMOTE_ADDR=a).get("/ip").content.decode() for a in addresses]
+        assert got == expected
 
 
 def test_stacked_decorator(client: Client) -> None:
