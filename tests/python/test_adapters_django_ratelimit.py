@@ -211,6 +211,14 @@ urlpatterns = [
     path("stacked-methods", stacked_methods),
     path("by-header", by_header),
     path("user-or-ip", soft("1/m", key="user")),
+    path(
+        "batch",
+        soft(
+            "5/m",
+            cost=lambda request: int(request.headers.get("x-items", "1")),
+            exempt_when=lambda request: request.headers.get("x-internal") == "1",
+        ),
+    ),
     path("sorted/get-post", soft("1/m", method=["GET", "POST"], group="sorted")),
     path("sorted/post-get", soft("1/m", method=("POST", "GET"), group="sorted")),
     path("shared/one", soft("2/m", group="shared")),
@@ -402,6 +410,14 @@ def test_ratelimit_mask_v6(
     with configured({"ipv6_prefix": prefix}, mode):
         got = [Client(REMOTE_ADDR=a).get("/ip").content.decode() for a in addresses]
         assert got == expected
+
+
+def test_costs_and_exemptions_from_the_request(client: Client) -> None:
+    # The shared layer's cost= and exempt_when= through Django's decorator.
+    assert answers(client, "/batch", 1, HTTP_X_ITEMS="4") == ["ok"]
+    assert answers(client, "/batch", 1, HTTP_X_ITEMS="2") == ["limited"]  # 4 + 2 > 5
+    assert answers(client, "/batch", 1) == ["ok"]  # 4 + 1
+    assert answers(client, "/batch", 3, HTTP_X_INTERNAL="1") == ["ok"] * 3
 
 
 def test_stacked_decorator(client: Client) -> None:
