@@ -497,3 +497,38 @@ def test_bad_declarations_fail_at_import(
 ) -> None:
     with pytest.raises(error, match=message):
         rate_limit(**kwargs)(limited)
+
+
+def test_a_group_is_shared_with_a_starlette_scope_on_redis(redis_url: str) -> None:
+    # A group is the engine's named scope: a Starlette endpoint declaring the scope (slowapi's
+    # shared_limit) counts against the same quota as the Django views of the group.
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    from py_rate_guard.adapters.starlette import StarletteRateGuard
+    from py_rate_guard.models.config import RateGuardConfig
+
+    prefix = f"t{uuid.uuid4().hex[:12]}"
+    guard = StarletteRateGuard(
+        RateGuardConfig(redis_url=redis_url, redis_timeout=2.0, key_prefix=prefix)
+    )
+
+    @guard.shared_limit("2/m", scope="shared")
+    async def elsewhere(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    app = Starlette(routes=[Route("/elsewhere", elsewhere)])
+    with override_settings(
+        ROOT_URLCONF=__name__,
+        MIDDLEWARE=MIDDLEWARE,
+        RATE_GUARD={"key_prefix": prefix, "redis_url": redis_url, "redis_timeout": 2.0},
+    ):
+        django_client = Client(REMOTE_ADDR=PEER)
+        assert answers(django_client, "/shared/one", 1) == ["ok"]
+        starlette_client = TestClient(app, client=(PEER, 1))
+        assert starlette_client.get("/elsewhere").status_code == 200
+        assert answers(django_client, "/shared/two", 1) == ["limited"]
+        assert starlette_client.get("/elsewhere").status_code == 429
