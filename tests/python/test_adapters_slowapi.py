@@ -184,7 +184,7 @@ def test_a_failing_provider_falls_back_and_is_logged_once_per_minute(
     records = [r for r in caplog.records if r.name == "py_rate_guard"]
     assert len(records) == 2, [r.getMessage() for r in records]
     assert "the limit callable raised" in records[0].getMessage()
-    assert "fallback '2/minute'" in records[0].getMessage()
+    assert "its fallback '2/minute' decides" in records[0].getMessage()
     assert "'lots per minute', not a rate string" in records[1].getMessage()
     caplog.clear()
     now[0] = 61.0
@@ -192,6 +192,32 @@ def test_a_failing_provider_falls_back_and_is_logged_once_per_minute(
         c.get("/skipped")
     (record,) = [r for r in caplog.records if r.name == "py_rate_guard"]
     assert "(2 more since the last report)" in record.getMessage()
+
+
+def test_failing_predicates_and_costs_never_fail_the_request(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """exempt_when raising: the limit applies; a cost callable raising: the declared cost.
+    Sync endpoints without the middleware: the sync resolution, async callables included."""
+    guard = starlette_guard()
+
+    async def broken_predicate(request: Request) -> bool:
+        raise LookupError("no such tenant")
+
+    def broken_cost(request: Request) -> int:
+        raise ValueError("no items")
+
+    @guard.limit("2/minute", exempt_when=broken_predicate, cost=broken_cost)
+    def t(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    app = Starlette(routes=[Route("/t", t)])
+    c = TestClient(app, client=PEER)
+    with caplog.at_level(logging.ERROR, logger="py_rate_guard"):
+        assert statuses(c, "/t", 3) == [200, 200, 429]
+    messages = [r.getMessage() for r in caplog.records if r.name == "py_rate_guard"]
+    assert len(messages) == 1, messages  # once per limit per minute, whatever failed
+    assert "exempt_when raised; it applies" in messages[0]
 
 
 def test_bad_declarations_fail_at_import() -> None:

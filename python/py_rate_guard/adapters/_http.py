@@ -12,7 +12,7 @@ from __future__ import annotations
 import inspect
 import json
 import logging
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Generator, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeGuard
 
 from py_rate_guard import _native, logs
@@ -56,9 +56,14 @@ MARK = "py_rate_guard"
 decided for it so far, so that a decorator never decides the same rules twice."""
 
 _USER = "user"
+_KEY = object()
+"""What `HttpGuard._resolution` yields for the key a limit callable is given."""
+_DECLARED_COST = "the declared cost is used"
 _MAX_REQUEST_RULES = 4096
 
 Headers = Iterable[tuple[bytes | str, bytes | str]]
+Chosen = tuple[Limit, RateLimitRule, int | None]
+"""A limit that applies to a request, with its rule and its cost (None: the declared one)."""
 
 
 class EndpointRules:
@@ -491,7 +496,7 @@ class HttpGuard(RateGuard):
     # -- limits resolved per request ----------------------------------------------------
 
     def _resolved(
-        self, per_request: PerRequest, chosen: list[tuple[Limit, RateLimitRule, int | None]]
+        self, per_request: PerRequest, chosen: list[Chosen]
     ) -> tuple[RequestRules, list[int | None] | None] | None:
         """The `RequestRules` of the rules that apply to this request (cached; None: nothing
         to decide) and the costs aligned with its route's limits (None: the declared ones)."""
@@ -537,34 +542,38 @@ class HttpGuard(RateGuard):
         plan = self._front_without_globals.plan(peer, headers, self._probe(limit), user=user)
         return plan.items[0][1]
 
-    async def _aresolve(
-        self, per_request: PerRequest, source: Any, peer: Any, headers: Headers
-    ) -> tuple[RequestRules, list[int | None] | None] | None:
-        """Resolves the limits of `per_request` for one request (see `Limit`)."""
-        request = self.key_request(source)
-        method = self.method_of(source)
-        chosen: list[tuple[Limit, RateLimitRule, int | None]] = []
+    def _resolution(
+        self, per_request: PerRequest, request: Any, method: str | None
+    ) -> Generator[tuple[Any, tuple[Any, ...]], Any, list[Chosen]]:
+        """Resolves the limits of `per_request` for one request (see `Limit`): the limits that
+        apply, each with its rule and cost. Written once for sync and async code: it yields
+        each callable to call, `(func, args)` (`(_KEY, (limit,))` for the key a limit callable
+        is given), and is sent what it returned (awaited) or thrown what it raised, by
+        `_aresolve` or `_resolve`."""
+        chosen: list[Chosen] = []
         for limit in per_request.limits:
             if limit.methods is not None and method not in limit.methods:
                 continue
             if limit.exempt_when is not None:
                 try:
-                    args = (request,) if limit.exempt_takes_request else ()
-                    exempt = await _awaited_value(limit.exempt_when(*args))
+                    exempt = yield (
+                        limit.exempt_when,
+                        ((request,) if limit.exempt_takes_request else ()),
+                    )
                 except Exception:
-                    self.errors.error(limit, "exempt_when raised", exc_info=True)
+                    self.errors.error(limit, "exempt_when raised", "it applies", exc_info=True)
                     exempt = False
                 if exempt:
                     continue
             rule = limit.rule
             if limit.provider is not None:
                 try:
-                    args = ()
-                    if limit.provider_takes_argument:
-                        args = (await self._akey(limit, request, source, peer, headers),)
-                    rate = await _awaited_value(limit.provider(*args))
+                    args = ((yield _KEY, (limit,)),) if limit.provider_takes_argument else ()
+                    rate = yield limit.provider, args
                 except Exception:
-                    self.errors.error(limit, "the limit callable raised", exc_info=True)
+                    self.errors.error(
+                        limit, "the limit callable raised", _then(limit), exc_info=True
+                    )
                     rule = limit.fallback
                 else:
                     rule = self._rule_of(limit, rate)
@@ -573,57 +582,57 @@ class HttpGuard(RateGuard):
             cost = None
             if limit.cost is not None:
                 try:
-                    cost = self._cost_of(limit, await _awaited_value(limit.cost(request)))
+                    cost = self._cost_of(limit, (yield limit.cost, (request,)))
                 except Exception:
-                    self.errors.error(limit, "the cost callable raised", exc_info=True)
+                    self.errors.error(
+                        limit, "the cost callable raised", _DECLARED_COST, exc_info=True
+                    )
             chosen.append((limit, rule, cost))
-        return self._resolved(per_request, chosen)
+        return chosen
+
+    async def _aresolve(
+        self, per_request: PerRequest, source: Any, peer: Any, headers: Headers
+    ) -> tuple[RequestRules, list[int | None] | None] | None:
+        """`_resolution` on the event loop."""
+        request = self.key_request(source)
+        steps = self._resolution(per_request, request, self.method_of(source))
+        try:
+            func, args = next(steps)
+            while True:
+                try:
+                    if func is _KEY:
+                        value = await self._akey(args[0], request, source, peer, headers)
+                    else:
+                        value = await _awaited_value(func(*args))
+                except Exception as e:
+                    func, args = steps.throw(e)
+                else:
+                    func, args = steps.send(value)
+        except StopIteration as done:
+            return self._resolved(per_request, done.value)
 
     def _resolve(
         self, per_request: PerRequest, source: Any, peer: Any, headers: Headers
     ) -> tuple[RequestRules, list[int | None] | None] | None:
-        """`_aresolve` for sync code (an async callable runs through `run_async`)."""
+        """`_resolution` for sync code (an async callable runs through `run_async`)."""
         request = self.key_request(source)
-        method = self.method_of(source)
-        chosen: list[tuple[Limit, RateLimitRule, int | None]] = []
-        for limit in per_request.limits:
-            if limit.methods is not None and method not in limit.methods:
-                continue
-            if limit.exempt_when is not None:
+        steps = self._resolution(per_request, request, self.method_of(source))
+        try:
+            func, args = next(steps)
+            while True:
                 try:
-                    args = (request,) if limit.exempt_takes_request else ()
-                    exempt = self._value(limit.exempt_when(*args))
-                except Exception:
-                    self.errors.error(limit, "exempt_when raised", exc_info=True)
-                    exempt = False
-                if exempt:
-                    continue
-            rule = limit.rule
-            if limit.provider is not None:
-                try:
-                    args = ()
-                    if limit.provider_takes_argument:
-                        args = (self._key(limit, request, source, peer, headers),)
-                    rate = self._value(limit.provider(*args))
-                except Exception:
-                    self.errors.error(limit, "the limit callable raised", exc_info=True)
-                    rule = limit.fallback
+                    if func is _KEY:
+                        value = self._key(args[0], request, source, peer, headers)
+                    else:
+                        value = func(*args)
+                        if inspect.isawaitable(value):
+                            value = self.run_async(_awaited_value, value)
+                except Exception as e:
+                    func, args = steps.throw(e)
                 else:
-                    rule = self._rule_of(limit, rate)
-            if rule is None:
-                continue
-            cost = None
-            if limit.cost is not None:
-                try:
-                    cost = self._cost_of(limit, self._value(limit.cost(request)))
-                except Exception:
-                    self.errors.error(limit, "the cost callable raised", exc_info=True)
-            chosen.append((limit, rule, cost))
-        return self._resolved(per_request, chosen)
-
-    def _value(self, value: Any) -> Any:
-        """What a callable returned, awaited when it is awaitable (from sync code)."""
-        return self.run_async(_awaited_value, value) if inspect.isawaitable(value) else value
+                    func, args = steps.send(value)
+        except StopIteration as done:
+            return self._resolved(per_request, done.value)
 
     def _rule_of(self, limit: Limit, rate: Any) -> RateLimitRule | None:
         """The rule of the rate a limit callable returned: None (no limit) as is; an invalid
@@ -633,7 +642,9 @@ class HttpGuard(RateGuard):
         rule = limit.rule_for(rate)
         if rule is None:
             self.errors.error(
-                limit, f"the limit callable returned {_shown(rate)}, not a rate string or None"
+                limit,
+                f"the limit callable returned {_shown(rate)}, not a rate string or None",
+                _then(limit),
             )
             return limit.fallback
         return rule
@@ -644,7 +655,9 @@ class HttpGuard(RateGuard):
         cost = check_cost(value)
         if cost is None:
             self.errors.error(
-                limit, f"the cost callable returned {_shown(value)}, not a cost from 1 to 2^32-1"
+                limit,
+                f"the cost callable returned {_shown(value)}, not a cost from 1 to 2^32-1",
+                _DECLARED_COST,
             )
         return cost
 
@@ -807,6 +820,13 @@ async def acall_key_func(key_func: KeyFunc, request: Any) -> str | None:
 async def _awaited_value(value: Any) -> Any:
     """`value`, awaited when it is awaitable."""
     return await value if inspect.isawaitable(value) else value
+
+
+def _then(limit: Limit) -> str:
+    """What decides a request whose limit callable failed."""
+    if limit.fallback is not None:
+        return f"its fallback {limit.fallback.limit!r} decides the request"
+    return "it is left out for this request"
 
 
 def _shown(value: Any) -> str:

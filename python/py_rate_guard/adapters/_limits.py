@@ -263,9 +263,10 @@ class ErrorLog:
         self.clock = clock
         self._last: dict[Limit, tuple[float, int]] = {}
 
-    def error(self, limit: Limit, what: str, *, exc_info: bool = False) -> None:
-        """Logs `what` went wrong with `limit` (with the traceback being handled, when
-        `exc_info`), unless it was logged less than `period` seconds ago."""
+    def error(self, limit: Limit, what: str, then: str, *, exc_info: bool = False) -> None:
+        """Logs `what` went wrong with `limit` and what `then` happens (with the traceback
+        being handled, when `exc_info`), unless it was logged less than `period` seconds
+        ago."""
         now = self.clock()
         last = self._last.get(limit)
         if last is not None and now - last[0] < self.period:
@@ -275,14 +276,7 @@ class ErrorLog:
             self._last.clear()
         self._last[limit] = (now, 0)
         suppressed = f" ({last[1]} more since the last report)" if last and last[1] else ""
-        logger.error(
-            "limit %s: %s; the request is decided by %s%s",
-            limit.label,
-            what,
-            f"its fallback {limit.fallback.limit!r}" if limit.fallback else "its other limits",
-            suppressed,
-            exc_info=exc_info,
-        )
+        logger.error("limit %s: %s; %s%s", limit.label, what, then, suppressed, exc_info=exc_info)
 
 
 def _arity(func: Callable[..., Any], what: str) -> int:
