@@ -224,6 +224,8 @@ def test_bad_declarations_fail_at_import() -> None:
     guard = starlette_guard()
     with pytest.raises(ConfigError, match="invalid limit 'many'"):
         guard.limit(lambda: "1/minute", fallback="many")
+    with pytest.raises(ConfigError, match="invalid limit ''"):
+        guard.limit("")
     with pytest.raises(ConfigError, match="limit must be a rate string"):
         guard.limit(42)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="takes no argument or one"):

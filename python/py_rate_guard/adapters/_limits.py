@@ -102,8 +102,10 @@ class Limit:
         scope: str | None = None,
         given: Literal["key", "request"] = "key",
     ) -> None:
+        if given not in ("key", "request"):
+            raise ConfigError(f"given must be 'key' or 'request', not {given!r}")
         described = limit if isinstance(limit, str) else None
-        if callable(cost) and not isinstance(cost, int):
+        if callable(cost):
             self.cost: Callable[..., Any] | None = cost
             static_cost: Any = 1
         else:
@@ -111,7 +113,8 @@ class Limit:
             static_cost = cost
         self.fields = {**fields, "cost": static_cost}
         # The options are checked now, whatever the limit: a bad key fails at import.
-        checked = build_rule(described or fallback or "1/second", self.fields)
+        probe = described if described is not None else fallback or "1/second"
+        checked = build_rule(probe, self.fields)
         self.rule = checked if described is not None else None
         self.fallback = None if fallback is None else build_rule(fallback, self.fields)
         if limit is None or isinstance(limit, str):
