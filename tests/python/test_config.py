@@ -28,16 +28,21 @@ GOOD = {
     "100/MINUTE": [(100, 60.0)],
     "10 per second; 1000/hour": [(10, 1.0), (1000, 3600.0)],
     "1/second, 2/minute | 3/hour": [(1, 1.0), (2, 60.0), (3, 3600.0)],
+    "0/minute": [(0, 60.0)],
+    "1/month": [(1, 30 * 86400.0)],
+    "2 per 3 years": [(2, 3 * 365 * 86400.0)],
+    "7/week": [(7, 7 * 86400.0)],
 }
 
 BAD = {
-    "10/fortnight": 'unknown unit "fortnight" at column 4',
+    "10/fortnight": 'unknown unit "fortnight" (the units are millisecond, second, minute,',
+    "1/quarter": "month = 30 days, year = 365 days) at column 3",
     "": "",
     "ten/minute": "column 1",
     "10/": "column 4",
     "10 minute": "column",
     "10/minute;": "column",
-    "0/minute": "column 1",
+    "1/0 minutes": "column 3",
     "10/minute extra": "column",
 }
 
@@ -64,7 +69,10 @@ def test_bad_rate_strings_name_the_field_and_the_bad_part(rate: str, part: str) 
 def test_the_parser_message_is_the_rust_one() -> None:
     with pytest.raises(ConfigError) as info:
         parse_rate("10/fortnight")
-    assert str(info.value) == '"10/fortnight": unknown unit "fortnight" at column 4'
+    assert str(info.value) == (
+        '"10/fortnight": unknown unit "fortnight" (the units are millisecond, second, minute,'
+        " hour, day, week = 7 days, month = 30 days, year = 365 days) at column 4"
+    )
     assert isinstance(info.value, RateGuardError)
 
 
@@ -222,6 +230,8 @@ def test_bad_key_funcs_say_why(fields: dict[str, object], message: str) -> None:
         ({"headers": "fancy"}, ("headers",)),
         ({"ipv6_prefix": 0}, ("ipv6_prefix",)),
         ({"ipv6_prefix": 129}, ("ipv6_prefix",)),
+        ({"ipv4_prefix": 0}, ("ipv4_prefix",)),
+        ({"ipv4_prefix": 33}, ("ipv4_prefix",)),
         ({"exempt_paths": ["health"]}, ("exempt_paths",)),
         ({"jwt_algorithms": []}, ("jwt_algorithms",)),
         ({"limited_handler": "no.such.handler"}, ("limited_handler",)),

@@ -114,6 +114,7 @@ def test_the_dump_is_what_the_engine_reads() -> None:
         trusted_proxies=["10.0.0.0/8"],
         forwarded_header="forwarded",
         ipv6_prefix=56,
+        ipv4_prefix=24,
         shadow_mode=True,
         headers="both",
         exempt_paths=["/health"],

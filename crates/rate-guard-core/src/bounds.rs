@@ -71,9 +71,10 @@ pub struct SecondsRange {
 
 /// Every integer setting of a rule or a configuration.
 pub const INTS: &[IntRange] = &[
+    // 0 is a rule that refuses every request (`Rule::refuses_all`).
     IntRange {
         field: "limit",
-        min: 1,
+        min: 0,
         max: MAX_COUNT as u64,
     },
     IntRange {
@@ -115,6 +116,11 @@ pub const INTS: &[IntRange] = &[
         field: "ipv6_prefix",
         min: 1,
         max: 128,
+    },
+    IntRange {
+        field: "ipv4_prefix",
+        min: 1,
+        max: 32,
     },
 ];
 

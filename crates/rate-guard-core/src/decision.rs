@@ -135,6 +135,18 @@ impl Verdict {
         })
     }
 
+    /// The verdict of `rules` (one per rule, in request order) reporting rule `deciding`
+    /// (a request refused by a rule that refuses all reports that rule, whatever the others
+    /// say); `deciding` must index `rules`.
+    pub(crate) fn reporting(rules: SmallVec<[Decision; 4]>, deciding: usize) -> Self {
+        debug_assert!(deciding < rules.len());
+        Self {
+            rules,
+            deciding,
+            source: Source::Store,
+        }
+    }
+
     /// The verdict of a one-rule request.
     #[must_use]
     #[inline]

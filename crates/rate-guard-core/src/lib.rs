@@ -53,8 +53,8 @@ pub use hit::Hit;
 pub use key::{escape_identity, KeyBuilder, MAX_IDENTITY_LEN, MAX_PREFIX_LEN};
 pub use limiter::{Action, EventHook, Limiter, LimiterBuilder};
 pub use observe::Observer;
-pub use quota::{Quota, QuotaError};
-pub use rate_str::{parse_quotas, ParseError, ParseErrorKind};
+pub use quota::{Quota, QuotaError, Rate};
+pub use rate_str::{parse_quotas, parse_rates, ParseError, ParseErrorKind};
 pub use rule::{Rule, RuleBuilder, MAX_RULE_ID_LEN};
 pub use store::{
     BoxFuture, Check, MemoryStore, MemoryStoreBuilder, Mode, Request, Store, MAX_CHECKS,

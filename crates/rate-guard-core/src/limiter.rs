@@ -214,7 +214,34 @@ impl Limiter {
     /// the limiter's [`Observer`]. Only a request no store could decide (no rules, a key
     /// twice) is an error: a failing store yields a degraded verdict (see
     /// [`degrade`](crate::degrade)).
+    ///
+    /// A request with a rule that refuses all ([`Rule::refuses_all`], `"0/minute"`) is denied
+    /// without that rule reaching the store: the other rules are only peeked (nothing
+    /// consumed), in one store call when there are any, and the refusing rule is reported.
     pub async fn decide(&self, hits: &[Hit<'_>], action: Action) -> Result<Verdict, Error> {
+        if hits.iter().any(|h| h.rule.refuses_all()) {
+            let others = admitting(hits);
+            let peeked = if others.is_empty() {
+                None
+            } else {
+                let keys = self.keys_of(&others);
+                let checks = checks(&others, &keys);
+                let key_list: SmallVec<[(&str, u32); 4]> =
+                    checks.iter().map(|c| (c.key, c.cost.get())).collect();
+                let explicit_now = self.inner.clock.as_ref().map(Clock::now);
+                let now = explicit_now.unwrap_or_else(|| SystemClock.now());
+                let request = Request {
+                    checks: &checks,
+                    mode: Mode::Peek,
+                    now: explicit_now,
+                };
+                request.validate()?;
+                Some(self.decide_checks(request, &key_list, now).await?)
+            };
+            let verdict = refused(hits, peeked.as_ref());
+            self.observe(hits, action, &verdict);
+            return Ok(verdict);
+        }
         let inner = &*self.inner;
         let keys = self.keys_of(hits);
         let checks = checks(hits, &keys);
@@ -238,6 +265,20 @@ impl Limiter {
     /// when the store may wait (Redis): use [`decide`](Self::decide).
     #[must_use]
     pub fn decide_now(&self, hits: &[Hit<'_>], action: Action) -> Option<Result<Verdict, Error>> {
+        if hits.iter().any(|h| h.rule.refuses_all()) {
+            let others = admitting(hits);
+            let peeked = if others.is_empty() {
+                None
+            } else {
+                match self.decide_now(&others, Action::Peek)? {
+                    Ok(verdict) => Some(verdict),
+                    Err(e) => return Some(Err(e)),
+                }
+            };
+            let verdict = refused(hits, peeked.as_ref());
+            self.observe(hits, action, &verdict);
+            return Some(Ok(verdict));
+        }
         let inner = &*self.inner;
         let keys = self.keys_of(hits);
         let checks = checks(hits, &keys);
@@ -490,6 +531,41 @@ fn checks<'a>(hits: &[Hit<'a>], keys: &'a [String]) -> SmallVec<[Check<'a>; 4]> 
             cost: h.cost,
         })
         .collect()
+}
+
+/// The hits of rules that do not refuse all.
+fn admitting<'a>(hits: &[Hit<'a>]) -> SmallVec<[Hit<'a>; 4]> {
+    hits.iter()
+        .filter(|h| !h.rule.refuses_all())
+        .copied()
+        .collect()
+}
+
+/// The verdict of a request with a rule that refuses all: that rule's refusal (limit 0,
+/// remaining 0, no retry time) reported, the other rules as `peeked` (in order) saw them.
+fn refused(hits: &[Hit<'_>], peeked: Option<&Verdict>) -> Verdict {
+    let mut others = peeked.map(|v| v.rules().iter()).into_iter().flatten();
+    let mut deciding = None;
+    let rules: SmallVec<[Decision; 4]> = hits
+        .iter()
+        .enumerate()
+        .map(|(i, hit)| {
+            let refusal = Decision {
+                allowed: false,
+                limit: 0,
+                remaining: 0,
+                reset_after: Duration::ZERO,
+                retry_after: None,
+            };
+            if hit.rule.refuses_all() {
+                deciding.get_or_insert(i);
+                refusal
+            } else {
+                others.next().copied().unwrap_or(refusal)
+            }
+        })
+        .collect();
+    Verdict::reporting(rules, deciding.unwrap_or(0))
 }
 
 /// `rule` with its count and burst divided among `instances` (at least 1 each): one

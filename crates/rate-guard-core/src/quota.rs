@@ -149,6 +149,84 @@ impl FromStr for Quota {
     }
 }
 
+/// A rate as written in a rate string: `count` per `period`, where, unlike a [`Quota`], the
+/// count may be 0. `"0/minute"` is a rule that refuses every request (django-ratelimit's
+/// reading): a [`Rule`](crate::Rule) built from it ([`Rule::builder_of`](crate::Rule::builder_of))
+/// never reaches a store and holds no state.
+///
+/// ```
+/// use rate_guard_core::parse_rates;
+///
+/// let rates = parse_rates("0/minute; 5/second")?;
+/// assert_eq!(rates[0].count(), 0);
+/// assert!(rates[0].quota().is_none());
+/// assert_eq!(rates[1].quota().unwrap().to_string(), "5/second");
+/// assert_eq!(rates[0].to_string(), "0/minute");
+/// # Ok::<(), rate_guard_core::ParseError>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Rate {
+    count: u32,
+    /// `count` replaced by 1 when it is 0: the period, checked once by [`Quota`].
+    period: Quota,
+}
+
+impl Rate {
+    /// A rate of `count` (0 included) per the period of `period`.
+    #[must_use]
+    pub const fn new(count: u32, period: Quota) -> Rate {
+        Rate { count, period }
+    }
+
+    /// How many requests the rate admits per period (0: none).
+    #[must_use]
+    pub const fn count(&self) -> u32 {
+        self.count
+    }
+
+    /// The period.
+    #[must_use]
+    pub const fn period(&self) -> Duration {
+        self.period.period()
+    }
+
+    /// The quota of a rate that admits something; `None` for a count of 0.
+    #[must_use]
+    pub fn quota(&self) -> Option<Quota> {
+        NonZeroU32::new(self.count).map(|count| Quota {
+            count,
+            period_ms: self.period.period_ms,
+        })
+    }
+
+    /// A quota of the same period and a count of 1 (what a refusing rule carries).
+    pub(crate) const fn period_quota(&self) -> Quota {
+        Quota {
+            count: NonZeroU32::MIN,
+            period_ms: self.period.period_ms,
+        }
+    }
+}
+
+impl From<Quota> for Rate {
+    fn from(quota: Quota) -> Rate {
+        Rate {
+            count: quota.count.get(),
+            period: quota,
+        }
+    }
+}
+
+/// As [`Quota`] prints: `0/minute`, `10/5 minutes`.
+impl fmt::Display for Rate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shown = self.period_quota().to_string();
+        // The period's text follows the count: `1/minute` -> `0/minute`.
+        let (_, period) = shown.split_once('/').unwrap_or(("", &shown));
+        write!(f, "{}/{period}", self.count)
+    }
+}
+
 /// A period unit: what rate strings are written in and what [`Quota`]'s `Display` prints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Unit {
@@ -157,6 +235,12 @@ pub(crate) enum Unit {
     Minute,
     Hour,
     Day,
+    /// 7 days; read, never printed (a quota prints in days).
+    Week,
+    /// 30 days, as in `limits`; read, never printed.
+    Month,
+    /// 365 days (`limits` counts 360); read, never printed.
+    Year,
 }
 
 impl Unit {
@@ -175,6 +259,9 @@ impl Unit {
             Unit::Minute => 60_000,
             Unit::Hour => 3_600_000,
             Unit::Day => MILLIS_PER_DAY,
+            Unit::Week => 7 * MILLIS_PER_DAY,
+            Unit::Month => 30 * MILLIS_PER_DAY,
+            Unit::Year => 365 * MILLIS_PER_DAY,
         }
     }
 
@@ -185,6 +272,9 @@ impl Unit {
             Unit::Minute => "minute",
             Unit::Hour => "hour",
             Unit::Day => "day",
+            Unit::Week => "week",
+            Unit::Month => "month",
+            Unit::Year => "year",
         }
     }
 
@@ -195,6 +285,9 @@ impl Unit {
             Unit::Minute => "minutes",
             Unit::Hour => "hours",
             Unit::Day => "days",
+            Unit::Week => "weeks",
+            Unit::Month => "months",
+            Unit::Year => "years",
         }
     }
 }

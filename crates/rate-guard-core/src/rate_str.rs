@@ -6,22 +6,30 @@
 //! rates      := limit (separator limit)*
 //! separator  := ";" | "," | "|"
 //! limit      := COUNT ("/" | "per") [MULTIPLIER] UNIT
-//! COUNT      := decimal digits, 1 ..= 4294967295
+//! COUNT      := decimal digits, 0 ..= 4294967295 (0 only through `parse_rates`: a rule
+//!               that refuses every request)
 //! MULTIPLIER := decimal digits, at least 1; MULTIPLIER × UNIT is at most 10000 days
 //! UNIT       := second | seconds | sec | secs | s
 //!             | minute | minutes | min | mins | m
 //!             | hour | hours | hr | hrs | h
 //!             | day | days | d
+//!             | week | weeks | wk | wks | w            (7 days)
+//!             | month | months | mo | mos             (30 days, as in `limits`)
+//!             | year | years | yr | yrs | y            (365 days; `limits` counts 360)
 //!             | millisecond | milliseconds | ms
 //! ```
 //!
 //! Singular and plural are interchangeable (`10/5 minute`, `100/minutes`). Milliseconds are
-//! there so that every [`Quota`]'s `Display` parses back. Errors quote the input and give the
+//! there so that every [`Quota`]'s `Display` parses back. Weeks, months and years are fixed
+//! lengths, not calendar ones: a month is 30 days whatever the month, a year 365 days, and
+//! windows are aligned to the epoch like every other period; a quota prints them in days
+//! (`1/month` prints as `1/30 days`). Any other word (`fortnight`, `quarter`, `decade`) is an
+//! error that lists these units. Errors quote the input and give the
 //! 1-based column, counted in chars, where the bad part starts.
 
 use std::num::NonZeroU32;
 
-use crate::quota::{Quota, Unit};
+use crate::quota::{Quota, Rate, Unit};
 
 mod error;
 
@@ -39,13 +47,17 @@ pub use error::{ParseError, ParseErrorKind, MAX_QUOTED_CHARS};
 /// assert_eq!(quotas[2].period(), Duration::from_secs(300));
 ///
 /// let err = parse_quotas("10/fortnight").unwrap_err();
-/// assert_eq!(err.to_string(), r#""10/fortnight": unknown unit "fortnight" at column 4"#);
+/// assert_eq!(
+///     err.to_string(),
+///     r#""10/fortnight": unknown unit "fortnight" (the units are millisecond, second, "#.to_owned()
+///         + "minute, hour, day, week = 7 days, month = 30 days, year = 365 days) at column 4"
+/// );
 /// assert_eq!(err.column(), 4);
 /// # Ok::<(), rate_guard_core::ParseError>(())
 /// ```
 pub fn parse_quotas(input: &str) -> Result<Vec<Quota>, ParseError> {
     let mut scanner = Scanner::start(input)?;
-    let mut quotas = vec![scanner.limit()?];
+    let mut quotas = vec![scanner.quota()?];
     loop {
         scanner.skip_whitespace();
         let separator_at = scanner.pos;
@@ -59,7 +71,39 @@ pub fn parse_quotas(input: &str) -> Result<Vec<Quota>, ParseError> {
                     let kind = ParseErrorKind::EmptyLimit { separator };
                     return Err(scanner.error_at(separator_at + 1, kind));
                 }
-                quotas.push(scanner.limit()?);
+                quotas.push(scanner.quota()?);
+            }
+            Some(_) => return Err(scanner.trailing_input()),
+        }
+    }
+}
+
+/// [`parse_quotas`] that also takes a count of 0 (`"0/minute"`: a rule that refuses every
+/// request), as [`Rate`]s. What the configuration's rate strings are read with.
+///
+/// ```
+/// use rate_guard_core::{parse_quotas, parse_rates};
+///
+/// assert_eq!(parse_rates("0/m; 10/s")?.len(), 2);
+/// assert!(parse_quotas("0/m").is_err());
+/// # Ok::<(), rate_guard_core::ParseError>(())
+/// ```
+pub fn parse_rates(input: &str) -> Result<Vec<Rate>, ParseError> {
+    let mut scanner = Scanner::start(input)?;
+    let mut rates = vec![scanner.limit()?];
+    loop {
+        scanner.skip_whitespace();
+        let separator_at = scanner.pos;
+        match scanner.peek() {
+            None => return Ok(rates),
+            Some(separator) if is_separator(separator) => {
+                scanner.bump();
+                scanner.skip_whitespace();
+                if scanner.peek().is_none_or(is_separator) {
+                    let kind = ParseErrorKind::EmptyLimit { separator };
+                    return Err(scanner.error_at(separator_at + 1, kind));
+                }
+                rates.push(scanner.limit()?);
             }
             Some(_) => return Err(scanner.trailing_input()),
         }
@@ -69,7 +113,7 @@ pub fn parse_quotas(input: &str) -> Result<Vec<Quota>, ParseError> {
 /// Parses exactly one limit: [`Quota`]'s `FromStr`.
 pub(crate) fn parse_single(input: &str) -> Result<Quota, ParseError> {
     let mut scanner = Scanner::start(input)?;
-    let quota = scanner.limit()?;
+    let quota = scanner.quota()?;
     scanner.skip_whitespace();
     match scanner.peek() {
         None => Ok(quota),
@@ -80,11 +124,14 @@ pub(crate) fn parse_single(input: &str) -> Result<Quota, ParseError> {
     }
 }
 
-const UNIT_NAMES: [(Unit, &[&str]); 5] = [
+const UNIT_NAMES: [(Unit, &[&str]); 8] = [
     (Unit::Second, &["second", "seconds", "sec", "secs", "s"]),
     (Unit::Minute, &["minute", "minutes", "min", "mins", "m"]),
     (Unit::Hour, &["hour", "hours", "hr", "hrs", "h"]),
     (Unit::Day, &["day", "days", "d"]),
+    (Unit::Week, &["week", "weeks", "wk", "wks", "w"]),
+    (Unit::Month, &["month", "months", "mo", "mos"]),
+    (Unit::Year, &["year", "years", "yr", "yrs", "y"]),
     (Unit::Millisecond, &["millisecond", "milliseconds", "ms"]),
 ];
 
@@ -158,14 +205,26 @@ impl<'a> Scanner<'a> {
         rest.get(..len).map(str::to_owned)
     }
 
-    /// `COUNT ("/" | "per") [MULTIPLIER] UNIT`, whitespace around each token.
-    fn limit(&mut self) -> Result<Quota, ParseError> {
+    /// `COUNT ("/" | "per") [MULTIPLIER] UNIT`, whitespace around each token; a count of 0
+    /// allowed.
+    fn limit(&mut self) -> Result<Rate, ParseError> {
         let count = self.count()?;
+        self.per()?;
+        let period = self.period(NonZeroU32::MIN)?;
+        Ok(Rate::new(count, period))
+    }
+
+    /// [`limit`](Self::limit) with a count of at least 1.
+    fn quota(&mut self) -> Result<Quota, ParseError> {
+        self.skip_whitespace();
+        let count_at = self.pos;
+        let count = NonZeroU32::new(self.count()?)
+            .ok_or_else(|| self.error_at(count_at, ParseErrorKind::CountZero))?;
         self.per()?;
         self.period(count)
     }
 
-    fn count(&mut self) -> Result<NonZeroU32, ParseError> {
+    fn count(&mut self) -> Result<u32, ParseError> {
         self.skip_whitespace();
         let count_at = self.pos;
         let digits = self.take_while(|c| c.is_ascii_digit());
@@ -181,7 +240,7 @@ impl<'a> Scanner<'a> {
             };
             return Err(self.error_at(count_at, kind));
         };
-        NonZeroU32::new(count).ok_or_else(|| self.error_at(count_at, ParseErrorKind::CountZero))
+        Ok(count)
     }
 
     /// `/` or the word `per` (not merely a word that starts with it, like `perminute`).
@@ -316,6 +375,9 @@ mod tests {
             (M, "minute minutes min mins m"),
             (H, "hour hours hr hrs h"),
             (D, "day days d"),
+            (7 * D, "week weeks wk wks w"),
+            (30 * D, "month months mo mos"),
+            (365 * D, "year years yr yrs y"),
         ];
         for (unit_ms, names) in aliases {
             for name in names.split(' ') {
@@ -348,5 +410,55 @@ mod tests {
             assert_eq!(parse_quotas(input), Ok(expected.clone()), "{input:?}");
         }
         assert_eq!(parse_quotas("5/s;5/s"), Ok(vec![q(5, S), q(5, S)]));
+    }
+
+    #[test]
+    fn calendar_units_are_fixed_lengths() {
+        assert_eq!(parse_quotas("1/month"), Ok(vec![q(1, 30 * D)]));
+        assert_eq!(parse_quotas("5 per 2 years"), Ok(vec![q(5, 730 * D)]));
+        assert_eq!(parse_quotas("3/wk"), Ok(vec![q(3, 7 * D)]));
+        // Printed in days, which parse back.
+        assert_eq!(q(1, 30 * D).to_string(), "1/30 days");
+        assert_eq!(q(1, 365 * D).to_string(), "1/365 days");
+        // 27 years fit in 10,000 days, 28 do not.
+        assert_eq!(parse_quotas("1/27 years"), Ok(vec![q(1, 27 * 365 * D)]));
+        assert!(parse_quotas("1/28 years").is_err());
+        assert!(parse_quotas("1/334 months").is_err());
+        for word in ["fortnight", "quarter", "decade", "century", "weekly"] {
+            let err = parse_quotas(&format!("1/{word}")).unwrap_err().to_string();
+            assert!(
+                err.contains("month = 30 days, year = 365 days"),
+                "{word}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn rates_take_a_count_of_zero_and_quotas_do_not() {
+        let rates = parse_rates("0/minute; 5 per 2 hours").unwrap();
+        assert_eq!(rates[0].count(), 0);
+        assert_eq!(rates[0].period(), Duration::from_secs(60));
+        assert_eq!(rates[1].quota(), Some(q(5, 2 * H)));
+        assert_eq!(rates[0].to_string(), "0/minute");
+        assert_eq!(Rate::new(0, q(1, 90 * S)).to_string(), "0/90 seconds");
+        let err = parse_quotas("0/minute").unwrap_err();
+        assert_eq!(err.kind(), &ParseErrorKind::CountZero);
+        assert!("0/m".parse::<Quota>().is_err());
+        // The other errors are the same in both.
+        for bad in [
+            "",
+            "1/",
+            "1/0 s",
+            "x/m",
+            "1/fortnight",
+            "1/s;",
+            "4294967296/s",
+        ] {
+            assert_eq!(
+                parse_rates(bad).unwrap_err(),
+                parse_quotas(bad).unwrap_err(),
+                "{bad:?}"
+            );
+        }
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::algorithm::Algorithm;
 use crate::bounds;
 use crate::error::ConfigError;
-use crate::quota::Quota;
+use crate::quota::{Quota, Rate};
 
 /// The longest rule id accepted.
 pub const MAX_RULE_ID_LEN: usize = 64;
@@ -34,6 +34,8 @@ pub struct Rule {
     algorithm: Algorithm,
     burst: Option<NonZeroU32>,
     fail_open: Option<bool>,
+    /// A rate of 0 (`"0/minute"`): every request refused, by the limiter, without a store.
+    refuses: bool,
     period_micros: u64,
     interval_micros: f64,
     /// `count / period`: tokens per microsecond, so that estimates multiply instead of divide.
@@ -49,7 +51,36 @@ impl Rule {
             burst: None,
             name: None,
             fail_open: None,
+            refuses: false,
         }
+    }
+
+    /// Starts a rule enforcing `rate`, which may be `0/<period>`: a rule that refuses every
+    /// request (see [`refuses_all`](Self::refuses_all)).
+    pub fn builder_of(rate: Rate) -> RuleBuilder {
+        match rate.quota() {
+            Some(quota) => Self::builder(quota),
+            None => RuleBuilder {
+                refuses: true,
+                ..Self::builder(rate.period_quota())
+            },
+        }
+    }
+
+    /// Whether the rule's rate is 0 (`"0/minute"`): it refuses every request, and the
+    /// [`Limiter`](crate::Limiter) answers it without a store. A request it applies to is
+    /// denied as a whole (nothing consumed), its decision `limit` 0, `remaining` 0,
+    /// `reset_after` 0 and no `retry_after`; it has no state, and its [`quota`](Self::quota)
+    /// holds only its period (with a count of 1).
+    #[must_use]
+    pub const fn refuses_all(&self) -> bool {
+        self.refuses
+    }
+
+    /// The rate as written: the quota, or `0/<period>` for a rule that refuses all.
+    #[must_use]
+    pub fn rate(&self) -> Rate {
+        Rate::new(self.count(), self.quota)
     }
 
     /// The id used in this rule's keys: its name, or one derived from its definition
@@ -84,10 +115,14 @@ impl Rule {
         self.fail_open
     }
 
-    /// The quota's count.
+    /// The quota's count (0 for a rule that refuses all).
     #[must_use]
     pub const fn count(&self) -> u32 {
-        self.quota.count().get()
+        if self.refuses {
+            0
+        } else {
+            self.quota.count().get()
+        }
     }
 
     /// The quota's period in microseconds.
@@ -114,6 +149,7 @@ impl Rule {
     #[must_use]
     pub const fn capacity(&self) -> u32 {
         match self.burst {
+            _ if self.refuses => 0,
             Some(b) => b.get(),
             None => self.count(),
         }
@@ -129,12 +165,14 @@ impl PartialEq for Rule {
             self.algorithm,
             self.burst,
             self.fail_open,
+            self.refuses,
         ) == (
             &other.id,
             other.quota,
             other.algorithm,
             other.burst,
             other.fail_open,
+            other.refuses,
         )
     }
 }
@@ -149,6 +187,7 @@ impl std::hash::Hash for Rule {
             self.algorithm,
             self.burst,
             self.fail_open,
+            self.refuses,
         )
             .hash(state);
     }
@@ -156,7 +195,7 @@ impl std::hash::Hash for Rule {
 
 impl fmt::Display for Rule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({}", self.quota, self.algorithm)?;
+        write!(f, "{} ({}", self.rate(), self.algorithm)?;
         if let Some(b) = self.burst {
             write!(f, ", burst {b}")?;
         }
@@ -173,6 +212,7 @@ pub struct RuleBuilder {
     burst: Option<u32>,
     name: Option<String>,
     fail_open: Option<bool>,
+    refuses: bool,
 }
 
 impl RuleBuilder {
@@ -216,6 +256,8 @@ impl RuleBuilder {
         // The ranges that keep every algorithm's arithmetic exact and its state small
         // (`bounds`); a token bucket's default burst, its count, refills in one period.
         match self.algorithm {
+            // A rule that refuses all has no state to bound.
+            _ if self.refuses => {}
             Algorithm::SlidingLog => bounds::check_sliding_log_limit(self.quota.count().get())?,
             Algorithm::TokenBucket => {
                 let capacity = burst.unwrap_or(self.quota.count()).get();
@@ -228,7 +270,7 @@ impl RuleBuilder {
                 validate_id(&name)?;
                 name
             }
-            None => derived_id(self.quota, self.algorithm, burst),
+            None => derived_id(self.quota, self.refuses, self.algorithm, burst),
         };
         Ok(Rule {
             id: id.into(),
@@ -236,6 +278,7 @@ impl RuleBuilder {
             algorithm: self.algorithm,
             burst,
             fail_open: self.fail_open,
+            refuses: self.refuses,
             period_micros: self.quota.period_micros(),
             interval_micros: self.quota.period_micros() as f64
                 / f64::from(self.quota.count().get()),
@@ -264,8 +307,15 @@ fn validate_id(id: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// `sliding_window.100.60s`, `token_bucket.10.1s.b5`, `fixed_window.7.1500ms`.
-fn derived_id(quota: Quota, algorithm: Algorithm, burst: Option<NonZeroU32>) -> String {
+/// `sliding_window.100.60s`, `token_bucket.10.1s.b5`, `fixed_window.7.1500ms`,
+/// `sliding_window.0.60s` (a rule that refuses all: no key is ever made of it).
+fn derived_id(
+    quota: Quota,
+    refuses: bool,
+    algorithm: Algorithm,
+    burst: Option<NonZeroU32>,
+) -> String {
+    let count = if refuses { 0 } else { quota.count().get() };
     let ms = quota.period().as_millis();
     let period = if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
@@ -273,8 +323,8 @@ fn derived_id(quota: Quota, algorithm: Algorithm, burst: Option<NonZeroU32>) -> 
         format!("{ms}ms")
     };
     match burst {
-        Some(b) => format!("{algorithm}.{}.{period}.b{b}", quota.count()),
-        None => format!("{algorithm}.{}.{period}", quota.count()),
+        Some(b) => format!("{algorithm}.{count}.{period}.b{b}"),
+        None => format!("{algorithm}.{count}.{period}"),
     }
 }
 
@@ -284,6 +334,35 @@ mod tests {
 
     fn quota(s: &str) -> Quota {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_zero_rate_makes_a_rule_that_refuses_all() {
+        let rate = crate::parse_rates("0/minute").unwrap()[0];
+        let zero = Rule::builder_of(rate).build().unwrap();
+        assert!(zero.refuses_all());
+        assert_eq!((zero.count(), zero.capacity()), (0, 0));
+        assert_eq!(zero.id(), "sliding_window.0.60s");
+        assert_eq!(
+            zero.to_string(),
+            "0/minute (sliding_window, id sliding_window.0.60s)"
+        );
+        // No state, so no state bound: a sliding log or a token bucket of 0 is fine.
+        let log = Rule::builder_of(rate)
+            .algorithm(Algorithm::SlidingLog)
+            .build()
+            .unwrap();
+        assert!(log.refuses_all());
+        // Not equal to the rule of 1 per minute its quota carries the period of.
+        let one = Rule::builder(quota("1/minute"))
+            .name("sliding_window.0.60s")
+            .build()
+            .unwrap();
+        assert_ne!(zero, one);
+        let kept = Rule::builder_of(crate::parse_rates("3/s").unwrap()[0])
+            .build()
+            .unwrap();
+        assert!(!kept.refuses_all() && kept == Rule::builder(quota("3/s")).build().unwrap());
     }
 
     #[test]

@@ -117,6 +117,7 @@ pub struct ClientIp {
     trust_unix: bool,
     header: ForwardedHeader,
     ipv6_prefix: u8,
+    ipv4_prefix: u8,
 }
 
 /// A request's client, as [`ClientIp::resolve`] finds it.
@@ -141,13 +142,15 @@ impl<'a> From<Peer<'a>> for Client<'a> {
 }
 
 impl Default for ClientIp {
-    /// No trusted proxy (the peer is always the client), `X-Forwarded-For`, IPv6 by /64.
+    /// No trusted proxy (the peer is always the client), `X-Forwarded-For`, IPv6 by /64,
+    /// IPv4 by address (/32).
     fn default() -> Self {
         Self {
             trusted: Vec::new(),
             trust_unix: false,
             header: ForwardedHeader::XForwardedFor,
             ipv6_prefix: 64,
+            ipv4_prefix: 32,
         }
     }
 }
@@ -179,6 +182,27 @@ impl ClientIp {
             }
         }
         Ok(ips)
+    }
+
+    /// The same, counting IPv4 clients per network of `prefix` bits (1 to 32; 32, the default,
+    /// counts each address): `ip:203.0.113.0/24` for every address of that /24.
+    ///
+    /// ```
+    /// use rate_guard_http::{ClientIp, ForwardedHeader, Peer};
+    ///
+    /// let ips = ClientIp::new([""; 0], ForwardedHeader::XForwardedFor, 64)?.with_ipv4_prefix(24)?;
+    /// let none: [(&[u8], &[u8]); 0] = [];
+    /// let client = ips.resolve(Peer::parse(Some("203.0.113.77")), &none[..]);
+    /// assert_eq!(ips.identity(&client), "ip:203.0.113.0/24");
+    /// assert!(ClientIp::default().with_ipv4_prefix(33).is_err());
+    /// # Ok::<(), rate_guard_http::Error>(())
+    /// ```
+    pub fn with_ipv4_prefix(mut self, prefix: u32) -> Result<Self, Error> {
+        self.ipv4_prefix = u8::try_from(prefix)
+            .ok()
+            .filter(|p| (1..=32).contains(p))
+            .ok_or(Error::Ipv4Prefix(prefix))?;
+        Ok(self)
     }
 
     /// The forwarding field read from trusted proxies.
@@ -224,15 +248,19 @@ impl ClientIp {
         last_good
     }
 
-    /// The identity of `client` in keys: `ip:203.0.113.9`, `ip:2001:db8:1:2::/64` (the client's
-    /// IPv6 network; the plain address when the prefix is 128), `ip:<name>` for a named peer,
-    /// `ip:unknown` when there is none.
+    /// The identity of `client` in keys: `ip:203.0.113.9` (or its network, `ip:203.0.113.0/24`,
+    /// when the IPv4 prefix is below 32), `ip:2001:db8:1:2::/64` (the client's IPv6 network;
+    /// the plain address when the prefix is 128), `ip:<name>` for a named peer, `ip:unknown`
+    /// when there is none.
     #[must_use]
     pub fn identity(&self, client: &Client<'_>) -> String {
         let mut out = String::with_capacity(48);
         out.push_str("ip:");
         match *client {
-            Client::Ip(IpAddr::V4(ip)) => push_ipv4(&mut out, ip),
+            Client::Ip(IpAddr::V4(ip)) if self.ipv4_prefix == 32 => push_ipv4(&mut out, ip),
+            Client::Ip(ip @ IpAddr::V4(_)) => {
+                let _ = write!(out, "{}/{}", mask(ip, self.ipv4_prefix), self.ipv4_prefix);
+            }
             Client::Ip(ip @ IpAddr::V6(_)) if self.ipv6_prefix == 128 => {
                 let _ = write!(out, "{ip}");
             }
@@ -450,5 +478,32 @@ mod tests {
             "Forwarded".parse::<ForwardedHeader>().unwrap(),
             ForwardedHeader::Forwarded
         );
+    }
+
+    #[test]
+    fn ipv4_clients_count_per_network_when_asked() {
+        let by_24 = ips(&["10.0.0.0/8"]).with_ipv4_prefix(24).unwrap();
+        assert_eq!(who(&by_24, "203.0.113.77", &[]), "ip:203.0.113.0/24");
+        assert_eq!(who(&by_24, "203.0.113.1", &[]), "ip:203.0.113.0/24");
+        assert_eq!(who(&by_24, "203.0.114.1", &[]), "ip:203.0.114.0/24");
+        // Through a trusted proxy too; IPv6 keeps its own prefix.
+        assert_eq!(
+            who(&by_24, "10.1.1.1", &["198.51.100.9"]),
+            "ip:198.51.100.0/24"
+        );
+        assert_eq!(
+            who(&by_24, "2001:db8:1:2:3:4:5:6", &[]),
+            "ip:2001:db8:1:2::/64"
+        );
+        let by_1 = ips(&[]).with_ipv4_prefix(1).unwrap();
+        assert_eq!(who(&by_1, "203.0.113.77", &[]), "ip:128.0.0.0/1");
+        let by_32 = ips(&[]).with_ipv4_prefix(32).unwrap();
+        assert_eq!(who(&by_32, "203.0.113.77", &[]), "ip:203.0.113.77");
+        for bad in [0, 33, 256, u32::MAX] {
+            assert_eq!(
+                ips(&[]).with_ipv4_prefix(bad).unwrap_err(),
+                Error::Ipv4Prefix(bad)
+            );
+        }
     }
 }

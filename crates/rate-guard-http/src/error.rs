@@ -27,6 +27,9 @@ pub enum Error {
     /// An IPv6 grouping prefix above 128.
     #[error("invalid ipv6_prefix {0}: expected a prefix length from 0 to 128")]
     Ipv6Prefix(u32),
+    /// An IPv4 grouping prefix outside 1 to 32.
+    #[error("invalid ipv4_prefix {0}: expected a prefix length from 1 to 32")]
+    Ipv4Prefix(u32),
     /// A header style other than `legacy`, `ietf`, `both` or `none`.
     #[error("invalid header style {0:?}: expected legacy, ietf, both or none")]
     HeaderStyle(String),

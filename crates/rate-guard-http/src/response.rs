@@ -129,13 +129,12 @@ pub(crate) fn push_limit_headers(
                 policy.push_str(", ");
                 current.push_str(", ");
             }
-            let quota = rule.quota();
             let _ = write!(
                 policy,
                 "\"{}\";q={};w={}",
                 rule.id(),
-                quota.count(),
-                ceil_secs(quota.period())
+                rule.count(),
+                ceil_secs(rule.quota().period())
             );
             let t = match (decision.allowed, decision.retry_after_secs()) {
                 (false, Some(wait)) => wait,
@@ -185,7 +184,7 @@ impl LegacyHeaders {
 pub fn limited_body(rule: &Rule) -> String {
     format!(
         r#"{{"detail": "Rate limit exceeded: {}"}}"#,
-        human_quota(rule.quota())
+        human_rate(rule.count(), rule.quota())
     )
 }
 
@@ -202,6 +201,11 @@ pub fn limited_body(rule: &Rule) -> String {
 /// ```
 #[must_use]
 pub fn human_quota(quota: Quota) -> String {
+    human_rate(quota.count().get(), quota)
+}
+
+/// `count` per the period of `period`, as people say it (`0 per 1 minute`).
+fn human_rate(count: u32, period: Quota) -> String {
     const UNITS: [(u128, &str, &str); 5] = [
         (86_400_000, "day", "days"),
         (3_600_000, "hour", "hours"),
@@ -209,17 +213,13 @@ pub fn human_quota(quota: Quota) -> String {
         (1_000, "second", "seconds"),
         (1, "millisecond", "milliseconds"),
     ];
-    let ms = quota.period().as_millis();
+    let ms = period.period().as_millis();
     let (size, one, many) = UNITS
         .into_iter()
         .find(|(size, _, _)| ms.is_multiple_of(*size))
         .unwrap_or(UNITS[4]);
     let n = ms / size;
-    format!(
-        "{} per {n} {}",
-        quota.count(),
-        if n == 1 { one } else { many }
-    )
+    format!("{count} per {n} {}", if n == 1 { one } else { many })
 }
 
 /// Whole seconds, rounded up.

@@ -291,7 +291,7 @@ fn check_scope(scope: &str) -> Result<(), Error> {
 
 /// `rule` under another id, everything else kept.
 fn rename(rule: &Rule, id: &str) -> Result<Rule, Error> {
-    let mut builder = Rule::builder(rule.quota())
+    let mut builder = Rule::builder_of(rule.rate())
         .algorithm(rule.algorithm())
         .name(id);
     if let Some(burst) = rule.burst() {

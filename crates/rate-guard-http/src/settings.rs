@@ -146,6 +146,9 @@ settings! {
         forwarded_header: ForwardedHeader = ForwardedHeader::XForwardedFor,
         /// IPv6 clients are counted per network of this prefix length (a /64 is one client).
         ipv6_prefix: u32 = 64,
+        /// IPv4 clients are counted per network of this prefix length (32: each address; 24:
+        /// a /24 is one client).
+        ipv4_prefix: u32 = 32,
         /// Every rule observes only: counts and reports, never denies.
         shadow_mode: bool = false,
         /// Rate limit response headers: `legacy`, `ietf`, `both` or `none`.
@@ -322,7 +325,7 @@ impl Settings {
                 KeyBuilder::new(self.key_prefix.clone()).map_err(|e| Error::setting(name, e))?;
             }
             "redis_url" => build::check_redis_url(self)?,
-            "trusted_proxies" | "forwarded_header" | "ipv6_prefix" => {
+            "trusted_proxies" | "forwarded_header" | "ipv6_prefix" | "ipv4_prefix" => {
                 self.client_ip()?;
             }
             "exempt_paths" => {
@@ -353,16 +356,20 @@ impl Settings {
         Ok(())
     }
 
-    /// Client addresses: trusted proxies, the forwarding header, IPv6 grouping.
+    /// Client addresses: trusted proxies, the forwarding header, IPv6 and IPv4 grouping.
     fn client_ip(&self) -> Result<ClientIp, Error> {
         bounds::check_int("ipv6_prefix", i128::from(self.ipv6_prefix))
             .map_err(|e| Error::setting("ipv6_prefix", e))?;
+        bounds::check_int("ipv4_prefix", i128::from(self.ipv4_prefix))
+            .map_err(|e| Error::setting("ipv4_prefix", e))?;
         ClientIp::new(
             &self.trusted_proxies,
             self.forwarded_header,
             self.ipv6_prefix,
         )
-        .map_err(|e| Error::setting("trusted_proxies", e))
+        .map_err(|e| Error::setting("trusted_proxies", e))?
+        .with_ipv4_prefix(self.ipv4_prefix)
+        .map_err(|e| Error::setting("ipv4_prefix", e))
     }
 }
 

@@ -265,3 +265,45 @@ fn settings_routes_take_a_scope_and_refuse_clashing_definitions() {
     let err = bad.route_limits(&front).unwrap_err().to_string();
     assert!(err.contains("routes[0].scope"), "{err}");
 }
+
+#[test]
+fn a_zero_rate_refuses_without_a_retry_time_or_state() {
+    let limiter = limiter();
+    let settings: Settings = serde_json::from_str(
+        r#"{"global_rules": [{"limit": "100/minute", "algorithm": "fixed_window"}],
+            "routes": [{"path": "/closed", "rules": [{"limit": "0/minute"}]}]}"#,
+    )
+    .unwrap();
+    let front = settings.front().unwrap();
+    let closed = &settings.route_limits(&front).unwrap()[0];
+    assert!(closed.limits()[0].rule().refuses_all());
+    for _ in 0..3 {
+        let outcome = decide(&front, &limiter, closed, &[]);
+        assert_eq!(outcome.status(), 429);
+        assert_eq!(
+            outcome.body(),
+            r#"{"detail": "Rate limit exceeded: 0 per 1 minute"}"#
+        );
+        let headers: Vec<(&str, &str)> = outcome
+            .headers()
+            .iter()
+            .map(|(n, v)| (*n, v.as_str()))
+            .collect();
+        assert_eq!(
+            headers,
+            [
+                ("x-ratelimit-limit", "0"),
+                ("x-ratelimit-remaining", "0"),
+                ("x-ratelimit-reset", "0"),
+                ("content-type", "application/json"),
+            ]
+        );
+        assert_eq!(outcome.rule(), Some(closed.limits()[0].rule().id()));
+    }
+    // Nothing consumed: the global rule still has its whole quota.
+    let open = front
+        .route("/open", None, [Limit::new(rule("5/minute"))])
+        .unwrap();
+    let outcome = decide(&front, &limiter, &open, &[]);
+    assert_eq!(outcome.verdict().unwrap().rules()[0].remaining, 99);
+}

@@ -88,15 +88,15 @@ create_exception!(
     "The store could not be set up or reached (Redis unreachable at construction)."
 );
 
-/// Parses a rate string (`"100/minute"`, `"10 per 5 seconds; 1000/hour"`) into
-/// `(count, period_seconds)` pairs, in the order written. Raises `ConfigError` naming the bad
-/// part.
+/// Parses a rate string (`"100/minute"`, `"10 per 5 seconds; 1000/hour"`, `"0/minute"`:
+/// every request refused) into `(count, period_seconds)` pairs, in the order written. Raises
+/// `ConfigError` naming the bad part.
 #[pyfunction]
 fn parse_rate(rate: &str) -> PyResult<Vec<(u32, f64)>> {
-    let quotas = rate_guard_core::parse_quotas(rate).map_err(errors::Failure::from)?;
-    Ok(quotas
+    let rates = rate_guard_core::parse_rates(rate).map_err(errors::Failure::from)?;
+    Ok(rates
         .iter()
-        .map(|q| (q.count().get(), q.period().as_secs_f64()))
+        .map(|r| (r.count(), r.period().as_secs_f64()))
         .collect())
 }
 

@@ -793,3 +793,56 @@ async fn route_limits_are_chosen_by_method_as_in_python() {
         .starts_with("* rt."));
     assert_eq!(ids("/z", http::Method::GET), None);
 }
+
+#[tokio::test(start_paused = true)]
+async fn routes_of_one_shared_scope_count_against_one_quota() {
+    let limit = || RuleConfig::new("3/minute").algorithm(Algorithm::FixedWindow);
+    let guard = build(
+        RateGuard::builder()
+            .route(RouteConfig::new("/upload").scope("uploads").rule(limit()))
+            .route(
+                RouteConfig::new("/bulk/{id}")
+                    .method("POST")
+                    .scope("uploads")
+                    .rule(limit()),
+            )
+            .route(RouteConfig::new("/own").rule(limit()))
+            .route_fn(|parts| Some(parts.uri.path().to_owned())),
+    )
+    .await;
+    let (mut service, mut handle) = mock::spawn_layer(RateGuardLayer::new(guard));
+    let mut statuses = Vec::new();
+    for path in ["/upload", "/bulk/{id}", "/upload", "/bulk/{id}"] {
+        let mut req = request(path, "192.0.2.1");
+        if path.starts_with("/bulk") {
+            *req.method_mut() = http::Method::POST;
+        }
+        statuses.push(send(&mut service, &mut handle, req).await.status());
+    }
+    assert_eq!(statuses, [200, 200, 200, 429]);
+    // A route without the scope keeps its own quota.
+    let own = send(&mut service, &mut handle, request("/own", "192.0.2.1")).await;
+    assert_eq!(own.status(), 200);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_zero_rate_refuses_without_retry_after() {
+    let guard = build(
+        RateGuard::builder()
+            .route(RouteConfig::new("/closed").rule("0/minute"))
+            .route_fn(|parts| Some(parts.uri.path().to_owned())),
+    )
+    .await;
+    let (mut service, mut handle) = mock::spawn_layer(RateGuardLayer::new(guard));
+    for _ in 0..2 {
+        let refused = send(&mut service, &mut handle, request("/closed", "192.0.2.1")).await;
+        assert_eq!(refused.status(), 429);
+        assert_eq!(header(&refused, "x-ratelimit-limit"), Some("0"));
+        assert_eq!(header(&refused, "x-ratelimit-remaining"), Some("0"));
+        assert_eq!(header(&refused, "retry-after"), None);
+        assert_eq!(
+            refused.body(),
+            r#"{"detail": "Rate limit exceeded: 0 per 1 minute"}"#
+        );
+    }
+}

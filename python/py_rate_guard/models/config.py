@@ -276,6 +276,9 @@ class RateGuardConfig(BaseSettings):
     would let a client pick its address."""
     ipv6_prefix: int = 64
     """IPv6 clients are counted per network of this prefix length (a /64 is one client)."""
+    ipv4_prefix: int = 32
+    """IPv4 clients are counted per network of this prefix length (32: each address; 24: a
+    /24 is one client), from 1 to 32."""
     shadow_mode: bool = False
     """Decide, count and log, but never deny (adapters)."""
     headers: HeaderStyle = "legacy"

@@ -4,7 +4,7 @@ use std::fmt;
 
 /// A rate string that does not parse: the input, where, and what is wrong.
 ///
-/// Displays as `"10/fortnight": unknown unit "fortnight" at column 4`. Every quoted part is
+/// Displays as `"10/fortnight": unknown unit "fortnight" (the units are ...) at column 4`. Every quoted part is
 /// cut to [`MAX_QUOTED_CHARS`] characters (and marked `…`), so that a message stays short
 /// whatever the input.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -107,6 +107,10 @@ pub enum ParseErrorKind {
     },
 }
 
+/// The units a rate string may name, with the fixed lengths of the calendar ones.
+const UNITS: &str =
+    "millisecond, second, minute, hour, day, week = 7 days, month = 30 days, year = 365 days";
+
 impl fmt::Display for ParseErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -123,12 +127,12 @@ impl fmt::Display for ParseErrorKind {
                     Found(found)
                 )
             }
-            Self::ExpectedUnit { found } => write!(
-                f,
-                "expected a unit (second, minute, hour, day or millisecond), found {}",
-                Found(found)
-            ),
-            Self::UnknownUnit { unit } => write!(f, "unknown unit {}", Quoted(unit)),
+            Self::ExpectedUnit { found } => {
+                write!(f, "expected a unit ({UNITS}), found {}", Found(found))
+            }
+            Self::UnknownUnit { unit } => {
+                write!(f, "unknown unit {} (the units are {UNITS})", Quoted(unit))
+            }
             Self::MultiplierZero => f.write_str("period multiplier must be at least 1"),
             Self::PeriodTooLarge { period } => {
                 write!(f, "period {} is too long (max 10000 days)", Quoted(period))
@@ -173,6 +177,7 @@ impl fmt::Display for Quoted<'_> {
 #[cfg(test)]
 mod tests {
     use super::ParseErrorKind as K;
+    use super::UNITS;
     use crate::rate_str::parse_quotas;
     use crate::Quota;
 
@@ -191,7 +196,9 @@ mod tests {
     #[test]
     fn brief_and_readme_messages_verbatim() {
         let shown = |input: &str| parse_quotas(input).unwrap_err().to_string();
-        let fortnight = r#""10/fortnight": unknown unit "fortnight" at column 4"#;
+        let fortnight = format!(
+            r#""10/fortnight": unknown unit "fortnight" (the units are {UNITS}) at column 4"#
+        );
         assert_eq!(shown("10/fortnight"), fortnight);
         assert_eq!(
             shown("0/minute"),
@@ -214,7 +221,10 @@ mod tests {
         let cut = format!("10/{}", "x".repeat(77));
         assert_eq!(
             shown,
-            format!("{cut:?}…: unknown unit {:?}… at column 4", "x".repeat(80))
+            format!(
+                "{cut:?}…: unknown unit {:?}… (the units are {UNITS}) at column 4",
+                "x".repeat(80)
+            )
         );
         let exactly = "1".repeat(80);
         assert!(parse_quotas(&exactly)
@@ -297,9 +307,7 @@ mod tests {
     #[test]
     fn bad_units() {
         let expected = |found| K::ExpectedUnit { found };
-        let msg = |found| {
-            format!("expected a unit (second, minute, hour, day or millisecond), found {found}")
-        };
+        let msg = |found| format!("expected a unit ({UNITS}), found {found}");
         assert_eq!(error("100/", 5, &msg("end of input")), expected(None));
         assert_eq!(
             error("10 per 5 ;", 10, &msg(r#"";""#)),
@@ -315,14 +323,22 @@ mod tests {
         );
 
         let unknown = |unit: &str| K::UnknownUnit { unit: unit.into() };
-        let msg = r#"unknown unit "fortnight""#;
+        let msg = &format!(r#"unknown unit "fortnight" (the units are {UNITS})"#);
         assert_eq!(error("10/fortnight", 4, msg), unknown("fortnight"));
         assert_eq!(
-            error("10/5 mïn", 6, r#"unknown unit "mïn""#),
+            error(
+                "10/5 mïn",
+                6,
+                &format!(r#"unknown unit "mïn" (the units are {UNITS})"#)
+            ),
             unknown("mïn")
         );
         assert_eq!(
-            error("10 per Minuten", 8, r#"unknown unit "Minuten""#),
+            error(
+                "10 per Minuten",
+                8,
+                &format!(r#"unknown unit "Minuten" (the units are {UNITS})"#)
+            ),
             unknown("Minuten")
         );
     }

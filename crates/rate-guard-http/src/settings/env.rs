@@ -190,6 +190,7 @@ mod tests {
             ("RATE_GUARD_JWT_AUDIENCE", "api"),
             ("RATE_GUARD_JWT_ISSUER", ""),
             ("RATE_GUARD_IPV6_PREFIX", "56"),
+            ("RATE_GUARD_IPV4_PREFIX", "24"),
             ("RATE_GUARD_REDIS_TIMEOUT", "0.25"),
             ("RATE_GUARD_MEMORY_MAX_KEYS", "1000"),
             ("RATE_GUARD_HEADERS", "both"),
@@ -206,6 +207,7 @@ mod tests {
         assert_eq!(config.jwt_audience.as_deref(), Some("api"));
         assert_eq!(config.jwt_issuer, None);
         assert_eq!(config.ipv6_prefix, 56);
+        assert_eq!(config.ipv4_prefix, 24);
         assert!((config.redis_timeout - 0.25).abs() < f64::EPSILON);
         assert_eq!(config.memory_max_keys, Some(1000));
         assert_eq!(config.headers, crate::HeaderStyle::Both);
@@ -230,6 +232,7 @@ mod tests {
             ),
             ("RATE_GUARD_JWT_KEYS", r#""s3cret""#),
             ("RATE_GUARD_IPV6_PREFIX", "-1"),
+            ("RATE_GUARD_IPV4_PREFIX", "x"),
             ("RATE_GUARD_REDIS_POOL_SIZE", "2.5"),
             ("RATE_GUARD_BREAKER_THRESHOLD", "many"),
         ];

@@ -3,7 +3,7 @@
 
 use std::num::NonZeroU32;
 
-use rate_guard_core::{parse_quotas, Algorithm, ConfigError, Quota, Rule};
+use rate_guard_core::{parse_rates, Algorithm, ConfigError, Rate, Rule};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
@@ -11,6 +11,11 @@ use crate::{KeySpec, Limit};
 
 /// One limit: `limit` (a rate string such as `"100/minute"` or `"10/second; 1000/hour"`)
 /// counted by `algorithm` for each value of `key`. The fields of the Python `RateLimitRule`.
+///
+/// A rate of 0 (`"0/minute"`) refuses every request it applies to, without a store call for
+/// it and with no state ([`Rule::refuses_all`]). A rule always has a limit: "no limit" is no
+/// rule (leave it out; the Python adapters drop a rule whose limit resolves to `None` for a
+/// request).
 ///
 /// `key` is `ip` (the client address, default), `global` (one bucket for everyone), `user`
 /// (the authenticated user), `header:<Name>`, `jwt:<claim>` (of a verified bearer token) or
@@ -164,17 +169,17 @@ impl RuleConfig {
     /// counted once. A named limit of several rates names each `{name}.{count}.{period}`
     /// (`api.10.1s`), in both languages alike, which keeps their keys equal.
     pub fn rules(&self) -> Result<Vec<Rule>, ConfigError> {
-        let quotas = parse_quotas(&self.limit)?;
-        let several = quotas.len() > 1;
-        let mut rules: Vec<Rule> = Vec::with_capacity(quotas.len());
-        for quota in quotas {
-            let mut builder = Rule::builder(quota).algorithm(self.algorithm);
+        let rates = parse_rates(&self.limit)?;
+        let several = rates.len() > 1;
+        let mut rules: Vec<Rule> = Vec::with_capacity(rates.len());
+        for rate in rates {
+            let mut builder = Rule::builder_of(rate).algorithm(self.algorithm);
             if let Some(burst) = self.burst {
                 builder = builder.burst(burst);
             }
             if let Some(name) = &self.name {
                 builder = builder.name(if several {
-                    rate_id(name, quota)
+                    rate_id(name, rate)
                 } else {
                     name.clone()
                 });
@@ -237,12 +242,12 @@ impl From<String> for RuleConfig {
 }
 
 /// The id of one rate of a named limit with several: `api.10.1s`, `api.100.60s`.
-fn rate_id(name: &str, quota: Quota) -> String {
-    let ms = quota.period().as_millis();
+fn rate_id(name: &str, rate: Rate) -> String {
+    let ms = rate.period().as_millis();
     if ms.is_multiple_of(1000) {
-        format!("{name}.{}.{}s", quota.count(), ms / 1000)
+        format!("{name}.{}.{}s", rate.count(), ms / 1000)
     } else {
-        format!("{name}.{}.{ms}ms", quota.count())
+        format!("{name}.{}.{ms}ms", rate.count())
     }
 }
 
