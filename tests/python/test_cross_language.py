@@ -149,6 +149,12 @@ async def root() -> str:
 @guard.limit(limit="3/minute")
 async def item(item_id: str, request: Request) -> str:
     return item_id
+
+
+@app.get("/upload")
+@guard.shared_limit("3/minute", scope="uploads")
+async def upload(request: Request) -> str:
+    return "stored"
 """
 
 
@@ -207,3 +213,26 @@ def test_route_limits_share_one_quota_per_template(
     assert answers[3].json() == answers[4].json() == refusal
     # The route's limit is its own: the root is not limited.
     assert root.status_code == 200 and "x-ratelimit-limit" not in root.headers
+
+
+def test_a_shared_scope_is_one_quota_for_a_rust_route_and_a_python_route(
+    redis_url: str, axum_examples: Path, py_app_dir: Path
+) -> None:
+    """The scope `uploads` on axum's `/items/{item_id}` (RouteConfig.scope) and on FastAPI's
+    `/upload` (`shared_limit`): different templates, one quota of 3 in total, because a shared
+    limit's key holds the scope and the rule, not the route."""
+    route = {
+        "path": "/items/{item_id}",
+        "method": "GET",
+        "scope": "uploads",
+        "rules": [{"limit": "3/minute"}],
+    }
+    env = shared_env(redis_url)
+    axum = [str(axum_examples / "axum_from_config"), "--port", "{port}"]
+    rust_env = {**env, "RATE_GUARD_ROUTES": json.dumps([route])}
+    with serving(axum, rust_env) as rust, serving(uvicorn("cross_app:app", py_app_dir), env) as py:
+        answers = [(py.get("/upload") if i % 2 == 0 else rust.get(f"/items/{i}")) for i in range(6)]
+    assert [r.status_code for r in answers] == [200] * 3 + [429] * 3
+    assert [r.headers["x-ratelimit-remaining"] for r in answers[:3]] == ["2", "1", "0"]
+    refusal = {"detail": "Rate limit exceeded: 3 per 1 minute"}
+    assert answers[3].json() == answers[4].json() == refusal
