@@ -175,29 +175,14 @@ def stacked_views() -> list[Any]:
 stacked, stacked_methods, by_header = stacked_views()
 
 
-def zero_rate_supported() -> bool:
-    try:
-        rate_limit("0/m")
-    except ConfigError:
-        return False
-    return True
-
-
-# "0/m" (always refused) is a rate the engine learns in issue 15 (engine, item 3); until it
-# lands, the scenarios that need it wait for it and the others run.
-ZERO = "0/m" if zero_rate_supported() else "1/d"
-needs_zero = pytest.mark.skipif(
-    ZERO != "0/m", reason="the engine does not take '0/m' yet (issue 15, engine item 3)"
-)
-
 urlpatterns = [
     path("ip", soft("1/m")),
     path("rate", soft("2/m")),
     path("block", rate_limit(rate="1/m")(limited)),
     path("method", soft("1/m", method="POST", group="a")),
-    path("unsafe", soft(ZERO, method=UNSAFE)),
+    path("unsafe", soft("0/m", method=UNSAFE)),
     path("all", soft("1/m", method=ALL)),
-    path("zero", soft(ZERO)),
+    path("zero", soft("0/m")),
     path("none", soft(None)),
     path("callable", soft(get_rate, key="user")),
     path("callable-none", soft(rate_or_none)),
@@ -295,7 +280,6 @@ def test_method(client: Client) -> None:
     assert answers(client, "/method", 2) == ["ok", "ok"]  # GET passes the POST limit
 
 
-@needs_zero
 def test_unsafe_methods(client: Client) -> None:
     for method in ("get", "head", "options"):
         assert getattr(client, method)("/unsafe").status_code == 200
@@ -306,7 +290,6 @@ def test_unsafe_methods(client: Client) -> None:
     assert answers(client, "/all", 2, "delete") == ["ok", "limited"]
 
 
-@needs_zero
 def test_zero_rate(client: Client) -> None:
     assert answers(client, "/zero", 2, "post") == ["limited", "limited"]
 
@@ -329,7 +312,6 @@ def test_callable_rate_none(client: Client) -> None:
     assert never == ["ok", "ok"]
 
 
-@needs_zero
 def test_callable_rate_zero(mode: str) -> None:
     with configured({}, mode, auth=True):
         c = Client(REMOTE_ADDR=PEER)
@@ -337,7 +319,6 @@ def test_callable_rate_zero(mode: str) -> None:
         assert answers(c, "/callable-zero", 2, "post", HTTP_X_AUTH="1") == ["ok", "limited"]
 
 
-@needs_zero
 def test_callable_rate_import_and_its_group(mode: str) -> None:
     seen.clear()
     with configured({}, mode, auth=True):
@@ -394,6 +375,22 @@ def test_user_or_ip(mode: str) -> None:
         c = Client(REMOTE_ADDR=PEER)
         assert answers(c, "/user-or-ip", 2, "post") == ["ok", "limited"]
         assert answers(c, "/user-or-ip", 2, "post", HTTP_X_AUTH="1") == ["ok", "limited"]
+
+
+@pytest.mark.parametrize(
+    ("prefix", "addresses", "expected"),
+    [
+        (32, ["10.1.1.1", "10.1.1.1", "10.1.1.2"], ["ok", "limited", "ok"]),
+        (16, ["10.1.1.1", "10.1.0.1", "192.168.1.1"], ["ok", "limited", "ok"]),
+    ],
+)
+def test_ratelimit_mask_v4(
+    mode: str, prefix: int, addresses: list[str], expected: list[str]
+) -> None:
+    # RATELIMIT_IPV4_MASK is ipv4_prefix.
+    with configured({"ipv4_prefix": prefix}, mode):
+        got = [Client(REMOTE_ADDR=a).get("/ip").content.decode() for a in addresses]
+        assert got == expected
 
 
 @pytest.mark.parametrize(
