@@ -183,6 +183,7 @@ urlpatterns = [
     path("unsafe", soft("0/m", method=UNSAFE)),
     path("all", soft("1/m", method=ALL)),
     path("zero", soft("0/m")),
+    path("block-all", rate_limit(rate="0/m")(limited)),
     path("none", soft(None)),
     path("callable", soft(get_rate, key="user")),
     path("callable-none", soft(rate_or_none)),
@@ -275,6 +276,39 @@ def test_block_raises_the_exception_class(mode: str) -> None:
         assert [c.get("/block").status_code for _ in range(2)] == [200, 403]
 
 
+class CatchLimited:
+    """django-ratelimit's RatelimitMiddleware: answers `Ratelimited` from `process_exception`
+    (with its RATELIMIT_VIEW; here a 418)."""
+
+    def __init__(self, get_response: Any) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> Any:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> Any:
+        if isinstance(exception, PermissionDenied):
+            return HttpResponse("ratelimit view", status=418)
+        return None
+
+
+def test_process_exception_sees_the_exception_of_a_view_deciding_alone() -> None:
+    # Without RateLimitMiddleware the decorated view raises from inside the view, where
+    # Django calls other middleware's process_exception; with it, the exception comes from
+    # process_view, which Django answers itself (403 for a PermissionDenied).
+    for chain, denied in (
+        ([f"{__name__}.CatchLimited"], 418),
+        ([f"{__name__}.CatchLimited", *MIDDLEWARE], 403),
+    ):
+        with override_settings(
+            ROOT_URLCONF=__name__,
+            MIDDLEWARE=chain,
+            RATE_GUARD={"key_prefix": uuid.uuid4().hex, "exception_class": PermissionDenied},
+        ):
+            c = Client(REMOTE_ADDR=PEER)
+            assert [c.get("/block").status_code for _ in range(2)] == [200, denied]
+
+
 def test_method(client: Client) -> None:
     assert answers(client, "/method", 2, "post") == ["ok", "limited"]
     assert answers(client, "/method", 2) == ["ok", "ok"]  # GET passes the POST limit
@@ -292,6 +326,10 @@ def test_unsafe_methods(client: Client) -> None:
 
 def test_zero_rate(client: Client) -> None:
     assert answers(client, "/zero", 2, "post") == ["limited", "limited"]
+    # Blocking: a 429 that no wait cures (no Retry-After), the limit shown as 0.
+    r = client.get("/block-all")
+    assert (r.status_code, r["X-RateLimit-Limit"], r["X-RateLimit-Remaining"]) == (429, "0", "0")
+    assert "Retry-After" not in r
 
 
 def test_none_rate(client: Client) -> None:
