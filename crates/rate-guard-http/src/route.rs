@@ -38,6 +38,10 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! A rule of rate 0 (`"0/minute"`, [`Rule::refuses_all`]) keeps its scoped id like any other,
+//! but no key is ever made of it: the limiter refuses the request without that rule reaching
+//! a store, and the route's other rules are only peeked.
+//!
 //! # The shared-scope rule id (one quota for several routes)
 //!
 //! A route may instead put its limits in a named **shared scope** (slowapi's
