@@ -33,6 +33,12 @@ pub const MAX_PREFIX_LEN: usize = 64;
 /// let rule = Rule::builder("5/minute".parse::<Quota>()?).name("login").build()?;
 /// assert_eq!(keys.key(&rule, "ip:10.0.0.1"), "rate_guard:login:{ip:10.0.0.1}");
 /// assert_eq!(keys.key(&rule, "user:a}b"), "rate_guard:login:{user:a%7Db}");
+///
+/// // Or appended to a buffer, several back to back.
+/// let mut buffer = String::new();
+/// keys.push_key(&mut buffer, &rule, "ip:10.0.0.1");
+/// keys.push_key(&mut buffer, &rule, "user:a}b");
+/// assert_eq!(buffer, "rate_guard:login:{ip:10.0.0.1}rate_guard:login:{user:a%7Db}");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,13 +86,23 @@ impl KeyBuilder {
         let identity = escape_identity(identity);
         let mut key =
             String::with_capacity(self.prefix.len() + rule.id().len() + identity.len() + 4);
-        key.push_str(&self.prefix);
-        key.push(':');
-        key.push_str(rule.id());
-        key.push_str(":{");
-        key.push_str(&identity);
-        key.push('}');
+        self.push_escaped(&mut key, rule, &identity);
         key
+    }
+
+    /// Appends [`key`](Self::key)`(rule, identity)` to `out` (several keys in one buffer).
+    pub fn push_key(&self, out: &mut String, rule: &Rule, identity: &str) {
+        self.push_escaped(out, rule, &escape_identity(identity));
+    }
+
+    fn push_escaped(&self, out: &mut String, rule: &Rule, identity: &str) {
+        out.reserve(self.prefix.len() + rule.id().len() + identity.len() + 4);
+        out.push_str(&self.prefix);
+        out.push(':');
+        out.push_str(rule.id());
+        out.push_str(":{");
+        out.push_str(identity);
+        out.push('}');
     }
 }
 

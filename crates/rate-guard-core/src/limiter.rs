@@ -1,5 +1,6 @@
 //! [`Limiter`]: rules, a store and a clock, tied together.
 
+use std::cell::Cell;
 use std::collections::HashSet;
 use std::fmt;
 use std::num::NonZeroU32;
@@ -225,7 +226,7 @@ impl Limiter {
                 None
             } else {
                 let keys = self.keys_of(&others);
-                let checks = checks(&others, &keys);
+                let checks = checks(&others, keys.iter().map(String::as_str));
                 let key_list: SmallVec<[(&str, u32); 4]> =
                     checks.iter().map(|c| (c.key, c.cost.get())).collect();
                 let explicit_now = self.inner.clock.as_ref().map(Clock::now);
@@ -244,7 +245,7 @@ impl Limiter {
         }
         let inner = &*self.inner;
         let keys = self.keys_of(hits);
-        let checks = checks(hits, &keys);
+        let checks = checks(hits, keys.iter().map(String::as_str));
         let key_list: SmallVec<[(&str, u32); 4]> =
             checks.iter().map(|c| (c.key, c.cost.get())).collect();
         let explicit_now = inner.clock.as_ref().map(Clock::now);
@@ -279,9 +280,39 @@ impl Limiter {
             self.observe(hits, action, &verdict);
             return Some(Ok(verdict));
         }
+        // The keys go into the thread's buffer, back to back: no allocation per request.
+        let mut buffer = KEY_BUFFER.take();
+        buffer.clear();
+        let mut ends: SmallVec<[usize; 4]> = SmallVec::new();
+        for hit in hits {
+            self.inner
+                .keys
+                .push_key(&mut buffer, hit.rule, hit.identity);
+            ends.push(buffer.len());
+        }
+        let keys: SmallVec<[&str; 4]> = ends
+            .iter()
+            .scan(0, |start, &end| {
+                let key = &buffer[*start..end];
+                *start = end;
+                Some(key)
+            })
+            .collect();
+        let result = self.decide_now_keyed(hits, action, &keys);
+        drop(keys);
+        KEY_BUFFER.set(buffer);
+        result
+    }
+
+    /// [`decide_now`](Self::decide_now) of `hits`, whose storage keys are `keys`.
+    fn decide_now_keyed(
+        &self,
+        hits: &[Hit<'_>],
+        action: Action,
+        keys: &[&str],
+    ) -> Option<Result<Verdict, Error>> {
         let inner = &*self.inner;
-        let keys = self.keys_of(hits);
-        let checks = checks(hits, &keys);
+        let checks = checks(hits, keys.iter().copied());
         let request = Request {
             checks: &checks,
             mode: action.store_mode(),
@@ -522,7 +553,10 @@ impl Limiter {
 }
 
 /// The store's checks of `hits`, whose keys are `keys` (same order).
-fn checks<'a>(hits: &[Hit<'a>], keys: &'a [String]) -> SmallVec<[Check<'a>; 4]> {
+fn checks<'a>(
+    hits: &[Hit<'a>],
+    keys: impl IntoIterator<Item = &'a str>,
+) -> SmallVec<[Check<'a>; 4]> {
     hits.iter()
         .zip(keys)
         .map(|(h, key)| Check {
@@ -566,6 +600,14 @@ fn refused(hits: &[Hit<'_>], peeked: Option<&Verdict>) -> Verdict {
         })
         .collect();
     Verdict::reporting(rules, deciding.unwrap_or(0))
+}
+
+thread_local! {
+    /// The storage keys of the request this thread is deciding at once
+    /// ([`Limiter::decide_now`]: the memory store's path, every request of an embedded
+    /// limiter), kept between requests so that building them allocates nothing. Taken while in
+    /// use: a decision made meanwhile on the same thread (by an observer) builds its own.
+    static KEY_BUFFER: Cell<String> = const { Cell::new(String::new()) };
 }
 
 /// `rule` with its count and burst divided among `instances` (at least 1 each): one
@@ -769,6 +811,51 @@ mod tests {
 
         fn is_remote(&self) -> bool {
             true
+        }
+    }
+
+    #[test]
+    fn decisions_at_once_count_under_the_keys_of_the_async_path() {
+        // `decide_now` builds its keys in the thread's buffer, `decide` one `String` each: one
+        // quota for both, key by key, in multi-rule requests and after a long identity (hashed
+        // into its key) left the buffer grown.
+        let limiter = Limiter::builder()
+            .clock(ManualClock::new(Timestamp::from_secs(1_700_000_000)))
+            .build()
+            .unwrap();
+        let rule = |name: &str| {
+            Rule::builder("1/hour".parse::<Quota>().unwrap())
+                .name(name)
+                .build()
+                .unwrap()
+        };
+        let (a, b) = (rule("a"), rule("b"));
+        let long = "x".repeat(500);
+        let hit = |rule, identity| Hit {
+            rule,
+            identity,
+            cost: NonZeroU32::MIN,
+            counters: None,
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        for identities in [
+            ["ip:10.0.0.1", "user:a b{c}"],
+            [long.as_str(), "ip:10.0.0.2"],
+        ] {
+            let hits = [hit(&a, identities[0]), hit(&b, identities[1])];
+            let now = limiter.decide_now(&hits, Action::Hit).unwrap().unwrap();
+            assert!(now.allowed());
+            for hit in hits {
+                let later = rt.block_on(limiter.decide(&[hit], Action::Hit)).unwrap();
+                assert!(!later.allowed(), "{}", hit.identity);
+            }
+            let again = limiter.decide_now(&hits, Action::Peek).unwrap().unwrap();
+            assert_eq!(
+                again.rules().iter().map(|d| d.allowed).collect::<Vec<_>>(),
+                [false, false]
+            );
         }
     }
 
