@@ -623,3 +623,27 @@ def test_an_unhandled_exception_class_reaches_the_server() -> None:
     assert c.get("/t").status_code == 200
     with pytest.raises(Throttled):
         c.get("/t")
+
+
+def test_rates_returned_per_request_are_cached_within_bounds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A callable may return a rate per client (thousands of distinct strings): each is parsed
+    by the engine once, and the caches of rules and routes stay bounded (their bound lowered
+    here from 4096 to 50)."""
+    from py_rate_guard.adapters import _http, _limits
+
+    monkeypatch.setattr(_http, "_MAX_REQUEST_RULES", 50)
+    monkeypatch.setattr(_limits, "_MAX_RESOLVED", 50)
+    counter = iter(range(1, 10_000))
+    guard = starlette_guard()
+
+    @guard.limit(lambda: f"{next(counter)}/minute")
+    async def t(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    c = TestClient(Starlette(routes=[Route("/t", t)]), client=PEER)
+    for _ in range(120):
+        assert c.get("/t").status_code == 200
+    assert 0 < len(guard._resolved_rules) <= 50
+    assert 0 < len(_limits._built) <= 50
