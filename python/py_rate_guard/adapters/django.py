@@ -587,8 +587,9 @@ def _handler_method(request: HttpRequest, view: Callable[..., Any]) -> str | Non
     middleware; None for a whole view."""
     method = request.method
     name = getattr(view, "__name__", None)
-    if not method or not isinstance(name, str):
-        return None
+    owner = str(getattr(view, "__qualname__", "")).rpartition(".")[0]
+    if not method or not isinstance(name, str) or not owner or owner.endswith("<locals>"):
+        return None  # not defined in a class: a function view, whatever its name
     if name == method.lower() or (method == "HEAD" and name == "get"):
         return method
     return None
