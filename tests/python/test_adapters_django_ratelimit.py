@@ -567,3 +567,22 @@ def test_a_group_is_shared_with_a_starlette_scope_on_redis(redis_url: str) -> No
         assert starlette_client.get("/elsewhere").status_code == 200
         assert answers(django_client, "/shared/two", 1) == ["limited"]
         assert starlette_client.get("/elsewhere").status_code == 429
+
+
+def test_limits_of_two_groups_on_one_view_fail_at_import() -> None:
+    # A request's limits are decided together under one scope: django-ratelimit's independent
+    # decorators of two groups on one view have no equivalent, and say so at import.
+    with pytest.raises(ConfigError, match="group"):
+
+        @rate_limit(rate="1/m", group="a")
+        @rate_limit(rate="2/m")
+        def view(request: HttpRequest) -> HttpResponse:
+            return limited(request)
+
+    with pytest.raises(ConfigError, match="several scopes"):
+
+        @rate_limit(rate="2/m")
+        class Mixed(View):
+            @rate_limit(rate="1/m", group="g")
+            def get(self, request: HttpRequest) -> HttpResponse:
+                return limited(request)

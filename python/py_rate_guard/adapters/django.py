@@ -50,6 +50,7 @@ from py_rate_guard.adapters._http import (
     LimitOptions,
     RequestRules,
     SoftDenial,
+    check_together,
     covered,
     decorated,
     endpoint_rules,
@@ -394,14 +395,31 @@ def rate_limit(
         return found
 
     def decorate(view: F) -> F:
-        if inspect.isclass(view):
-            view_class: Any = view
-            rule = limit_of(view_class)
-            view_class.dispatch = decorated(None, view_class.dispatch, rule, _wrap)
-            return view
-        return cast(F, decorated(None, view, limit_of(view), _wrap))
+        try:
+            if inspect.isclass(view):
+                view_class: Any = view
+                rule = limit_of(view_class)
+                view_class.dispatch = decorated(None, view_class.dispatch, rule, _wrap)
+                _check_handlers(view_class)
+                return view
+            return cast(F, decorated(None, view, limit_of(view), _wrap))
+        except ConfigError as e:
+            raise ConfigError(f"{e} (a scope is rate_limit's group)") from None
 
     return decorate
+
+
+def _check_handlers(view_class: Any) -> None:
+    """Raises `ConfigError` when the limits of the whole class-based view and those of one of
+    its handlers (`get`, `post`, ...), decided together on a request, cannot be (two groups,
+    two different rules of one name): at import, not on every request."""
+    whole = endpoint_rules(view_class.dispatch, None)
+    if whole is None:
+        return
+    for method in getattr(view_class, "http_method_names", ()):
+        own = endpoint_rules(getattr(view_class, method, None), None)
+        if own is not None:
+            check_together((*whole.rules, *own.rules))
 
 
 def _rate_source(limit: Any, rate: Any) -> Any:
