@@ -36,6 +36,10 @@ pub struct Rule {
     fail_open: Option<bool>,
     /// A rate of 0 (`"0/minute"`): every request refused, by the limiter, without a store.
     refuses: bool,
+    /// [`capacity`](Self::capacity), worked out once: every decision reads it, and the
+    /// branches that work it out (burst or count, refusing or not) measured 10-15 % of the
+    /// memory store's check (BENCHMARKS.md, issue 13, session 6).
+    capacity: u32,
     period_micros: u64,
     interval_micros: f64,
     /// `count / period`: tokens per microsecond, so that estimates multiply instead of divide.
@@ -148,11 +152,7 @@ impl Rule {
     /// count), the count otherwise.
     #[must_use]
     pub const fn capacity(&self) -> u32 {
-        match self.burst {
-            _ if self.refuses => 0,
-            Some(b) => b.get(),
-            None => self.count(),
-        }
+        self.capacity
     }
 }
 
@@ -279,6 +279,11 @@ impl RuleBuilder {
             burst,
             fail_open: self.fail_open,
             refuses: self.refuses,
+            capacity: match burst {
+                _ if self.refuses => 0,
+                Some(b) => b.get(),
+                None => self.quota.count().get(),
+            },
             period_micros: self.quota.period_micros(),
             interval_micros: self.quota.period_micros() as f64
                 / f64::from(self.quota.count().get()),
