@@ -83,13 +83,14 @@ def test_dynamic_limit_provider_depending_on_key(with_middleware: bool) -> None:
 
 
 def test_the_provider_is_given_the_client_address_by_default() -> None:
-    """Without a key function the key is the client's identity as the engine names it (its
-    address, trusted proxies believed): slowapi's `get_remote_address`, tagged."""
+    """Without a key function the key is the client's address as the engine resolves it
+    (trusted proxies believed), bare as slowapi's `get_remote_address` gives it: a migrated
+    tier function comparing addresses keeps matching (it was given "ip:198.51.100.1")."""
     seen: list[str] = []
 
     def per_client(key: str) -> str:
         seen.append(key)
-        return "2/minute" if key == "ip:198.51.100.1" else "3/minute"
+        return "2/minute" if key == "198.51.100.1" else "3/minute"
 
     app, guard = fastapi_app(trusted_proxies=["203.0.113.0/24"])
 
@@ -102,7 +103,42 @@ def test_the_provider_is_given_the_client_address_by_default() -> None:
     forwarded = {"X-Forwarded-For": "198.51.100.1"}
     assert statuses(c, "/t", 3, headers=forwarded) == [200, 200, 429]
     assert statuses(c, "/t", 4) == [200, 200, 200, 429]
-    assert set(seen) == {"ip:198.51.100.1", "ip:203.0.113.7"}
+    assert set(seen) == {"198.51.100.1", "203.0.113.7"}
+
+
+@pytest.mark.parametrize("with_middleware", [False, True])
+def test_the_provider_is_given_the_value_of_its_key_without_its_kind(
+    with_middleware: bool,
+) -> None:
+    """A header key gives the header's value (a client without the header: its address, as
+    it is counted); an IPv6 client is given the /64 network it is counted in."""
+    seen: list[str] = []
+
+    def per_key(key: str) -> str:
+        seen.append(key)
+        return "1/minute" if key in ("k:1", "2001:db8:1:2::/64") else "2/minute"
+
+    app, guard = fastapi_app(with_middleware)
+
+    @app.get("/h")
+    @guard.limit(per_key, key="header:X-Api-Key")
+    async def h() -> dict[str, int]:
+        return {}
+
+    @app.get("/ip")
+    @guard.limit(per_key)
+    async def ip() -> dict[str, int]:
+        return {}
+
+    c = TestClient(app, client=PEER)
+    assert statuses(c, "/h", 2, headers={"X-Api-Key": "k:1"}) == [200, 429]
+    assert statuses(c, "/h", 3) == [200, 200, 429]
+    v6 = TestClient(app, client=("2001:db8:1:2::99", 1))
+    assert statuses(v6, "/ip", 2) == [200, 429]
+    assert (
+        seen
+        == ["k:1", "k:1", "203.0.113.7", "203.0.113.7", "203.0.113.7"] + ["2001:db8:1:2::/64"] * 2
+    )
 
 
 @pytest.mark.parametrize("sync_endpoint", [False, True])

@@ -57,6 +57,23 @@ pub fn jwt(claim: &str, value: &str) -> String {
     out
 }
 
+/// The value of `identity` without its kind tag: the address (or network) of `ip:…`, the id
+/// of `user:…`, the value of `header:<name>:…`, `jwt:<claim>:…` and `custom:…` (as written in
+/// the identity, see the module docs), `global` as is. This is what a limit callable taking
+/// one argument is given, as slowapi gives the key function's value. Header and claim names
+/// cannot contain `:`, so the split is exact.
+#[must_use]
+pub fn value(identity: &str) -> &str {
+    let Some((tag, rest)) = identity.split_once(':') else {
+        return identity;
+    };
+    match tag {
+        "ip" | "user" | "custom" => rest,
+        "header" | "jwt" => rest.split_once(':').map_or(rest, |(_, value)| value),
+        _ => identity,
+    }
+}
+
 fn tagged(tag: &str, value: &str) -> String {
     let mut out = String::with_capacity(tag.len() + value.len());
     out.push_str(tag);
@@ -102,6 +119,17 @@ mod tests {
         assert_eq!(custom("tenant-7"), "custom:tenant-7");
         assert_eq!(header("x-api-key", b"abc"), "header:x-api-key:abc");
         assert_eq!(jwt("sub", "alice"), "jwt:sub:alice");
+    }
+
+    #[test]
+    fn values_are_identities_without_their_kind() {
+        assert_eq!(value("ip:203.0.113.7"), "203.0.113.7");
+        assert_eq!(value("ip:2001:db8:1:2::/64"), "2001:db8:1:2::/64");
+        assert_eq!(value(&user("ip:1.2.3.4")), "ip:1.2.3.4");
+        assert_eq!(value(&custom("a:b")), "a:b");
+        assert_eq!(value(&header("x-api-key", b"k:1")), "k:1");
+        assert_eq!(value(&jwt("sub", "a:b")), "a:b");
+        assert_eq!(value(GLOBAL), "global");
     }
 
     #[test]

@@ -74,6 +74,13 @@ impl PlanItem {
         &self.identity
     }
 
+    /// The identity without its kind tag (see [`identity::value`](crate::identity::value)):
+    /// `203.0.113.9`, `42`, a header's value.
+    #[must_use]
+    pub fn value(&self) -> &str {
+        crate::identity::value(&self.identity)
+    }
+
     /// What the request weighs.
     #[must_use]
     pub fn cost(&self) -> NonZeroU32 {

@@ -634,6 +634,17 @@ impl Plan {
             .collect()
     }
 
+    /// The identity of each rule without its kind tag (`"203.0.113.7"` for `"ip:203.0.113.7"`,
+    /// a header's value, a user id): what a one-argument limit callable is given.
+    #[getter]
+    fn values(&self) -> Vec<String> {
+        self.inner
+            .items()
+            .iter()
+            .map(|i| i.value().to_owned())
+            .collect()
+    }
+
     /// The storage key of each rule under `key_prefix`: the same keys a Rust service
     /// configured alike uses.
     #[pyo3(signature = (key_prefix="rate_guard"))]

@@ -540,7 +540,7 @@ class HttpGuard(RateGuard):
 
     def _planned_key(self, limit: Limit, peer: Any, headers: Headers, user: str | None) -> str:
         plan = self._front_without_globals.plan(peer, headers, self._probe(limit), user=user)
-        return plan.items[0][1]
+        return plan.values[0]
 
     def _resolution(
         self, per_request: PerRequest, request: Any, method: str | None
@@ -666,7 +666,8 @@ class HttpGuard(RateGuard):
     ) -> Any:
         """What a one-argument limit callable receives: the request (`given="request"`), or
         the request's key for this limit (its `key_func`'s value, or the identity the engine
-        resolves for its key)."""
+        resolves for its key without its kind tag, as slowapi gives `get_remote_address`'s
+        value: `"203.0.113.7"`, not `"ip:203.0.113.7"`)."""
         if limit.given == "request":
             return request
         key_func = limit.fields.get("key_func")
