@@ -272,6 +272,29 @@ def test_bad_declarations_fail_at_import() -> None:
         guard.limit("1/minute", exempt_when=True)  # type: ignore[typeddict-item]
 
 
+@pytest.mark.parametrize(
+    ("scope", "reason"),
+    [("a" * 65, "1 to 64 characters"), ("", "empty"), ("a\nb", "control characters")],
+)
+def test_a_bad_scope_name_fails_where_it_is_written(scope: str, reason: str) -> None:
+    """A scope name the engine refuses fails at import, not as a 500 on every request
+    (it was accepted by the decorator and refused when the route was first built)."""
+    guard = starlette_guard()
+    with pytest.raises(ConfigError, match=reason):
+        guard.shared_limit("1/minute", scope=scope)
+    with pytest.raises(ConfigError, match=reason):
+        guard.limit("1/minute", scope=scope)
+    ok = "é" * 64
+    app, fastapi_guard = fastapi_app()
+
+    @app.get("/s")
+    @fastapi_guard.shared_limit("1/minute", scope=ok)
+    async def s() -> dict[str, int]:
+        return {}
+
+    assert statuses(TestClient(app, client=PEER), "/s", 2) == [200, 429]
+
+
 # -- cost -------------------------------------------------------------------------------
 
 

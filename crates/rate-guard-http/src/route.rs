@@ -273,8 +273,12 @@ impl RouteLimits {
     }
 }
 
-/// A shared scope's name: 1 to [`MAX_SCOPE_LEN`] characters, no control character.
-fn check_scope(scope: &str) -> Result<(), Error> {
+/// Checks a shared scope's name: 1 to [`MAX_SCOPE_LEN`] characters, no control character.
+///
+/// # Errors
+///
+/// [`Error::Scope`] saying what is wrong with the name.
+pub fn check_scope(scope: &str) -> Result<(), Error> {
     let bad = |reason| Error::Scope {
         scope: clip(scope, 80),
         reason,

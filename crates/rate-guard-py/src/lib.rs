@@ -174,13 +174,22 @@ fn parse_key_spec(spec: &str) -> PyResult<String> {
     Ok(spec.to_string())
 }
 
+/// Checks a shared scope's name (1 to 64 characters, no control character) and returns it;
+/// `ConfigError` saying what is wrong. The adapters check a declared scope with it, so that a
+/// bad name fails where it is written rather than on every request.
+#[pyfunction]
+fn check_scope(scope: &str) -> PyResult<String> {
+    http::route::check_scope(scope).map_err(|e| errors::Failure::Config(e.to_string()))?;
+    Ok(scope.to_owned())
+}
+
 /// The native core of py-rate-guard (private: import from `py_rate_guard`).
 #[pymodule]
 mod _native {
     #[pymodule_export]
     use super::{
-        check_int, int_ranges, parse_key_spec, parse_rate, seconds_ranges, RateGuardError,
-        StorageError,
+        check_int, check_scope, int_ranges, parse_key_spec, parse_rate, seconds_ranges,
+        RateGuardError, StorageError,
     };
 
     #[pymodule_export]

@@ -141,6 +141,8 @@ class Limit:
         self.block = block
         if scope is not None and not isinstance(scope, str):
             raise ConfigError(f"scope must be a string naming the shared limit, not {scope!r}")
+        if scope is not None:
+            _native.check_scope(scope)  # a bad name fails here, not on every request
         self.scope = scope
         self.per_request = (
             self.provider is not None
