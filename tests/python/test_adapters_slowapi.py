@@ -486,6 +486,28 @@ def test_limits_of_two_scopes_on_one_endpoint_are_refused() -> None:
             return PlainTextResponse("")
 
 
+def test_one_name_in_one_scope_has_one_definition_across_routes() -> None:
+    # Two routes sharing the scope "s" under one rule name with two rates would share keys
+    # with two meanings: refused when the application starts (the engine's front keeps the
+    # definition of each shared rule), naming both.
+    guard = starlette_guard()
+
+    @guard.shared_limit("3/minute", scope="s", name="up")
+    async def a(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("")
+
+    @guard.shared_limit("5/minute", scope="s", name="up")
+    async def b(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("")
+
+    app = Starlette(
+        routes=[Route("/a", a), Route("/b", b)],
+        middleware=[Middleware(starlette_adapter.RateLimitMiddleware, guard=guard)],
+    )
+    with pytest.raises(ConfigError, match=r"(?s)3/minute.*5/minute"), TestClient(app):
+        pass
+
+
 def test_the_decision_of_an_allowed_request_is_on_request_state() -> None:
     guard = starlette_guard()
 

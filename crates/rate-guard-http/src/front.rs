@@ -2,12 +2,13 @@
 //! decided in one store call ([`Front::decide`] says how).
 
 use std::cell::OnceCell;
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use std::num::NonZeroU32;
 
-use rate_guard_core::{bounds, Action, Hit, Limiter, Verdict, MAX_CHECKS};
+use rate_guard_core::{bounds, Action, Hit, Limiter, Rule, Verdict, MAX_CHECKS};
 use smallvec::SmallVec;
 
 use crate::client_ip::{ClientIp, Peer};
@@ -84,7 +85,15 @@ struct FrontInner {
     jwt: Option<Jwt>,
     header_style: HeaderStyle,
     shadow_mode: bool,
+    /// The rule of each scoped id that a shared route of this front declared (at most
+    /// [`MAX_SCOPED_IDS`]): one scoped id, one definition, whichever route declares it.
+    scoped: Mutex<HashMap<String, Rule>>,
 }
+
+/// How many scoped rule ids a front remembers to refuse a second definition of one
+/// (a limit chosen per request may name a new one per distinct rate: the table stays bounded,
+/// and an id seen once the table is full is not checked).
+const MAX_SCOPED_IDS: usize = 4096;
 
 impl fmt::Debug for Front {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -168,6 +177,7 @@ impl FrontBuilder {
                 header_style: self.header_style,
                 shadow_mode: self.shadow_mode,
                 global: self.global,
+                scoped: Mutex::new(HashMap::new()),
             }),
         };
         front.check_jwt(&front.inner.global)?;
@@ -258,7 +268,33 @@ impl Front {
         let route = RouteLimits::new(template, method, scope, limits)?;
         check_count(self.inner.global.len() + route.limits().len())?;
         self.check_jwt(route.limits())?;
+        if scope.is_some() {
+            self.check_scoped(route.limits())?;
+        }
         Ok(route)
+    }
+
+    /// Refuses a shared route whose rule of some scoped id differs from the rule another
+    /// shared route of this front declared under that id (the same scope and rule name with
+    /// another rate, algorithm or burst): the two would share keys. Costs may differ.
+    fn check_scoped(&self, limits: &[Limit]) -> Result<(), Error> {
+        let mut known = self
+            .inner
+            .scoped
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for limit in limits {
+            match known.get(limit.rule.id()) {
+                Some(first) if *first != limit.rule => {
+                    return Err(Error::duplicate(first, &limit.rule));
+                }
+                None if known.len() < MAX_SCOPED_IDS => {
+                    known.insert(limit.rule.id().to_owned(), limit.rule.clone());
+                }
+                Some(_) | None => {}
+            }
+        }
+        Ok(())
     }
 
     fn check_jwt(&self, limits: &[Limit]) -> Result<(), Error> {

@@ -2,6 +2,8 @@
 //! store call as every other rule), and named shared scopes (one quota for every route that
 //! declares the scope, whatever its template and method).
 
+use std::num::NonZeroU32;
+
 use proptest::prelude::*;
 use rate_guard_core::{Algorithm, KeyBuilder, Limiter, ManualClock, Quota, Rule, Timestamp};
 use rate_guard_http::route::shared_rule_id;
@@ -229,6 +231,46 @@ fn reserved_names_and_bad_scopes_are_refused() {
         .shared_route("/a", None, "", [Limit::new(rule("1/s"))])
         .unwrap_err();
     assert!(matches!(err, Error::Scope { .. }), "{err}");
+}
+
+#[test]
+fn one_scoped_name_has_one_definition_across_the_routes_of_a_front() {
+    let named = |limit: &str, name: &str| {
+        Limit::new(
+            Rule::builder(limit.parse::<Quota>().unwrap())
+                .name(name)
+                .build()
+                .unwrap(),
+        )
+    };
+    let front = Front::builder().build().unwrap();
+    front
+        .shared_route("/a", None, "s", [named("3/minute", "up")])
+        .unwrap();
+    // The same definition again (another route, or the same one rebuilt), and another cost.
+    front
+        .shared_route(
+            "/b",
+            None,
+            "s",
+            [named("3/minute", "up").cost(NonZeroU32::new(2).unwrap())],
+        )
+        .unwrap();
+    let err = front
+        .shared_route("/c", Some("POST"), "s", [named("5/minute", "up")])
+        .unwrap_err();
+    assert!(matches!(err, Error::DuplicateRule { .. }), "{err}");
+    assert!(err.to_string().contains("3/minute"), "{err}");
+    // Another scope, or the route's own scope, is another quota: no clash.
+    front
+        .shared_route("/c", None, "t", [named("5/minute", "up")])
+        .unwrap();
+    front.route("/c", None, [named("5/minute", "up")]).unwrap();
+    // Each front keeps its own table.
+    let other = Front::builder().build().unwrap();
+    other
+        .shared_route("/c", None, "s", [named("5/minute", "up")])
+        .unwrap();
 }
 
 #[test]

@@ -174,23 +174,9 @@ impl Settings {
                 )
                 .map_err(|e| match e {
                     Error::Scope { .. } => Error::setting(format!("{field}.scope"), e),
+                    Error::DuplicateRule { .. } => Error::setting(field, e),
                     e => e,
                 })?;
-            if route.scope.is_some() {
-                for limit in scoped.limits() {
-                    let clash = out
-                        .iter()
-                        .filter(|r| r.scope().is_some())
-                        .flat_map(RouteLimits::limits)
-                        .find(|l| l.rule().id() == limit.rule().id() && l.rule() != limit.rule());
-                    if let Some(other) = clash {
-                        return Err(Error::setting(
-                            field,
-                            Error::duplicate(other.rule(), limit.rule()),
-                        ));
-                    }
-                }
-            }
             out.push(scoped);
         }
         Ok(out)
