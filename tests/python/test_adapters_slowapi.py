@@ -389,6 +389,26 @@ def test_a_limit_on_some_methods_only() -> None:
     assert c.get("/items").status_code == 200
 
 
+@pytest.mark.parametrize("with_middleware", [False, True])
+def test_a_limit_on_get_applies_to_head(with_middleware: bool) -> None:
+    """HEAD runs the GET endpoint: a limit on GET counts it, as a route's own limits count
+    HEAD with GET (else HEAD was a way around a GET limit: the endpoint ran unlimited)."""
+    app, guard = fastapi_app(with_middleware)
+    calls: list[str] = []
+
+    @app.api_route("/r", methods=["GET", "HEAD", "POST"])
+    @guard.limit("2/minute", methods="get")
+    async def r(request: Request) -> dict[str, int]:
+        calls.append(request.method)
+        return {}
+
+    c = TestClient(app, client=PEER)
+    assert [c.head("/r").status_code, c.get("/r").status_code] == [200, 200]
+    assert [c.head("/r").status_code, c.get("/r").status_code] == [429, 429]
+    assert calls == ["HEAD", "GET"]
+    assert c.post("/r").status_code == 200
+
+
 # -- soft decisions ---------------------------------------------------------------------
 
 

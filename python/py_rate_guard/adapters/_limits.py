@@ -310,4 +310,7 @@ def _methods(methods: str | Iterable[str] | None) -> frozenset[str] | None:
         raise ConfigError(
             f"methods must name HTTP methods ('POST', ['POST', 'PUT']), not {methods!r}"
         )
-    return frozenset(name.strip().upper() for name in names)
+    found = frozenset(name.strip().upper() for name in names)
+    # HEAD runs the GET endpoint (Starlette, Django), and a route's own limits count it with
+    # GET: a limit on GET applies to HEAD too, or HEAD would be a way around it.
+    return found | {"HEAD"} if "GET" in found else found
