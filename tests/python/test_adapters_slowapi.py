@@ -274,7 +274,12 @@ def test_bad_declarations_fail_at_import() -> None:
 
 @pytest.mark.parametrize(
     ("scope", "reason"),
-    [("a" * 65, "1 to 64 characters"), ("", "empty"), ("a\nb", "control characters")],
+    [
+        ("a" * 65, "1 to 64 characters"),
+        ("", "empty"),
+        ("a\nb", "control characters"),
+        ("a\ud800", "lone surrogate"),
+    ],
 )
 def test_a_bad_scope_name_fails_where_it_is_written(scope: str, reason: str) -> None:
     """A scope name the engine refuses fails at import, not as a 500 on every request

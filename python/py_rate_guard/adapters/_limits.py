@@ -142,7 +142,12 @@ class Limit:
         if scope is not None and not isinstance(scope, str):
             raise ConfigError(f"scope must be a string naming the shared limit, not {scope!r}")
         if scope is not None:
-            _native.check_scope(scope)  # a bad name fails here, not on every request
+            try:
+                _native.check_scope(scope)  # a bad name fails here, not on every request
+            except UnicodeEncodeError:
+                raise ConfigError(
+                    f"scope {scope!r} is not valid Unicode text: it holds a lone surrogate"
+                ) from None
         self.scope = scope
         self.per_request = (
             self.provider is not None
