@@ -56,26 +56,7 @@ pub use error::{ParseError, ParseErrorKind, MAX_QUOTED_CHARS};
 /// # Ok::<(), rate_guard_core::ParseError>(())
 /// ```
 pub fn parse_quotas(input: &str) -> Result<Vec<Quota>, ParseError> {
-    let mut scanner = Scanner::start(input)?;
-    let mut quotas = vec![scanner.quota()?];
-    loop {
-        scanner.skip_whitespace();
-        let separator_at = scanner.pos;
-        match scanner.peek() {
-            None => return Ok(quotas),
-            Some(separator) if is_separator(separator) => {
-                scanner.bump();
-                scanner.skip_whitespace();
-                if scanner.peek().is_none_or(is_separator) {
-                    // Separators are ASCII: the byte after one starts a char.
-                    let kind = ParseErrorKind::EmptyLimit { separator };
-                    return Err(scanner.error_at(separator_at + 1, kind));
-                }
-                quotas.push(scanner.quota()?);
-            }
-            Some(_) => return Err(scanner.trailing_input()),
-        }
-    }
+    parse_list(input, Scanner::quota)
 }
 
 /// [`parse_quotas`] that also takes a count of 0 (`"0/minute"`: a rule that refuses every
@@ -89,21 +70,30 @@ pub fn parse_quotas(input: &str) -> Result<Vec<Quota>, ParseError> {
 /// # Ok::<(), rate_guard_core::ParseError>(())
 /// ```
 pub fn parse_rates(input: &str) -> Result<Vec<Rate>, ParseError> {
+    parse_list(input, Scanner::limit)
+}
+
+/// One or more items read by `item`, joined by separators (surrounding whitespace allowed).
+fn parse_list<'a, T>(
+    input: &'a str,
+    item: impl Fn(&mut Scanner<'a>) -> Result<T, ParseError>,
+) -> Result<Vec<T>, ParseError> {
     let mut scanner = Scanner::start(input)?;
-    let mut rates = vec![scanner.limit()?];
+    let mut items = vec![item(&mut scanner)?];
     loop {
         scanner.skip_whitespace();
         let separator_at = scanner.pos;
         match scanner.peek() {
-            None => return Ok(rates),
+            None => return Ok(items),
             Some(separator) if is_separator(separator) => {
                 scanner.bump();
                 scanner.skip_whitespace();
                 if scanner.peek().is_none_or(is_separator) {
+                    // Separators are ASCII: the byte after one starts a char.
                     let kind = ParseErrorKind::EmptyLimit { separator };
                     return Err(scanner.error_at(separator_at + 1, kind));
                 }
-                rates.push(scanner.limit()?);
+                items.push(item(&mut scanner)?);
             }
             Some(_) => return Err(scanner.trailing_input()),
         }
