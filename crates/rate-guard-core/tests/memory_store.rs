@@ -57,6 +57,74 @@ fn eight_threads_on_one_key_never_admit_more_than_the_limit() {
     }
 }
 
+/// Requests on two keys, named in opposite orders by different threads, over few shards (so
+/// that most pairs lock two shards each, in contention): the shard locks neither deadlock nor
+/// let a request consume on one key while another consumes past the limit on the other.
+#[test]
+fn threads_locking_several_shards_in_any_order_neither_deadlock_nor_over_admit() {
+    let rule = Arc::new(rule("300/hour", Algorithm::TokenBucket));
+    let clock = ManualClock::new(Timestamp::from_micros(START));
+    let store = Arc::new(
+        MemoryStore::builder()
+            .shards(4)
+            .clock(clock.clone())
+            .build()
+            .unwrap(),
+    );
+    let keys: Arc<[String]> = (0..6).map(|k| format!("k{k}")).collect();
+    let admitted = Arc::new(AtomicU64::new(0));
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let (rule, store, admitted, keys) =
+                (rule.clone(), store.clone(), admitted.clone(), keys.clone());
+            std::thread::spawn(move || {
+                for i in 0..5_000usize {
+                    let (a, b) = ((i + t) % 6, (i * 5 + t + 1) % 6);
+                    if a == b {
+                        continue;
+                    }
+                    // Even threads name the lower key first, odd ones the higher.
+                    let (a, b) = if t % 2 == 0 {
+                        (a.min(b), a.max(b))
+                    } else {
+                        (a.max(b), a.min(b))
+                    };
+                    let checks = [a, b].map(|k| Check {
+                        rule: &rule,
+                        key: &keys[k],
+                        cost: NonZeroU32::MIN,
+                    });
+                    if store.decide_now(Request::hit(&checks)).unwrap().allowed() {
+                        admitted.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    // Each admitted request took one from two of the six keys: at most 6 × 300 / 2 of them.
+    let admitted = admitted.load(Ordering::Relaxed);
+    assert!(admitted <= 900, "{admitted} admitted");
+    // And every key's quota was honoured: a single-key hit on each now finds what is left.
+    let mut left = 0;
+    for key in keys.iter() {
+        let check = [Check {
+            rule: &rule,
+            key,
+            cost: NonZeroU32::MIN,
+        }];
+        let verdict = store.decide_now(Request::peek(&check)).unwrap();
+        left += u64::from(verdict.decision().remaining);
+    }
+    assert_eq!(
+        left + 2 * admitted,
+        6 * 300,
+        "what was taken is what was admitted"
+    );
+}
+
 #[test]
 fn a_flood_of_distinct_keys_stays_within_max_keys() {
     for algorithm in Algorithm::ALL {

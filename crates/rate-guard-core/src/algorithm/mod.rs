@@ -374,19 +374,11 @@ const TWO_POW_52: f64 = 4_503_599_627_370_496.0;
 /// Adding 2^52 leaves no bits for a fraction, so the sum is `x` correctly rounded, plus 2^52,
 /// exactly; its bit pattern less that of 2^52 is the rounded integer. Four instructions, where
 /// the saturating `as u64` is a dozen and a half on x86-64, and this sits on the hot path.
+#[inline]
 fn nearest(x: f64) -> Option<(u64, f64)> {
     (0.0..TWO_POW_52).contains(&x).then(|| {
         let sum = x + TWO_POW_52;
         (sum.to_bits() - TWO_POW_52.to_bits(), sum - TWO_POW_52)
-    })
-}
-
-/// For `0 <= x < 2^52`: `ceil(x)` as an integer and as a double (no conversion between them).
-#[inline]
-fn ceil_both(x: f64) -> Option<(u64, f64)> {
-    nearest(x).map(|(n, nf)| {
-        let up = nf < x;
-        (n + u64::from(up), if up { nf + 1.0 } else { nf })
     })
 }
 

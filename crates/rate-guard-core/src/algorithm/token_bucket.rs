@@ -22,8 +22,7 @@
 use std::time::Duration;
 
 use super::{
-    ceil_both, ceil_u64, largest_satisfying, never, smallest_satisfying, u64_to_f64, State,
-    MAX_AHEAD,
+    ceil_u64, largest_satisfying, nearest, never, smallest_satisfying, u64_to_f64, State, MAX_AHEAD,
 };
 use crate::decision::Decision;
 use crate::rule::Rule;
@@ -116,23 +115,49 @@ impl Bucket {
 
     /// Microseconds from `now` until a request of `cost` fits; `full` is `ceil(backlog)`, the
     /// microseconds until the backlog is gone.
+    ///
+    /// The wait is the first whole `d` at which `admits` holds at the backlog `d` from now,
+    /// `max(raw_backlog - d, 0) - taken <= tolerance`. Here `taken >= 0` (`cost <= burst`) and
+    /// `tolerance > 0`, so where `raw_backlog - d` rounds below zero both that and
+    /// `raw_backlog - d - taken` are at most 0 and admit: the `max` changes no answer and is
+    /// left out of the checks below (each one was a 4-cycle step in a chain of dependent ones).
+    #[inline]
     fn retry_after(&self, cost: u32, full: u64) -> u64 {
-        // `admits` at the backlog `d` microseconds from now, its products computed once.
         let taken = f64::from(self.burst - cost) * self.interval;
         let tolerance = self.interval * TOLERANCE;
-        let admits_in = |d: f64| (self.raw_backlog - d).max(0.0) - taken <= tolerance;
         let estimate = self.raw_backlog - (taken + tolerance);
         // Once the backlog is gone any cost up to `burst` fits, so the search ends by then.
         let hi = full + 1;
         // The usual case, without a search: the estimate's ceiling is the first wait that
-        // admits (the one before it does not; 0 never does, the request was just denied).
-        if let Some((wait, waitf)) = ceil_both(estimate) {
-            if (1..hi).contains(&wait) && admits_in(waitf) && !admits_in(waitf - 1.0) {
+        // admits (the one before it does not; 0 never does, the request was just denied). The
+        // ceiling is the nearest integer or the one above it: the predicate is evaluated at the
+        // nearest and both its neighbours at once, so that no check waits for the rounding's
+        // direction.
+        if let Some((near, nearf)) = nearest(estimate) {
+            let admits_in = |d: f64| self.raw_backlog - d - taken <= tolerance;
+            let (below, at, above) = (
+                admits_in(nearf - 1.0),
+                admits_in(nearf),
+                admits_in(nearf + 1.0),
+            );
+            let (wait, first) = if nearf < estimate {
+                (near + 1, above && !at)
+            } else {
+                (near, at && !below)
+            };
+            if first && (1..hi).contains(&wait) {
                 return self.ahead + wait;
             }
         }
-        let wait = smallest_satisfying(0, hi, estimate, |d| admits_in(u64_to_f64(d)));
-        self.ahead + wait
+        self.ahead + self.search_retry(taken, tolerance, estimate, hi)
+    }
+
+    /// [`retry_after`](Self::retry_after)'s wait when the estimate's ceiling is not it.
+    #[cold]
+    #[inline(never)]
+    fn search_retry(&self, taken: f64, tolerance: f64, estimate: f64, hi: u64) -> u64 {
+        let admits_in = |d: f64| (self.raw_backlog - d).max(0.0) - taken <= tolerance;
+        smallest_satisfying(0, hi, estimate, |d| admits_in(u64_to_f64(d)))
     }
 }
 
@@ -204,5 +229,122 @@ pub(super) fn consume(
     TokenBucketState {
         at: bucket.n,
         debt: bucket.backlog() + f64::from(cost) * bucket.interval,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Quota, Rule};
+    use proptest::prelude::*;
+    use std::num::NonZeroU32;
+    use std::time::Duration;
+
+    /// The definition of the wait, apart from the code under test: the first whole `d` in
+    /// `0..=full` at which the admission predicate (with its `max`, as the Lua scripts write
+    /// it) holds at the backlog `d` from now, found by plain bisection.
+    fn reference(bucket: &Bucket, cost: u32, full: u64) -> u64 {
+        let taken = f64::from(bucket.burst - cost) * bucket.interval;
+        let tolerance = bucket.interval * TOLERANCE;
+        let admits_in = |d: u64| (bucket.raw_backlog - d as f64).max(0.0) - taken <= tolerance;
+        let (mut no, mut yes) = (0u64, full + 1);
+        assert!(!admits_in(no), "the request was denied at 0");
+        while yes - no > 1 {
+            let mid = no + (yes - no) / 2;
+            if admits_in(mid) {
+                yes = mid;
+            } else {
+                no = mid;
+            }
+        }
+        bucket.ahead + yes
+    }
+
+    /// A token-bucket rule anywhere in the accepted ranges: counts 1 to `u32::MAX` (spread over
+    /// their magnitudes), periods 1 ms to 10,000 days, a burst up to 4× the count.
+    fn any_bucket_rule() -> impl Strategy<Value = Rule> {
+        let count = prop_oneof![
+            1u32..=16,
+            17u32..=100_000,
+            any::<u32>().prop_map(|c| c.max(1))
+        ];
+        let period_ms = prop_oneof![1u64..=2_000, 2_000u64..=864_000_000_000];
+        (count, period_ms, 0u32..=4).prop_filter_map("out of range", |(count, ms, k)| {
+            let quota = Quota::new(NonZeroU32::new(count)?, Duration::from_millis(ms)).ok()?;
+            let mut builder = Rule::builder(quota).algorithm(crate::Algorithm::TokenBucket);
+            if k > 0 {
+                builder = builder.burst(count.saturating_mul(k));
+            }
+            builder.build().ok()
+        })
+    }
+
+    /// Checks the wait of every denied bucket against the definition.
+    fn check(rule: &Rule, at: u64, debt: f64, now: u64, cost: u32) -> Result<(), TestCaseError> {
+        let state = TokenBucketState { at, debt };
+        prop_assume!(in_range(rule, &state, now));
+        let bucket = Bucket::new(rule, Some(&state), now);
+        let backlog = bucket.backlog();
+        prop_assume!(!bucket.admits(backlog, cost));
+        let full = ceil_u64(backlog);
+        prop_assert_eq!(
+            bucket.retry_after(cost, full),
+            reference(&bucket, cost, full),
+            "{:?}, state {:?}, now {}, cost {}",
+            rule,
+            state,
+            now,
+            cost
+        );
+        Ok(())
+    }
+
+    const NOW: u64 = 1_796_000_000_123_456;
+
+    proptest! {
+        // Rules out of the accepted ranges and states that admit are skipped, not failed.
+        #![proptest_config(ProptestConfig {
+            cases: 20_000,
+            max_global_rejects: 1_000_000,
+            max_local_rejects: 1_000_000,
+            ..ProptestConfig::default()
+        })]
+
+        /// Any state a rule could have written, any clock step back within the slack.
+        #[test]
+        fn retry_after_is_the_first_admitting_microsecond(
+            rule in any_bucket_rule(),
+            fill in prop_oneof![0.0f64..=1.0, 0.9f64..=1.0],
+            elapsed_frac in prop_oneof![Just(0.0f64), 0.0f64..=1.0],
+            ahead in prop_oneof![3 => Just(0u64), 1 => 0..=MAX_AHEAD],
+            cost_frac in 0.0f64..=1.0,
+        ) {
+            let capacity = rule.capacity();
+            let most = (f64::from(capacity) + 1.0) * rule.interval_micros();
+            let debt = fill * most;
+            let elapsed = (elapsed_frac * debt) as u64;
+            let cost = ((cost_frac * f64::from(capacity)) as u32).clamp(1, capacity);
+            check(&rule, NOW + ahead - elapsed, debt, NOW, cost)?;
+        }
+
+        /// States whose wait lands next to a whole microsecond, give or take a few units in the
+        /// last place: where the estimate's rounding and the checks of its ceiling matter.
+        #[test]
+        fn retry_after_at_the_edges_of_a_microsecond(
+            rule in any_bucket_rule(),
+            wait in prop_oneof![1u64..=3, 4u64..=1_000_000],
+            wait_frac in prop_oneof![Just(0.0f64), 0.0f64..=1.0],
+            ulps in -4i64..=4,
+            cost_frac in 0.0f64..=1.0,
+        ) {
+            let capacity = rule.capacity();
+            let cost = ((cost_frac * f64::from(capacity)) as u32).clamp(1, capacity);
+            let interval = rule.interval_micros();
+            // A wait of up to `cost` intervals keeps the state in range.
+            let wait = wait + (wait_frac * f64::from(cost) * interval) as u64;
+            let edge = f64::from(capacity - cost) * interval + interval * TOLERANCE + wait as f64;
+            let debt = f64::from_bits(edge.to_bits().wrapping_add_signed(ulps));
+            check(&rule, NOW, debt, NOW, cost)?;
+        }
     }
 }

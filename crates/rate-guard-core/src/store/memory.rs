@@ -1,7 +1,8 @@
 //! [`MemoryStore`]: the in-process store, and the fallback when Redis is down.
 //!
-//! - **Sharded**: a power of two of mutex-guarded maps; a request locks only the shards of its
-//!   keys, in ascending order (so requests on several keys cannot deadlock).
+//! - **Sharded**: a power of two of locked maps; a request locks only the shards of its keys, in
+//!   ascending order (so requests on several keys cannot deadlock). The locks spin and yield
+//!   rather than park: see `ShardLock`.
 //! - **Fixed-size entries**: a key is stored as two polynomial hashes under random per-store
 //!   points ([`keyhash`](super::keyhash)), not as a string. Entries take no allocation of their
 //!   own (a sliding log aside), which keeps a key near 40 bytes. Two live keys share state only
@@ -19,8 +20,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::{Mutex, MutexGuard};
 use smallvec::SmallVec;
+use spin::mutex::{SpinMutex, SpinMutexGuard as MutexGuard};
 
 use super::keyhash::KeyHasher;
 use super::{BoxFuture, Check, Mode, Request, Store};
@@ -169,16 +170,25 @@ impl Hasher for PassThrough {
     }
 }
 
-/// A shard's mutex on a cache line of its own: neighbouring shards locked by other threads
+/// A shard's lock, on a cache line of its own: neighbouring shards locked by other threads
 /// would otherwise take the line away on every lock and unlock.
+///
+/// A flag taken by one compare-exchange and released by a plain store: on x86-64 the release is
+/// an ordinary `mov`, where `parking_lot`'s mutex releases with a second locked compare-exchange
+/// (to find parked waiters), a full barrier that held every check behind it (5–8 % of a
+/// keyed check, BENCHMARKS.md, issue 13, session 7). What it gives up is parking: a thread that
+/// finds the shard taken yields its time slice until the flag clears. Every hold here is one
+/// decision (tens of nanoseconds) or, once per sweep interval or `max_keys / 8` new keys, one
+/// pass over a shard (`max_keys / shards` entries); a waiter then yields instead of sleeping,
+/// and gets the lock as soon as the holder runs again, as it would from a futex.
 #[derive(Debug, Default)]
 #[repr(align(64))]
-struct ShardLock(Mutex<Shard>);
+struct ShardLock(SpinMutex<Shard, spin::relax::Yield>);
 
 impl std::ops::Deref for ShardLock {
-    type Target = Mutex<Shard>;
+    type Target = SpinMutex<Shard, spin::relax::Yield>;
 
-    fn deref(&self) -> &Mutex<Shard> {
+    fn deref(&self) -> &Self::Target {
         &self.0
     }
 }
