@@ -145,12 +145,16 @@ impl Default for MemoryStore {
 /// its low bits the table slot, its top 7 the table's tag (a hash modulo `2^61 - 1` alone
 /// leaves the top bits empty). Placement is the one trace hashes leave outside the process
 /// (through timing), so it shows neither hash as it is.
+///
+/// Two fields rather than an array: a pair of integers comes back from `hash` in two registers,
+/// where an array is returned through memory and the shard's lock waited for that round trip
+/// (3–5 % of a keyed check, BENCHMARKS.md, issue 13, session 7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct KeyHash([u64; 2]);
+struct KeyHash(u64, u64);
 
 impl Hash for KeyHash {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u64(self.0[0]);
+        state.write_u64(self.0);
     }
 }
 
@@ -339,14 +343,14 @@ impl MemoryStore {
 
     fn hash(&self, key: &str) -> KeyHash {
         let [h1, h2] = self.hasher.hash(key.as_bytes());
-        KeyHash([
+        KeyHash(
             (h1 ^ h2.rotate_left(32)).wrapping_mul(0x9e37_79b9_7f4a_7c15),
             h2,
-        ])
+        )
     }
 
     fn shard_of(&self, key: KeyHash) -> usize {
-        ((key.0[0] >> 32) & self.shard_mask) as usize
+        ((key.0 >> 32) & self.shard_mask) as usize
     }
 
     /// Decides `request` on the calling thread; what [`Store::decide`] does, without a future.
